@@ -1,0 +1,558 @@
+"""The scikit-learn surface shared by every multi-task classifier."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.helper import predefined_split
+
+from ._net import MultiTaskNet, TensorDataset
+from .features import TabularEncoder
+from .models import MultiTaskModule
+from .optim import resolve_optimizer
+
+_PRECISIONS = ("fp32", "bf16")
+_SCORING = ("auc", "loss")
+
+
+class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
+    """Base class of the multi-task ranking classifiers; not meant to be used directly.
+
+    Subclasses declare their architecture's hyper-parameters in ``__init__`` and implement
+    :meth:`_build_module`. Everything else (validation, feature encoding, training with
+    skorch, prediction, persistence) lives here. See :class:`MMoEClassifier` for the
+    documentation of the common parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=256,
+        max_epochs=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        scoring="auc",
+        tol=1e-4,
+        categorical_features="from_dtype",
+        sequence_features=None,
+        text_features=None,
+        embedding_dim=16,
+        task_weights=None,
+        device="auto",
+        precision="fp32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+    ):
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.scoring = scoring
+        self.tol = tol
+        self.categorical_features = categorical_features
+        self.sequence_features = sequence_features
+        self.text_features = text_features
+        self.embedding_dim = embedding_dim
+        self.task_weights = task_weights
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------ subclass hook
+    def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:  # pragma: no cover
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "net_")
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        def positive_int(name):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+        for name in ("batch_size", "max_epochs", "n_iter_no_change", "embedding_dim"):
+            positive_int(name)
+        for name in ("lr", "weight_decay", "tol"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}.")
+        if self.scoring not in _SCORING:
+            raise ValueError(f"scoring must be one of {_SCORING}, got {self.scoring!r}.")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
+
+    def _resolve_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={self.device!r} is not a torch device or 'auto'.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
+        return str(device)
+
+    def _validate_X(self, X, reset: bool) -> pd.DataFrame:
+        """A DataFrame whose column keys are those seen in fit, without touching the values."""
+        if isinstance(X, pd.DataFrame):
+            if not X.columns.is_unique:
+                raise ValueError("X has duplicate column names.")
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[0] == 0:
+                raise ValueError("Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required." % (X.shape,))
+            frame = X.reset_index(drop=True)
+        else:
+            if hasattr(X, "__dataframe__") or type(X).__module__.startswith("polars"):
+                X = X.to_pandas() if hasattr(X, "to_pandas") else pd.api.interchange.from_dataframe(X)
+                return self._validate_X(X, reset)
+            array = check_array(X, dtype=None, ensure_all_finite=False, ensure_2d=True, accept_sparse=False)
+            if array.dtype.kind == "c":
+                raise ValueError("Complex data not supported.")
+            validate_data(self, array, reset=reset, skip_check_array=True)
+            frame = pd.DataFrame(array)
+        if not reset:
+            frame.columns = self._column_keys_
+        return frame
+
+    def _validate_y(self, Y, first: bool, classes=None) -> tuple[np.ndarray, dict]:
+        """Labels as a float ``(n, k)`` array (NaN = missing) plus what fit learns from them."""
+        if Y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        if not isinstance(Y, (pd.DataFrame, pd.Series)):
+            Y = np.asarray(Y)
+        if isinstance(Y, pd.Series) or (not isinstance(Y, pd.DataFrame) and np.ndim(Y) == 1):
+            y = np.asarray(Y)
+            check_classification_targets(y)
+            if type_of_target(y) != "binary":
+                raise ValueError(
+                    f"Only binary classification is supported. The type of the target is {type_of_target(y)}; "
+                    "for several tasks pass a 2-D Y of 0/1 labels, one column per task."
+                )
+            labels, encoded = np.unique(y, return_inverse=True)
+            if classes is not None and first:
+                labels = np.unique(np.asarray(classes))
+                if len(labels) != 2 or len(np.setdiff1d(np.unique(y), labels)):
+                    raise ValueError(f"classes={list(labels)} must be the two labels of y.")
+                encoded = np.searchsorted(labels, y)
+            classes = labels
+            if first and len(classes) < 2:
+                raise ValueError(
+                    f"y contains only one class ({classes[0]!r}); the classifier needs samples of 2 classes."
+                )
+            if not first and self.binary_:
+                unknown = np.setdiff1d(classes, self.classes_)
+                if len(unknown):
+                    raise ValueError(f"y contains labels {unknown.tolist()} not seen in the first fit: {self.classes_.tolist()}.")
+                encoded = np.searchsorted(self.classes_, y)
+                classes = self.classes_
+            info = {"binary_": True, "classes_": classes, "task_names_": np.array(["y"], dtype=object)}
+            return encoded.astype(np.float32).reshape(-1, 1), info
+
+        if not isinstance(Y, pd.DataFrame) and Y.ndim != 2:
+            raise ValueError(f"Y must be 1-D (one binary task) or 2-D (n_samples, n_tasks); got shape {Y.shape}.")
+        frame = Y if isinstance(Y, pd.DataFrame) else pd.DataFrame(Y)
+        if frame.shape[1] == 0:
+            raise ValueError(f"Y must be 1-D (one binary task) or 2-D (n_samples, n_tasks); got shape {np.shape(Y)}.")
+        if isinstance(Y, pd.DataFrame):
+            names = np.array([str(c) for c in Y.columns], dtype=object)
+        else:
+            names = np.array([f"task{k}" for k in range(frame.shape[1])], dtype=object)
+        values = np.empty(frame.shape, dtype=np.float32)
+        for k in range(frame.shape[1]):
+            column = frame.iloc[:, k]
+            try:
+                col = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                raise ValueError(f"task {names[k]!r} holds non-numeric labels; Y must hold 0/1 (NaN = missing).") from None
+            present = col[~np.isnan(col)]
+            bad = np.setdiff1d(np.unique(present), [0.0, 1.0])
+            if len(bad):
+                raise ValueError(
+                    f"task {names[k]!r} holds labels {bad[:5].tolist()}; each task must be binary 0/1 (NaN = missing)."
+                )
+            if first and len(present) == 0:
+                raise ValueError(f"task {names[k]!r} has no label at all (every value is missing).")
+            values[:, k] = col
+        if not first:
+            if values.shape[1] != self.n_tasks_ or self.binary_:
+                raise ValueError(
+                    f"Y has {values.shape[1]} task(s) but the estimator was fitted with {self.n_tasks_}"
+                    + (" as a binary classifier (1-D y)." if self.binary_ else ".")
+                )
+            if isinstance(Y, pd.DataFrame) and list(names) != list(self.task_names_):
+                raise ValueError(f"Y's columns {list(names)} differ from the fitted tasks {list(self.task_names_)}.")
+            names = self.task_names_
+        info = {
+            "binary_": False,
+            "classes_": [np.array([0, 1]) for _ in range(values.shape[1])],
+            "task_names_": names,
+        }
+        return values, info
+
+    def _task_weight_tensor(self, n_tasks: int) -> torch.Tensor:
+        if self.task_weights is None:
+            return torch.ones(n_tasks)
+        weights = np.asarray(self.task_weights, dtype=np.float64).ravel()
+        if weights.shape != (n_tasks,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError(f"task_weights must be {n_tasks} non-negative numbers, one per task; got {self.task_weights!r}.")
+        return torch.tensor(weights, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, Y, sample_weight=None, groups=None):
+        """Train the model on ``X`` and the task labels ``Y``.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Features. Column roles follow ``categorical_features``, ``sequence_features``
+            and ``text_features``; all other columns are numeric.
+        Y : array-like of shape (n_samples, n_tasks) or (n_samples,)
+            0/1 labels, one column per task; NaN marks a missing label, which is left out of
+            that task's loss. A 1-D ``y`` (any two labels) makes a plain binary classifier.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights in every task's loss.
+        groups : array-like of shape (n_samples,), default=None
+            Request / session ids. With ``early_stopping`` the validation split keeps each
+            group whole. Inside a ``Pipeline`` enable metadata routing and call
+            ``set_fit_request(groups=True)``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, Y, sample_weight, groups, epochs=None)
+
+    def partial_fit(self, X, Y, classes=None, sample_weight=None, groups=None):
+        """Train for exactly one epoch on ``X, Y``, continuing from the current state.
+
+        The first call fits the feature vocabularies and scalers on its chunk; later calls
+        keep them (categories unseen in the first chunk map to the out-of-vocabulary index),
+        so pass a representative first chunk. There is no validation split or early stopping.
+
+        Parameters
+        ----------
+        X, Y, sample_weight, groups
+            As in :meth:`fit`.
+        classes : array-like of shape (2,), default=None
+            For a 1-D ``y`` only: the two labels, needed on the first call when its chunk
+            holds one of them only.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, Y, sample_weight, groups, epochs=1, classes=classes)
+
+    def _fit(self, X, Y, sample_weight, groups, epochs, classes=None):
+        incremental = epochs is not None
+        first = not ((incremental or self.warm_start) and self.__sklearn_is_fitted__())
+        backup = dict(vars(self)) if not first else None
+        try:
+            self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
+        except BaseException:
+            # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
+            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+                delattr(self, key)
+            if backup is not None:
+                vars(self).update(backup)
+            raise
+        return self
+
+    def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes):
+        self._check_params()
+        frame = self._validate_X(X, reset=first)
+        y, info = self._validate_y(Y, first, classes)
+        n = len(frame)
+        if y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but Y has {y.shape[0]}.")
+        if n < 2:
+            raise ValueError(f"n_samples = {n}: at least 2 samples are needed to fit.")
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, frame, dtype=np.float64, ensure_non_negative=True)
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (n,):
+                raise ValueError(f"groups must have shape ({n},), got {groups.shape}.")
+
+        if first:
+            rng = check_random_state(self.random_state)
+            self.binary_, self.classes_, self.task_names_ = info["binary_"], info["classes_"], info["task_names_"]
+            self.n_tasks_ = y.shape[1]
+            self._column_keys_ = list(frame.columns)
+            self.device_ = self._resolve_device()
+            self.seed_ = int(rng.randint(np.iinfo(np.int32).max))
+            encoder = TabularEncoder(self.categorical_features, self.sequence_features, self.text_features)
+            self.feature_encoder_ = encoder.fit(frame)
+        data = TensorDataset(
+            self.feature_encoder_.transform(frame),
+            torch.from_numpy(y),
+            None if w is None else torch.from_numpy(w.astype(np.float32)),
+        )
+
+        use_valid = self.early_stopping and epochs is None
+        if use_valid:
+            train_ds, valid_ds = (
+                TensorDataset(Xs, *yw) for Xs, yw in (data.take(torch.from_numpy(i)) for i in self._validation_split(n, groups))
+            )
+        else:
+            train_ds, valid_ds = data, None
+        train_ds = train_ds.to(self.device_)
+        valid_ds = None if valid_ds is None else valid_ds.to(self.device_)
+
+        devices = [torch.device(self.device_)] if torch.device(self.device_).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            # Seeded from random_state without touching the user's global torch RNG.
+            torch.manual_seed(self.seed_ + (len(self.net_.history) if not first else 0))
+            if first:
+                self.net_ = self._make_net(valid_ds)
+                self.net_.initialize()
+            else:
+                self.net_.train_split = None if valid_ds is None else predefined_split(valid_ds)
+                self.net_.callbacks = [
+                    ("early_stopping", self._early_stopping_callback(use_valid)) if name == "early_stopping" else (name, cb)
+                    for name, cb in self.net_.callbacks
+                ]
+                self.net_.initialize_callbacks()
+            self.net_.partial_fit(train_ds, None, **({} if epochs is None else {"epochs": epochs}))
+        self.history_ = self.net_.history
+        self.n_iter_ = len(self.net_.history)
+        if use_valid and self.scoring == "auc" and self.n_iter_ and np.isnan(self.history_[-1, "valid_auc"]):
+            warnings.warn("validation AUC is undefined (a task has one class in the validation split).", RuntimeWarning)
+
+    def _validation_split(self, n, groups):
+        splitter = (GroupShuffleSplit if groups is not None else ShuffleSplit)(
+            n_splits=1, test_size=self.validation_fraction, random_state=self.seed_
+        )
+        train_idx, valid_idx = next(splitter.split(np.zeros(n), groups=groups))
+        if len(train_idx) < 2 or len(valid_idx) < 1:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves {len(train_idx)} training and "
+                f"{len(valid_idx)} validation samples; early stopping needs more data."
+            )
+        return train_idx, valid_idx
+
+    def _early_stopping_callback(self, active: bool) -> EarlyStopping | None:
+        if not active:
+            return None
+        return EarlyStopping(
+            monitor="valid_auc" if self.scoring == "auc" else "valid_loss",
+            patience=self.n_iter_no_change,
+            threshold=self.tol,
+            threshold_mode="abs",
+            lower_is_better=self.scoring == "loss",
+            load_best=True,
+            sink=print if self.verbose else _silent,
+        )
+
+    def _make_net(self, valid_ds) -> MultiTaskNet:
+        module = self._build_module(self.feature_encoder_.schema_, self.n_tasks_)
+        # Always present (None when off) so a continuation can switch it per call.
+        callbacks: list = [("early_stopping", self._early_stopping_callback(valid_ds is not None))]
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        for i, cb in enumerate(self.callbacks or []):
+            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
+        callbacks = [(name, None if cb is None else copy.deepcopy(cb)) for name, cb in callbacks]
+        return MultiTaskNet(
+            module,
+            mto=resolve_optimizer(self.optimizer),
+            task_weights=self._task_weight_tensor(self.n_tasks_),
+            task_names=[str(t) for t in self.task_names_],
+            weight_decay=self.weight_decay,
+            precision=self.precision,
+            seed=self.seed_,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            train_split=None if valid_ds is None else predefined_split(valid_ds),
+            callbacks=callbacks,
+            device=self.device_,
+            verbose=self.verbose,
+        )
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_task_proba(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        frame = self._validate_X(X, reset=False)
+        logits = self.net_.predict_logits(self.feature_encoder_.transform(frame), max(self.batch_size, 4096))
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    def predict_proba(self, X):
+        """Probability of the positive label for every task.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_tasks), or (n_samples, 2) for a 1-D ``y``
+            Column ``k`` is task ``k``'s probability, in the order of ``task_names_``
+            (the marginal probability of that label). A binary classifier returns the
+            usual two columns, ordered as ``classes_``.
+        """
+        proba = self._predict_task_proba(X)
+        if self.binary_:
+            return np.column_stack([1.0 - proba[:, 0], proba[:, 0]])
+        return proba
+
+    def predict(self, X):
+        """0/1 decisions per task (probability > 0.5), shape (n_samples, n_tasks).
+
+        With a 1-D ``y`` the predicted class labels, shape (n_samples,).
+        """
+        proba = self._predict_task_proba(X)
+        if self.binary_:
+            return self.classes_[(proba[:, 0] > 0.5).astype(int)]
+        return (proba > 0.5).astype(np.int64)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean over tasks of the ROC AUC of ``predict_proba`` (not accuracy).
+
+        Missing labels (NaN) are left out per task; a task with a single class in ``Y`` is
+        skipped. This is what ``GridSearchCV`` maximises when ``scoring`` is not given.
+        """
+        from .metrics import per_task_roc_auc
+
+        proba = self._predict_task_proba(X)
+        y, _ = self._validate_y(y, first=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            aucs = per_task_roc_auc(y, proba, sample_weight=sample_weight)
+        return float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan")
+
+
+def _silent(*args, **kwargs) -> None:
+    """A picklable sink that prints nothing."""
+
+
+COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
+        Multi-task optimization method: a registered name (``"adam"`` / ``"ew"`` = equal
+        weighting with Adam) or an instance from :mod:`sklearn_mtr.optim`, whose own
+        parameters can be searched as ``optimizer__<name>``.
+    lr : float, default=1e-3
+        Learning rate.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW style).
+    batch_size : int, default=256
+        Rows per training step.
+    max_epochs : int, default=10
+        Passes over the training data (``fit``); ``partial_fit`` always runs one.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (whole groups when ``groups`` is given),
+        stop when ``scoring`` on it has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, and restore the best epoch's weights.
+    validation_fraction : float, default=0.1
+        Share of rows held out for early stopping.
+    n_iter_no_change : int, default=3
+        Patience of early stopping, in epochs.
+    scoring : {"auc", "loss"}, default="auc"
+        Early-stopping criterion: mean per-task validation ROC AUC, or validation loss.
+    tol : float, default=1e-4
+        Minimum improvement that resets the patience.
+    categorical_features : "from_dtype", None, array-like of bool, int or str, default="from_dtype"
+        Columns embedded as categories, with the value space of
+        :class:`~sklearn.ensemble.HistGradientBoostingClassifier`: a boolean mask, column
+        indices, column names, or ``"from_dtype"`` (pandas ``category`` columns and string
+        columns, including pandas 3's ``str`` dtype). String columns that are not declared
+        categorical raise an error. Each category gets an embedding; categories unseen in
+        ``fit`` and missing values share an out-of-vocabulary embedding.
+    sequence_features : list or dict, default=None
+        List-valued columns (ids per row, e.g. a user's recent items). A dict maps a sequence
+        column to the categorical column whose vocabulary and embedding it shares (``None``
+        for a vocabulary of its own). Missing cells are empty sequences.
+    text_features : list, default=None
+        String columns tokenised into words (lower-cased, ``\\w+``); a missing value is an
+        empty text.
+    embedding_dim : int, default=16
+        Size of every embedding.
+    task_weights : array-like of shape (n_tasks,), default=None
+        Fixed weight of each task's loss (ones by default).
+    device : str, default="auto"
+        Torch device; ``"auto"`` uses CUDA when available.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` runs the forward pass under bfloat16 autocast (meant for GPUs).
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
+        value gives identical predictions for repeated fits on CPU (GPU kernels may differ).
+    verbose : int, default=0
+        Print a per-epoch table and a progress bar when positive.
+    callbacks : list of skorch callbacks, default=None
+        Extra skorch callbacks (``Checkpoint``, ``LRScheduler``, loggers, ...), each a callback
+        or a ``(name, callback)`` pair; copied at fit time.
+    warm_start : bool, default=False
+        When True, ``fit`` continues training the fitted model (same features and tasks)
+        instead of starting over.
+
+    Attributes
+    ----------
+    classes_ : list of ndarray, or ndarray
+        ``[array([0, 1])] * n_tasks`` (per task, as :class:`~sklearn.multioutput.MultiOutputClassifier`
+        keeps them, so scorers see a multilabel problem even with two tasks); the two
+        labels for a 1-D ``y``.
+    n_tasks_ : int
+        Number of tasks.
+    task_names_ : ndarray of str
+        Task names: ``Y``'s column names for a DataFrame, else ``task0, task1, ...``.
+    n_features_in_ : int
+        Number of columns of ``X``.
+    feature_names_in_ : ndarray of str
+        Column names of ``X`` when it is a DataFrame with string column names.
+    feature_encoder_ : TabularEncoder
+        The fitted column roles, vocabularies and scalers.
+    net_ : skorch.NeuralNet
+        The private skorch net that trained the model (``net_.module_`` is the torch module).
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``valid_loss``, ``train_loss_<task>``, ``train_auc_<task>``,
+        ``train_auc``, the ``valid_`` counterparts with early stopping, ``dur``, and
+        ``optim_<name>`` diagnostics from the optimization method.
+    n_iter_ : int
+        Number of epochs trained.
+    device_ : str
+        The device training ran on."""
+
+
+def with_common_parameters(cls):
+    """Insert :data:`COMMON_PARAMETERS` where a class docstring says ``%(common)s``."""
+    cls.__doc__ = cls.__doc__.replace("%(common)s", COMMON_PARAMETERS)
+    return cls

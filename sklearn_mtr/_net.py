@@ -1,0 +1,253 @@
+"""The private skorch net that runs training for the estimators.
+
+The estimator composes it (``net_``); users never construct it. It replaces skorch's
+per-sample ``DataLoader`` by slicing batches out of tensors that already sit on the
+device, computes masked per-task losses, and hands them to the multi-task method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from skorch.utils import TeeGenerator
+from torch.nn import functional as F
+
+from .optim import MultiTaskOptimizer, StepContext
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """Encoded inputs (a dict of equal-length tensors), labels ``(n, k)`` with NaN, weights."""
+
+    def __init__(self, X: dict[str, torch.Tensor], y: torch.Tensor | None = None, w: torch.Tensor | None = None):
+        self.X, self.y, self.w = X, y, w
+        self.n = len(next(iter(X.values())))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def to(self, device) -> "TensorDataset":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TensorDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w))
+
+    def take(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple]:
+        index = index.to(next(iter(self.X.values())).device)
+        X = {k: v[index] for k, v in self.X.items()}
+        y = None if self.y is None else self.y[index]
+        w = None if self.w is None else self.w[index]
+        return X, (y, w)
+
+
+class BatchIterator:
+    """Batches sliced from a :class:`TensorDataset`, shuffled with a seeded generator.
+
+    A last batch of a single row is folded into the one before it, so batch norm never sees
+    a batch of one and no row is dropped.
+    """
+
+    def __init__(self, dataset: TensorDataset, batch_size: int, shuffle: bool, generator: torch.Generator | None):
+        self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
+
+    def __len__(self) -> int:
+        return len(self._bounds())
+
+    def _bounds(self) -> list[tuple[int, int]]:
+        n, bs = len(self.dataset), self.batch_size
+        bounds = [(i, min(i + bs, n)) for i in range(0, n, bs)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n)]
+        return bounds
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start, stop in self._bounds():
+            yield self.dataset.take(order[start:stop])
+
+
+def task_losses(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Per-task binary cross-entropy ``(k,)``: NaN labels masked, rows weighted by ``w``.
+
+    Each task's loss is the weighted mean over the rows that have its label; a task with no
+    label in the batch contributes 0 (and no gradient).
+    """
+    labelled = ~torch.isnan(y)
+    target = torch.where(labelled, y, torch.zeros_like(y))
+    per_entry = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    weight = labelled.to(per_entry.dtype)
+    if w is not None:
+        weight = weight * w[:, None]
+    return (per_entry * weight).sum(0) / weight.sum(0).clamp_min(torch.finfo(per_entry.dtype).tiny)
+
+
+class TaskScoring(Callback):
+    """Records per-task losses and ROC AUCs for every epoch in the net's history.
+
+    Keys: ``train_loss_<task>``, ``train_auc_<task>``, ``train_auc`` (mean over tasks), the same
+    with ``valid_`` when there is a validation split, and ``optim_<name>`` for the mean of what
+    the multi-task method reported during the epoch. Train AUCs are computed from the
+    predictions made during the epoch's training steps (dropout on), as Keras does.
+    """
+
+    def __init__(self, task_names: list[str]):
+        self.task_names = task_names
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._parts = {"train": [], "valid": []}
+        self._diag_sum: dict[str, torch.Tensor] = {}
+        self._steps = 0
+
+    def on_batch_end(self, net, batch, training, y_pred=None, diagnostics=None, **kwargs):
+        if training:
+            loss = net.history[-1, "batches", -1, "train_loss"]
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged: the loss became {loss} in epoch {len(net.history)}; "
+                    "lower lr or check the input scale."
+                )
+            for key, value in (diagnostics or {}).items():
+                value = value.detach().float()
+                self._diag_sum[key] = self._diag_sum.get(key, 0) + value
+            self._steps += 1
+        _, (y, w) = batch
+        self._parts["train" if training else "valid"].append((y_pred.detach(), y, w))
+
+    def on_epoch_end(self, net, **kwargs):
+        from .metrics import per_task_roc_auc  # late import: metrics uses sklearn only
+
+        for prefix, parts in self._parts.items():
+            if not parts:
+                continue
+            logits = torch.cat([p[0] for p in parts]).float()
+            y = torch.cat([p[1] for p in parts])
+            w = None if parts[0][2] is None else torch.cat([p[2] for p in parts])
+            losses = task_losses(logits, y, w).cpu().numpy()
+            auc = per_task_roc_auc(
+                y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy(), sample_weight=None if w is None else w.cpu().numpy()
+            )
+            for name, loss_k, auc_k in zip(self.task_names, losses, auc):
+                net.history.record(f"{prefix}_loss_{name}", float(loss_k))
+                net.history.record(f"{prefix}_auc_{name}", float(auc_k))
+            net.history.record(f"{prefix}_auc", float(np.nanmean(auc)) if not np.isnan(auc).all() else float("nan"))
+        for key, total in self._diag_sum.items():
+            mean = (total / max(self._steps, 1)).cpu().numpy()
+            net.history.record(f"optim_{key}", mean.tolist() if mean.ndim else float(mean))
+        self._parts = {"train": [], "valid": []}
+
+
+class MultiTaskNet(NeuralNet):
+    """skorch ``NeuralNet`` whose step is driven by a :class:`MultiTaskOptimizer`."""
+
+    def __init__(
+        self,
+        module,
+        *,
+        mto: MultiTaskOptimizer,
+        task_weights: torch.Tensor,
+        task_names: list[str],
+        weight_decay: float = 0.0,
+        precision: str = "fp32",
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(module, criterion=torch.nn.BCEWithLogitsLoss, **kwargs)
+        self.mto = mto
+        self.task_weights = task_weights
+        self.task_names = task_names
+        self.weight_decay = weight_decay
+        self.precision = precision
+        self.seed = seed
+
+    # -- initialisation -------------------------------------------------------------------
+    @property
+    def _default_callbacks(self):
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("task_scoring", TaskScoring(self.task_names)),
+            ("print_log", PrintLog(keys_ignored=self._print_ignored())),
+        ]
+
+    def _print_ignored(self) -> list[str]:
+        per_task = [f"{p}_{m}_{t}" for p in ("train", "valid") for m in ("loss", "auc") for t in self.task_names]
+        return per_task + ["train_auc"]
+
+    def initialize_module(self):
+        super().initialize_module()
+        state = self.mto.create_state(self.module_, len(self.task_names))
+        if state is not None:
+            self.mto_state_ = state
+        return self
+
+    def initialize_optimizer(self, triggered_directly=None):
+        self.optimizer_ = self.mto.create_optimizer(
+            self.module_, getattr(self, "mto_state_", None), lr=self.lr, weight_decay=self.weight_decay
+        )
+        return self
+
+    def get_iterator(self, dataset, training=False):
+        generator = None
+        if training:
+            generator = torch.Generator().manual_seed(self.seed + len(self.history))
+        return BatchIterator(dataset, self.batch_size, shuffle=training, generator=generator)
+
+    # -- steps ----------------------------------------------------------------------------
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _forward(self, X):
+        with self._autocast():
+            out = self.module_(X)
+        if isinstance(out, tuple):
+            return out[0].float(), out[1]
+        return out.float(), None
+
+    def train_step(self, batch, **fit_params):
+        self._set_training(True)
+        X, (y, w) = batch
+        self.optimizer_.zero_grad(set_to_none=True)
+        logits, aux = self._forward(X)
+        losses = task_losses(logits, y, w)
+        weights = self.task_weights.to(losses.device)
+        ctx = StepContext(self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux)
+        diagnostics = self.mto.backward(losses, ctx)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        self.mto.step(ctx)
+        return {
+            "loss": (weights * losses.detach()).sum(),
+            "y_pred": logits.detach(),
+            "diagnostics": diagnostics,
+        }
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        X, (y, w) = batch
+        with torch.no_grad():
+            logits, _ = self._forward(X)
+            loss = (self.task_weights.to(logits.device) * task_losses(logits, y, w)).sum()
+        return {"loss": loss, "y_pred": logits}
+
+    @torch.no_grad()
+    def predict_logits(self, X: dict[str, torch.Tensor], batch_size: int) -> np.ndarray:
+        """Logits ``(n, k)`` in eval mode, computed batch by batch on the net's device."""
+        self._set_training(False)
+        dataset = TensorDataset(X)
+        out = []
+        for start in range(0, len(dataset), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(dataset)))
+            Xb, _ = dataset.take(index)
+            Xb = {k: v.to(self.device, non_blocking=True) for k, v in Xb.items()}
+            out.append(self._forward(Xb)[0].cpu())
+        return torch.cat(out).numpy() if out else np.empty((0, len(self.task_names)), dtype=np.float32)

@@ -1,0 +1,115 @@
+"""MMoEClassifier: the scikit-learn estimator around :class:`~sklearn_mtr.models.MMoE`."""
+
+from __future__ import annotations
+
+from .._base import MultiTaskClassifierBase, with_common_parameters
+from ..models import MMoE
+
+
+@with_common_parameters
+class MMoEClassifier(MultiTaskClassifierBase):
+    """Multi-gate Mixture-of-Experts classifier (Ma et al., KDD 2018).
+
+    ``n_experts`` expert MLPs read the embedded input; each task mixes them with its own
+    softmax gate and feeds the mixture to its tower. The experts run as one batched matrix
+    product per layer.
+
+    Parameters
+    ----------
+    n_experts : int, default=8
+        Number of experts.
+    expert_hidden_sizes : tuple of int, default=(256, 128)
+        Widths of each expert MLP.
+    tower_hidden_sizes : tuple of int, default=(64,)
+        Widths of each task tower before its logit.
+    activation : str, default="relu"
+        Hidden activation: "relu", "prelu", "gelu", "silu", "tanh" or "leaky_relu".
+    dropout : float, default=0.0
+        Dropout after every hidden layer.
+    batch_norm : bool, default=False
+        Batch normalisation after every hidden linear layer.
+    %(common)s
+
+    Examples
+    --------
+    >>> from sklearn_mtr import MMoEClassifier
+    >>> from sklearn_mtr.datasets import make_multitask_classification
+    >>> X, Y = make_multitask_classification(n_samples=500, n_tasks=2, random_state=0)
+    >>> clf = MMoEClassifier(n_experts=4, max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        n_experts=8,
+        expert_hidden_sizes=(256, 128),
+        tower_hidden_sizes=(64,),
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=256,
+        max_epochs=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        scoring="auc",
+        tol=1e-4,
+        categorical_features="from_dtype",
+        sequence_features=None,
+        text_features=None,
+        embedding_dim=16,
+        task_weights=None,
+        device="auto",
+        precision="fp32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+    ):
+        self.n_experts = n_experts
+        self.expert_hidden_sizes = expert_hidden_sizes
+        self.tower_hidden_sizes = tower_hidden_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        super().__init__(
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            scoring=scoring,
+            tol=tol,
+            categorical_features=categorical_features,
+            sequence_features=sequence_features,
+            text_features=text_features,
+            embedding_dim=embedding_dim,
+            task_weights=task_weights,
+            device=device,
+            precision=precision,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            warm_start=warm_start,
+        )
+
+    def _build_module(self, schema, n_tasks):
+        return MMoE(
+            schema,
+            n_tasks,
+            embedding_dim=self.embedding_dim,
+            n_experts=self.n_experts,
+            expert_hidden_sizes=self.expert_hidden_sizes,
+            tower_hidden_sizes=self.tower_hidden_sizes,
+            activation=self.activation,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+        )

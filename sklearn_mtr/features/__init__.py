@@ -1,0 +1,6 @@
+"""The data layer: column roles, vocabularies and the tensors handed to the models."""
+
+from ._encoder import TabularEncoder
+from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, resolve_roles
+
+__all__ = ["TabularEncoder", "resolve_roles", "CATEGORICAL", "NUMERIC", "SEQUENCE", "TEXT"]

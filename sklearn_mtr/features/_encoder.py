@@ -1,0 +1,139 @@
+"""Columns -> vocabularies and scalers (fit) -> a flat dict of tensors (transform)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._schema import FeatureSchema, SequenceInput, TextInput
+from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, column_label, infer_kind, resolve_roles
+from ._vocab import Vocabulary, flatten_lists, pad, text_vocabulary, tokenize
+
+
+def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
+    try:
+        values = pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{column_label(name)} is numeric but holds values that are not numbers ({exc})."
+        ) from None
+    if np.isinf(values).any():
+        raise ValueError(f"{column_label(name)} holds infinite values; replace them (NaN is allowed).")
+    return values
+
+
+class TabularEncoder:
+    """Learn how to turn a table into the tensors the models take.
+
+    - categorical columns: a vocabulary per column (index 1 = missing or unseen);
+    - numeric columns: standardised with the training mean and standard deviation; a
+      missing value becomes 0 (the training mean) and, for every column that had missing
+      values during fit, a 0/1 missing-indicator column is appended;
+    - sequence columns (list-valued cells): padded id matrices plus lengths, with a vocabulary
+      of their own or shared with a categorical column (then built from both columns' values);
+    - text columns: lower-cased word tokens, the ``max_text_vocabulary`` most frequent ones.
+
+    Parameters mirror the estimators' ``categorical_features``, ``sequence_features`` and
+    ``text_features``.
+    """
+
+    def __init__(
+        self,
+        categorical_features: Any = "from_dtype",
+        sequence_features: Any = None,
+        text_features: Any = None,
+        max_text_vocabulary: int = 50_000,
+    ) -> None:
+        self.categorical_features = categorical_features
+        self.sequence_features = sequence_features
+        self.text_features = text_features
+        self.max_text_vocabulary = max_text_vocabulary
+
+    def fit(self, X: pd.DataFrame) -> "TabularEncoder":
+        roles, shared = resolve_roles(X, self.categorical_features, self.sequence_features, self.text_features)
+        self.roles_ = roles
+        self.shared_ = shared
+        self.categorical_ = [c for c, r in roles.items() if r == CATEGORICAL]
+        self.numeric_ = [c for c, r in roles.items() if r == NUMERIC]
+        self.sequence_ = [c for c, r in roles.items() if r == SEQUENCE]
+        self.text_ = [c for c, r in roles.items() if r == TEXT]
+
+        self.vocabularies_: dict = {c: Vocabulary(X[c]) for c in self.categorical_}
+        for col in self.sequence_:
+            items, _ = flatten_lists(X[col], column_label(col))
+            target = shared[col]
+            if target is None:
+                self.vocabularies_[col] = Vocabulary(items)
+            else:  # history items never shown as candidates must still get embeddings
+                self.vocabularies_[target] = self.vocabularies_[target].merged_with(items)
+        for col in self.text_:
+            tokens = [self._tokens(v, col) for v in X[col].to_numpy()]
+            self.vocabularies_[col] = text_vocabulary(tokens, self.max_text_vocabulary)
+
+        numeric = [_numeric_values(X[c], c) for c in self.numeric_]
+        self.mean_ = np.array([np.nanmean(v) if np.isfinite(v).any() else 0.0 for v in numeric])
+        std = np.array([np.nanstd(v) if np.isfinite(v).any() else 1.0 for v in numeric])
+        self.scale_ = np.where(std > 0, std, 1.0)
+        self.has_missing_ = np.array([bool(np.isnan(v).any()) for v in numeric], dtype=bool)
+
+        self.schema_ = FeatureSchema(
+            categorical_names=tuple(str(c) for c in self.categorical_),
+            categorical_cardinalities=tuple(self.vocabularies_[c].size for c in self.categorical_),
+            n_numeric=len(self.numeric_) + int(self.has_missing_.sum()),
+            numeric_names=tuple(str(c) for c in self.numeric_)
+            + tuple(f"{c}__missing" for c, m in zip(self.numeric_, self.has_missing_) if m),
+            sequences=tuple(
+                SequenceInput(
+                    name=str(c),
+                    vocab_size=self.vocabularies_[shared[c] if shared[c] is not None else c].size,
+                    shared_with=None if shared[c] is None else str(shared[c]),
+                )
+                for c in self.sequence_
+            ),
+            texts=tuple(TextInput(name=str(c), vocab_size=self.vocabularies_[c].size) for c in self.text_),
+        )
+        return self
+
+    @staticmethod
+    def _tokens(value: Any, col: Any) -> list[str]:
+        try:
+            return tokenize(value)
+        except TypeError as exc:
+            raise ValueError(f"{column_label(col)} is a text feature but holds {value!r} ({exc}).") from None
+
+    def transform(self, X: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """Encode ``X`` (same columns as during fit) into CPU tensors."""
+        batch: dict[str, torch.Tensor] = {}
+        if self.categorical_:
+            codes = np.empty((len(X), len(self.categorical_)), dtype=np.int64)
+            for j, col in enumerate(self.categorical_):
+                series = X[col]
+                if pd.api.types.is_object_dtype(series.dtype) and infer_kind(series) == "list":
+                    raise ValueError(f"{column_label(col)} is categorical but holds list values.")
+                codes[:, j] = self.vocabularies_[col].encode(series.to_numpy())
+            batch["categorical"] = torch.from_numpy(codes)
+        if self.numeric_:
+            values = np.column_stack([_numeric_values(X[c], c) for c in self.numeric_])
+            values = (values - self.mean_) / self.scale_
+            missing = np.isnan(values)
+            values[missing] = 0.0
+            if self.has_missing_.any():
+                values = np.hstack([values, missing[:, self.has_missing_]])
+            batch["numeric"] = torch.from_numpy(values.astype(np.float32))
+        for col in self.sequence_:
+            items, lengths = flatten_lists(X[col], column_label(col))
+            vocab = self.vocabularies_[self.shared_[col] if self.shared_[col] is not None else col]
+            ids = vocab.encode(np.asarray(items, dtype=object)) if items else np.empty(0, dtype=np.int64)
+            batch[f"seq__{col}"] = torch.from_numpy(pad(ids, lengths))
+            batch[f"len__{col}"] = torch.from_numpy(lengths)
+        for col in self.text_:
+            token_lists = [self._tokens(v, col) for v in X[col].to_numpy()]
+            lengths = np.array([len(t) for t in token_lists], dtype=np.int64)
+            flat = [t for tokens in token_lists for t in tokens]
+            ids = self.vocabularies_[col].encode(np.asarray(flat, dtype=object)) if flat else np.empty(0, dtype=np.int64)
+            batch[f"text__{col}"] = torch.from_numpy(pad(ids, lengths))
+            batch[f"len__{col}"] = torch.from_numpy(lengths)
+        return batch

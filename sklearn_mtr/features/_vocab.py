@@ -1,0 +1,89 @@
+"""Vocabularies: values seen during fit -> embedding indices."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .._schema import N_RESERVED, OOV_INDEX, PAD_INDEX
+from ._roles import is_list_like_cell, is_missing_cell
+
+_TOKEN = re.compile(r"\w+", flags=re.UNICODE)
+
+
+class Vocabulary:
+    """Maps known values to ``N_RESERVED..`` and anything else (unseen, missing) to ``OOV_INDEX``.
+
+    Parameters
+    ----------
+    values : iterable
+        Training values; missing values are ignored.
+    """
+
+    def __init__(self, values: Iterable) -> None:
+        if not isinstance(values, (pd.Series, np.ndarray)):
+            values = list(values)
+        index = pd.Index(pd.unique(pd.Series(values, dtype=object).dropna()), dtype=object)
+        try:  # sorted order makes the table independent of row order when values compare
+            index = index.sort_values()
+        except TypeError:
+            pass
+        self.index_ = index
+
+    def __len__(self) -> int:
+        return len(self.index_)
+
+    @property
+    def size(self) -> int:
+        """Embedding table size, reserved indices included."""
+        return len(self.index_) + N_RESERVED
+
+    def encode(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        codes = self.index_.get_indexer(pd.Index(np.asarray(values, dtype=object)))
+        return np.where(codes < 0, OOV_INDEX, codes + N_RESERVED).astype(np.int64)
+
+    def merged_with(self, values: Iterable) -> "Vocabulary":
+        return Vocabulary(list(self.index_) + list(values))
+
+
+def tokenize(text: object) -> list[str]:
+    """Lower-cased word tokens; a missing value is an empty text."""
+    if is_missing_cell(text):
+        return []
+    if not isinstance(text, str):
+        raise TypeError(f"expected a string, got {type(text).__name__}")
+    return _TOKEN.findall(text.lower())
+
+
+def text_vocabulary(token_lists: Iterable[list[str]], max_size: int) -> Vocabulary:
+    """The ``max_size`` most frequent tokens (ties broken alphabetically)."""
+    counts = Counter(t for tokens in token_lists for t in tokens)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size]
+    return Vocabulary([t for t, _ in ranked])
+
+
+def flatten_lists(series: pd.Series, label: str) -> tuple[list, np.ndarray]:
+    """All items of a list-valued column, and the length of each cell (missing = empty)."""
+    items: list = []
+    lengths = np.zeros(len(series), dtype=np.int64)
+    for i, cell in enumerate(series.to_numpy()):
+        if is_list_like_cell(cell):
+            cell = list(cell)
+            items.extend(cell)
+            lengths[i] = len(cell)
+        elif not is_missing_cell(cell):
+            raise ValueError(f"{label} is a sequence feature but row {i} holds {cell!r}, not a list.")
+    return items, lengths
+
+
+def pad(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Left-aligned ``(n, max_len)`` matrix of ids, ``PAD_INDEX`` after each row's end."""
+    width = max(int(lengths.max()) if len(lengths) else 0, 1)
+    out = np.full((len(lengths), width), PAD_INDEX, dtype=np.int64)
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    out[mask] = ids
+    return out

@@ -1,0 +1,52 @@
+"""The model contract every architecture follows."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MultiTaskModule(nn.Module):
+    """Base class of the architectures: a batch dict of tensors -> logits ``(batch, n_tasks)``.
+
+    Subclasses build ``self.towers`` (an ``nn.ModuleList``, one tower per task) and override
+    :meth:`task_modules` when a task owns more than its tower (a gate, task experts).
+    ``forward`` returns the logits, or ``(logits, aux_loss)`` when the architecture has an
+    auxiliary objective (load balancing, contrastive terms) that training must add.
+
+    Parameter groups (what multi-task optimizers need):
+
+    - :meth:`task_parameters` ``(k)``: parameters that only task ``k``'s loss reaches;
+    - :meth:`shared_parameters`: every other trainable parameter.
+    """
+
+    n_tasks: int
+    towers: nn.ModuleList
+
+    def task_modules(self, k: int) -> list[nn.Module]:
+        """Modules private to task ``k``."""
+        return [self.towers[k]]
+
+    def task_parameters(self, k: int) -> list[nn.Parameter]:
+        if not 0 <= k < self.n_tasks:
+            raise IndexError(f"task index {k} out of range for {self.n_tasks} tasks")
+        seen: set[int] = set()
+        params = []
+        for module in self.task_modules(k):
+            for p in module.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        private = {id(p) for k in range(self.n_tasks) for p in self.task_parameters(k)}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in private]
+
+    def same_shaped_towers(self) -> bool:
+        """Whether all towers have identical parameter shapes (tower-routing optimizers need it)."""
+        shapes = [[tuple(p.shape) for p in t.parameters()] for t in self.towers]
+        return all(s == shapes[0] for s in shapes[1:])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,243 @@
+"""Building blocks shared by the architectures: MLPs, batched experts, the input layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .._schema import FeatureSchema
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "prelu": nn.PReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def check_sizes(sizes: Sequence[int], what: str) -> list[int]:
+    """Layer widths as a list of positive ints, or a ValueError naming ``what``."""
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of positive integers, got {sizes!r}.") from None
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+        raise ValueError(f"{what} must be a sequence of positive integers, got {sizes!r}.")
+    return sizes
+
+
+def check_dropout(dropout: float) -> float:
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    return dropout
+
+
+def make_activation(name: str) -> nn.Module:
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation={name!r} is not one of {sorted(_ACTIVATIONS)}.") from None
+
+
+class MLP(nn.Sequential):
+    """``[Linear -> (BatchNorm) -> activation -> (Dropout)]`` per hidden size.
+
+    ``output_dim`` appends a final plain Linear (a tower's logit layer).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_sizes: Sequence[int],
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        output_dim: int | None = None,
+    ) -> None:
+        layers: list[nn.Module] = []
+        dim = in_dim
+        check_dropout(dropout)
+        for size in check_sizes(hidden_sizes, "hidden sizes"):
+            layers.append(nn.Linear(dim, size))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(make_activation(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            dim = size
+        if output_dim is not None:
+            layers.append(nn.Linear(dim, output_dim))
+            dim = output_dim
+        super().__init__(*layers)
+        self.out_dim = dim
+
+
+class _ExpertGroup(nn.Module):
+    """The weights of a group of same-shaped experts owned by one party (a task, or shared)."""
+
+    def __init__(self, n_experts: int, dims: Sequence[int], batch_norm: bool) -> None:
+        super().__init__()
+        self.n_experts = n_experts
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(n_experts, a, b)) for a, b in zip(dims, dims[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_experts, b)) for b in dims[1:])
+        self.norms = nn.ModuleList(nn.BatchNorm1d(n_experts * b) for b in dims[1:]) if batch_norm else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Same distribution as nn.Linear's default, per expert.
+        for w, b in zip(self.weights, self.biases):
+            bound = 1.0 / w.shape[1] ** 0.5
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
+
+
+class BatchedExperts(nn.Module):
+    """Same-shaped expert MLPs evaluated as one batched matrix product per layer.
+
+    ``groups`` gives how many experts each owner has (``[8]`` for MMoE; one entry per task plus
+    one for the shared experts in PLE). Each owner's weights are separate parameters, so a
+    multi-task optimizer can tell task-private experts from shared ones, but every layer still
+    runs as a single product over all experts.
+
+    The input is ``(batch, in_dim)`` when every expert reads the same vector (the first layer
+    of all experts is then one ``(batch, in) x (in, E*out)`` matmul) or
+    ``(batch, n_experts, in_dim)`` when each expert has its own input (PLE's upper levels).
+    The output is ``(batch, n_experts, out_dim)``, experts in group order.
+    """
+
+    def __init__(
+        self,
+        groups: int | Sequence[int],
+        in_dim: int,
+        hidden_sizes: Sequence[int],
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        groups = check_sizes([groups] if isinstance(groups, int) else groups, "numbers of experts")
+        dims = [in_dim, *check_sizes(hidden_sizes, "expert_hidden_sizes")]
+        check_dropout(dropout)
+        if len(dims) < 2:
+            raise ValueError("expert_hidden_sizes needs at least one layer.")
+        self.group_sizes = groups
+        self.n_experts = sum(groups)
+        self.groups = nn.ModuleList(_ExpertGroup(n, dims, batch_norm) for n in groups)
+        self.activations = nn.ModuleList(make_activation(activation) for _ in dims[1:])
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.batch_norm = batch_norm
+        self.out_dim = dims[-1]
+
+    def _layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self.groups) == 1:
+            return self.groups[0].weights[i], self.groups[0].biases[i]
+        return (
+            torch.cat([g.weights[i] for g in self.groups]),
+            torch.cat([g.biases[i] for g in self.groups]),
+        )
+
+    def _normalise(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(h, self.group_sizes, dim=1)
+        normed = [g.norms[i](p.reshape(p.shape[0], -1)).view_as(p) for g, p in zip(self.groups, parts)]
+        return normed[0] if len(normed) == 1 else torch.cat(normed, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.activations)):
+            w, b = self._layer(i)
+            if x.dim() == 2:
+                h = (x @ w.permute(1, 0, 2).reshape(w.shape[1], -1)).view(x.shape[0], self.n_experts, -1)
+            else:
+                h = torch.einsum("bei,eio->beo", x, w)
+            h = h + b
+            if self.batch_norm:
+                h = self._normalise(i, h)
+            x = self.dropout(self.activations[i](h))
+        return x
+
+
+def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """Softmax-weighted sum of expert outputs: ``(B, E)`` x ``(B, E, H)`` -> ``(B, H)``."""
+    weights = torch.softmax(gate_logits, dim=-1).unsqueeze(1)
+    return torch.bmm(weights, experts).squeeze(1)
+
+
+def masked_mean(embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of ``(B, L, D)`` over each row's first ``lengths`` positions; zeros when empty."""
+    mask = (torch.arange(embedded.shape[1], device=embedded.device)[None, :] < lengths[:, None]).to(embedded.dtype)
+    total = torch.bmm(mask.unsqueeze(1), embedded).squeeze(1)
+    return total / lengths.clamp(min=1).to(embedded.dtype).unsqueeze(1)
+
+
+class InputEmbedding(nn.Module):
+    """Embeds every input of a :class:`FeatureSchema` into one flat vector per row.
+
+    Categorical columns share one concatenated table (one lookup for all fields); a sequence
+    that shares a categorical column's vocabulary looks up that column's slice of it, so
+    candidate item and history items have the same embedding. Sequences and texts are
+    mean-pooled over their non-padding positions; numeric values are appended as they are
+    (the feature layer has standardised them).
+    """
+
+    def __init__(self, schema: FeatureSchema, embedding_dim: int) -> None:
+        super().__init__()
+        self.schema = schema
+        self.embedding_dim = embedding_dim
+        cards = list(schema.categorical_cardinalities)
+        offsets = [0]
+        for c in cards[:-1]:
+            offsets.append(offsets[-1] + c)
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)
+        self._offset_of = dict(zip(schema.categorical_names, offsets))
+        self.categorical = nn.Embedding(sum(cards), embedding_dim) if cards else None
+        self.own_tables = nn.ModuleDict()
+        for seq in schema.sequences:
+            if seq.shared_with is None:
+                self.own_tables[f"seq__{seq.name}"] = nn.Embedding(seq.vocab_size, embedding_dim)
+        for text in schema.texts:
+            self.own_tables[f"text__{text.name}"] = nn.Embedding(text.vocab_size, embedding_dim)
+        self.out_dim = embedding_dim * (len(cards) + len(schema.sequences) + len(schema.texts)) + schema.n_numeric
+        if self.out_dim == 0:
+            raise ValueError("the model has no input: X has no usable column.")
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for table in [self.categorical, *self.own_tables.values()]:
+            if table is not None:
+                nn.init.uniform_(table.weight, -0.05, 0.05)
+
+    def fields(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Per-field embeddings ``(B, n_fields, D)`` (categorical, then sequences, then texts)."""
+        parts = []
+        if self.categorical is not None:
+            parts.append(self.categorical(batch["categorical"] + self.offsets))
+        for seq in self.schema.sequences:
+            ids = batch[f"seq__{seq.name}"]
+            if seq.shared_with is None:
+                embedded = self.own_tables[f"seq__{seq.name}"](ids)
+            else:
+                embedded = self.categorical(ids + self._offset_of[seq.shared_with])
+            parts.append(masked_mean(embedded, batch[f"len__{seq.name}"]).unsqueeze(1))
+        for text in self.schema.texts:
+            embedded = self.own_tables[f"text__{text.name}"](batch[f"text__{text.name}"])
+            parts.append(masked_mean(embedded, batch[f"len__{text.name}"]).unsqueeze(1))
+        return torch.cat(parts, dim=1) if parts else None
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        fields = self.fields(batch)
+        flat = [] if fields is None else [fields.flatten(1)]
+        if self.schema.n_numeric:
+            flat.append(batch["numeric"])
+        return torch.cat(flat, dim=1) if len(flat) > 1 else flat[0]
+
+
+def tower_logits(towers: nn.ModuleList, inputs: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Run tower ``k`` on ``inputs[k]`` (or on one shared input) -> logits ``(B, n_tasks)``."""
+    if isinstance(inputs, torch.Tensor):
+        inputs = [inputs] * len(towers)
+    return torch.cat([tower(x) for tower, x in zip(towers, inputs)], dim=1)

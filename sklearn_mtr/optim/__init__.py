@@ -1,0 +1,31 @@
+"""Multi-task optimization methods for the ``optimizer=`` parameter.
+
+A new method is one new file plus one line in ``OPTIMIZERS``.
+"""
+
+from __future__ import annotations
+
+from sklearn.base import clone
+
+from ._base import MultiTaskOptimizer, StepContext
+from .equal_weight import EW
+
+OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
+    "adam": EW,
+    "ew": EW,
+}
+
+
+def resolve_optimizer(spec: str | MultiTaskOptimizer) -> MultiTaskOptimizer:
+    """A fresh method instance from a registered name or an instance (which is cloned)."""
+    if isinstance(spec, MultiTaskOptimizer):
+        return clone(spec)
+    if isinstance(spec, str) and spec.lower() in OPTIMIZERS:
+        return OPTIMIZERS[spec.lower()]()
+    raise ValueError(
+        f"optimizer={spec!r} is not supported; use one of {sorted(OPTIMIZERS)} or a "
+        "sklearn_mtr.optim.MultiTaskOptimizer instance."
+    )
+
+
+__all__ = ["OPTIMIZERS", "EW", "MultiTaskOptimizer", "StepContext", "resolve_optimizer"]

@@ -1,0 +1,86 @@
+"""The optimizer interface and equal weighting."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from sklearn_mtr import MMoEClassifier
+from sklearn_mtr._schema import FeatureSchema
+from sklearn_mtr.datasets import make_multitask_classification
+from sklearn_mtr.models import MMoE
+from sklearn_mtr.optim import EW, OPTIMIZERS, MultiTaskOptimizer, StepContext, resolve_optimizer
+
+
+def test_names_resolve_to_fresh_instances_and_instances_are_cloned():
+    assert isinstance(resolve_optimizer("adam"), EW)
+    assert isinstance(resolve_optimizer("EW"), EW)
+    spec = EW()
+    assert resolve_optimizer(spec) is not spec
+    with pytest.raises(ValueError, match="optimizer='sgdx'"):
+        resolve_optimizer("sgdx")
+    assert set(OPTIMIZERS) >= {"adam", "ew"}
+
+
+def test_equal_weighting_step_equals_adamw_on_the_weighted_sum():
+    torch.manual_seed(0)
+    schema = FeatureSchema(categorical_names=("a",), categorical_cardinalities=(6,), n_numeric=3)
+    model = MMoE(schema, 2, n_experts=2, expert_hidden_sizes=(8,), tower_hidden_sizes=(4,))
+    reference = copy.deepcopy(model)
+    batch = {"categorical": torch.randint(0, 6, (16, 1)), "numeric": torch.randn(16, 3)}
+    y = torch.randint(0, 2, (16, 2)).float()
+    weights = torch.tensor([1.0, 3.0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    method = EW()
+    opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.1)
+    ref_opt = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        losses = torch.stack([bce(model(batch)[:, k], y[:, k]) for k in range(2)])
+        ctx = StepContext(model, opt, None, weights)
+        assert method.backward(losses, ctx) == {}
+        method.step(ctx)
+        ref_opt.zero_grad()
+        out = reference(batch)
+        (bce(out[:, 0], y[:, 0]) + 3.0 * bce(out[:, 1], y[:, 1])).backward()
+        ref_opt.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+class _Balanced(MultiTaskOptimizer):
+    """A toy method: weights tasks by inverse running loss, kept in a state buffer."""
+
+    def __init__(self, momentum=0.9):
+        self.momentum = momentum
+
+    def create_state(self, model, n_tasks):
+        state = torch.nn.Module()
+        state.register_buffer("running", torch.ones(n_tasks))
+        return state
+
+    def backward(self, task_losses, ctx):
+        running = ctx.state.running
+        running.mul_(self.momentum).add_((1 - self.momentum) * task_losses.detach())
+        weights = 1.0 / running
+        weights = weights / weights.sum()
+        (weights * task_losses).sum().backward()
+        return {"weights": weights}
+
+
+def test_a_new_method_plugs_in_without_touching_the_estimator():
+    X, Y = make_multitask_classification(n_samples=200, n_features=4, random_state=0)
+    clf = MMoEClassifier(
+        n_experts=2, expert_hidden_sizes=(8,), tower_hidden_sizes=(4,), max_epochs=2, optimizer=_Balanced(), random_state=0
+    ).fit(X, Y)
+    weights = clf.history_[-1, "optim_weights"]
+    assert len(weights) == 2 and sum(weights) == pytest.approx(1.0, abs=1e-5)
+    # The method's state is a registered module: it moves with the net and survives pickling.
+    assert clf.net_.mto_state_.running.shape == (2,)
+    assert not torch.equal(clf.net_.mto_state_.running, torch.ones(2))
+    params = clone(clf).get_params()
+    assert params["optimizer__momentum"] == 0.9
+    assert np.isfinite(clf.predict_proba(X)).all()

@@ -14,6 +14,10 @@ from ._vocab import Vocabulary, flatten_lists, pad, text_vocabulary, tokenize
 
 
 def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
+    if infer_kind(series) != "numeric":
+        # Also refuses number-like strings: the same strings at fit would have made the
+        # column categorical, so parsing them here would silently change its meaning.
+        raise ValueError(f"{column_label(name)} is numeric but holds {series.dtype} values that are not numbers.")
     try:
         values = pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
@@ -53,6 +57,8 @@ class TabularEncoder:
         self.max_text_vocabulary = max_text_vocabulary
 
     def fit(self, X: pd.DataFrame) -> "TabularEncoder":
+        if not isinstance(self.max_text_vocabulary, int) or self.max_text_vocabulary < 1:
+            raise ValueError(f"max_text_vocabulary must be a positive integer, got {self.max_text_vocabulary!r}.")
         roles, shared = resolve_roles(X, self.categorical_features, self.sequence_features, self.text_features)
         self.roles_ = roles
         self.shared_ = shared

@@ -28,10 +28,12 @@ class Vocabulary:
         if not isinstance(values, (pd.Series, np.ndarray)):
             values = list(values)
         index = pd.Index(pd.unique(pd.Series(values, dtype=object).dropna()), dtype=object)
-        try:  # sorted order makes the table independent of row order when values compare
+        # Sorted order makes the table independent of row order; values of mixed types that
+        # do not compare (strings and numbers) are ordered by type name, then text.
+        try:
             index = index.sort_values()
         except TypeError:
-            pass
+            index = pd.Index(sorted(index, key=lambda v: (type(v).__name__, str(v))), dtype=object)
         self.index_ = index
 
     def __len__(self) -> int:

@@ -82,9 +82,12 @@ class PLE(MultiTaskModule):
         self.towers = nn.ModuleList(MLP(dim, tower_hidden_sizes, **layer, output_dim=1) for _ in range(n_tasks))
 
     def task_modules(self, k: int) -> list[nn.Module]:
-        mods: list[nn.Module] = [self.towers[k]]
-        for level in self.levels:
-            mods += [level.task_gates[k], level.experts.groups[k]]
+        # Below the last level every task's experts also feed the shared gate, hence every
+        # task: only the last level's experts and the last two levels' gates are task k's own.
+        last = self.levels[-1]
+        mods: list[nn.Module] = [self.towers[k], last.task_gates[k], last.experts.groups[k]]
+        if len(self.levels) > 1:
+            mods.append(self.levels[-2].task_gates[k])
         return mods
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -183,7 +183,12 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 raise ValueError(
                     f"y contains only one class ({classes[0]!r}); the classifier needs samples of 2 classes."
                 )
-            if not first and self.binary_:
+            if not first and not self.binary_:
+                raise ValueError(
+                    f"y is 1-D but the estimator was fitted with a 2-D Y of {self.n_tasks_} task(s); "
+                    "pass Y with one column per task."
+                )
+            if not first:
                 unknown = np.setdiff1d(classes, self.classes_)
                 if len(unknown):
                     raise ValueError(f"y contains labels {unknown.tolist()} not seen in the first fit: {self.classes_.tolist()}.")

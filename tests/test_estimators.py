@@ -317,6 +317,11 @@ def test_wrong_number_of_tasks_when_continuing(frame):
     clf = tiny(max_epochs=1).fit(X, Y)
     with pytest.raises(ValueError, match="fitted with 2"):
         clf.partial_fit(X, Y.assign(extra=0))
+    with pytest.raises(ValueError, match="y is 1-D"):
+        clf.partial_fit(X, Y["click"])
+    binary = tiny(max_epochs=1).fit(X, Y["click"])
+    with pytest.raises(ValueError, match="as a binary classifier"):
+        binary.partial_fit(X, Y)
 
 
 def test_list_column_given_as_categorical_is_rejected():

@@ -84,3 +84,30 @@ def test_a_new_method_plugs_in_without_touching_the_estimator():
     params = clone(clf).get_params()
     assert params["optimizer__momentum"] == 0.9
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("name", ["mmoe", "ple", "shared_bottom"])
+def test_task_gradients_recombined_with_the_weights_equal_plain_backward(name):
+    from sklearn_mtr.models import MODELS
+    from sklearn_mtr.optim._grads import task_gradients, write_gradients
+
+    torch.manual_seed(0)
+    schema = FeatureSchema(categorical_names=("a",), categorical_cardinalities=(6,), n_numeric=3)
+    model = MODELS[name](schema, 3, embedding_dim=4, tower_hidden_sizes=(4,))
+    batch = {"categorical": torch.randint(0, 6, (16, 1)), "numeric": torch.randn(16, 3)}
+    y = torch.randint(0, 2, (16, 3)).float()
+    weights = torch.tensor([1.0, 2.0, 0.5])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    losses = torch.stack([bce(model(batch)[:, k], y[:, k]) for k in range(3)])
+    ctx = StepContext(model, None, None, weights)
+
+    shared_grads, private, shared = task_gradients(losses, ctx)
+    assert shared_grads.shape == (3, sum(p.numel() for p in shared))
+    write_gradients(ctx, shared, weights @ shared_grads, private)
+    combined = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad(set_to_none=True)
+    (weights * torch.stack([bce(model(batch)[:, k], y[:, k]) for k in range(3)])).sum().backward()
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(combined[n], p.grad, rtol=1e-5, atol=1e-6)

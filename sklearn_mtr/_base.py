@@ -356,6 +356,10 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 self.net_ = self._make_net(valid_ds)
                 self.net_.initialize()
             else:
+                # A continuation trains with the current parameters (set_params between calls).
+                self.net_.batch_size, self.net_.max_epochs = self.batch_size, self.max_epochs
+                if self.net_.lr != self.lr:
+                    self.net_.set_params(lr=self.lr)
                 self.net_.train_split = None if valid_ds is None else predefined_split(valid_ds)
                 self.net_.callbacks = [
                     ("early_stopping", self._early_stopping_callback(use_valid)) if name == "early_stopping" else (name, cb)

@@ -216,7 +216,9 @@ class MultiTaskNet(NeuralNet):
         logits, aux = self._forward(X)
         losses = task_losses(logits, y, w)
         weights = self.task_weights.to(losses.device)
-        ctx = StepContext(self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux)
+        ctx = StepContext(
+            self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux, epoch=len(self.history) - 1
+        )
         diagnostics = self.mto.backward(losses, ctx)
         self.notify(
             "on_grad_computed",

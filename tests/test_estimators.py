@@ -170,6 +170,8 @@ def test_warm_start_continues_training(frame):
     first = clf.net_.module_
     clf.fit(X, Y)
     assert clf.n_iter_ == 6 and clf.net_.module_ is first
+    clf.set_params(max_epochs=1, lr=0.001).fit(X, Y)
+    assert clf.n_iter_ == 7 and clf.net_.optimizer_.param_groups[0]["lr"] == 0.001
     cold = tiny().fit(X, Y)
     cold.fit(X, Y)
     assert cold.n_iter_ == 3

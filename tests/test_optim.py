@@ -111,3 +111,17 @@ def test_task_gradients_recombined_with_the_weights_equal_plain_backward(name):
     for n, p in model.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(combined[n], p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("arch", ["SharedBottomClassifier", "MMoEClassifier", "PLEClassifier"])
+def test_every_registered_method_trains_every_architecture(name, arch):
+    import sklearn_mtr
+
+    X, Y = make_multitask_classification(n_samples=120, n_features=4, n_categorical=1, as_frame=True, random_state=0)
+    cls = getattr(sklearn_mtr, arch)
+    small = {"bottom_hidden_sizes": (8,)} if arch == "SharedBottomClassifier" else {"expert_hidden_sizes": (8,)}
+    clf = cls(**small, tower_hidden_sizes=(4,), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=name, random_state=0)
+    proba = clf.fit(X, Y).predict_proba(X)
+    assert proba.shape == (120, 2) and np.isfinite(proba).all()
+    assert np.isfinite(clf.history_[-1, "train_loss"])

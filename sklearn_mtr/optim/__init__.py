@@ -8,11 +8,21 @@ from __future__ import annotations
 from sklearn.base import clone
 
 from ._base import MultiTaskOptimizer, StepContext
+from .adatask import AdaTask
+from .dwa import DWA
 from .equal_weight import EW
+from .famo import FAMO
+from .gradnorm import GradNorm
+from .uncertainty import UW
 
 OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "adam": EW,
     "ew": EW,
+    "uw": UW,
+    "dwa": DWA,
+    "gradnorm": GradNorm,
+    "famo": FAMO,
+    "adatask": AdaTask,
 }
 
 
@@ -28,4 +38,15 @@ def resolve_optimizer(spec: str | MultiTaskOptimizer) -> MultiTaskOptimizer:
     )
 
 
-__all__ = ["OPTIMIZERS", "EW", "MultiTaskOptimizer", "StepContext", "resolve_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "AdaTask",
+    "DWA",
+    "EW",
+    "FAMO",
+    "GradNorm",
+    "MultiTaskOptimizer",
+    "StepContext",
+    "UW",
+    "resolve_optimizer",
+]

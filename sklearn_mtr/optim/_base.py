@@ -26,6 +26,10 @@ class StepContext:
         The user's fixed ``task_weights`` (ones by default), on the model's device.
     aux_loss : Tensor or None
         The architecture's auxiliary loss (load balancing, ...), to be added unweighted.
+    epoch : int
+        Index of the current epoch, counted from 0 over the estimator's whole training
+        (``partial_fit`` calls and warm starts continue the count); methods that work per
+        epoch (DWA) use it.
     """
 
     model: nn.Module
@@ -33,6 +37,7 @@ class StepContext:
     state: nn.Module | None
     task_weights: torch.Tensor
     aux_loss: torch.Tensor | None = None
+    epoch: int = 0
 
 
 class MultiTaskOptimizer(BaseEstimator):

@@ -98,8 +98,7 @@ class TaskScoring(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         self._parts = {"train": [], "valid": []}
-        self._diag_sum: dict[str, torch.Tensor] = {}
-        self._steps = 0
+        self._diag_sum: dict[str, tuple] = {}
 
     def on_batch_end(self, net, batch, training, y_pred=None, diagnostics=None, **kwargs):
         if training:
@@ -110,9 +109,9 @@ class TaskScoring(Callback):
                     "lower lr or check the input scale."
                 )
             for key, value in (diagnostics or {}).items():
-                value = value.detach().float()
-                self._diag_sum[key] = self._diag_sum.get(key, 0) + value
-            self._steps += 1
+                # Per key: a method may report some values only on some steps.
+                total, count = self._diag_sum.get(key, (0, 0))
+                self._diag_sum[key] = (total + value.detach().float(), count + 1)
         _, (y, w) = batch
         self._parts["train" if training else "valid"].append((y_pred.detach(), y, w))
 
@@ -133,8 +132,8 @@ class TaskScoring(Callback):
                 net.history.record(f"{prefix}_loss_{name}", float(loss_k))
                 net.history.record(f"{prefix}_auc_{name}", float(auc_k))
             net.history.record(f"{prefix}_auc", float(np.nanmean(auc)) if not np.isnan(auc).all() else float("nan"))
-        for key, total in self._diag_sum.items():
-            mean = (total / max(self._steps, 1)).cpu().numpy()
+        for key, (total, count) in self._diag_sum.items():
+            mean = (total / count).cpu().numpy()
             net.history.record(f"optim_{key}", mean.tolist() if mean.ndim else float(mean))
         self._parts = {"train": [], "valid": []}
 

@@ -9,10 +9,15 @@ from sklearn.base import clone
 
 from ._base import MultiTaskOptimizer, StepContext
 from .adatask import AdaTask
+from .cagrad import CAGrad
 from .dwa import DWA
 from .equal_weight import EW
 from .famo import FAMO
 from .gradnorm import GradNorm
+from .imtl_g import IMTLG
+from .mgda import MGDA
+from .nash_mtl import NashMTL
+from .pcgrad import PCGrad
 from .uncertainty import UW
 
 OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
@@ -23,6 +28,11 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "gradnorm": GradNorm,
     "famo": FAMO,
     "adatask": AdaTask,
+    "mgda": MGDA,
+    "pcgrad": PCGrad,
+    "cagrad": CAGrad,
+    "imtl_g": IMTLG,
+    "nash_mtl": NashMTL,
 }
 
 
@@ -41,11 +51,16 @@ def resolve_optimizer(spec: str | MultiTaskOptimizer) -> MultiTaskOptimizer:
 __all__ = [
     "OPTIMIZERS",
     "AdaTask",
+    "CAGrad",
     "DWA",
     "EW",
     "FAMO",
     "GradNorm",
+    "IMTLG",
+    "MGDA",
     "MultiTaskOptimizer",
+    "NashMTL",
+    "PCGrad",
     "StepContext",
     "UW",
     "resolve_optimizer",

@@ -1,0 +1,386 @@
+"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from torch import nn
+
+from sklearn_mtr import MMoEClassifier, PLEClassifier, SharedBottomClassifier
+from sklearn_mtr.datasets import make_multitask_classification
+from sklearn_mtr.models import MultiTaskModule
+from sklearn_mtr.optim import StepContext
+from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
+from sklearn_mtr.optim.cagrad import CAGrad
+from sklearn_mtr.optim.imtl_g import IMTLG
+from sklearn_mtr.optim.mgda import MGDA
+from sklearn_mtr.optim.nash_mtl import NashMTL
+from sklearn_mtr.optim.pcgrad import PCGrad
+
+METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL()]
+IDS = [type(m).__name__ for m in METHODS]
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------
+# PCGrad
+# ---------------------------------------------------------------------------------------
+def test_pcgrad_projects_conflicting_gradients_onto_normal_planes():
+    g = t([[1.0, 0.0], [-1.0, 1.0]])  # g1 . g2 = -1 < 0
+    direction, coef = PCGrad().combine(g)
+    # g1' = g1 - (g1.g2)/|g2|^2 g2 = (0.5, 0.5);  g2' = g2 - (g2.g1)/|g1|^2 g1 = (0, 1)
+    torch.testing.assert_close(direction, t([0.5, 1.5]))
+    torch.testing.assert_close(coef @ g, direction)
+    torch.testing.assert_close(coef, t([2.0, 1.5]))
+    # Each projected gradient is orthogonal to the gradient it conflicted with.
+    assert abs(float(t([0.5, 0.5]) @ g[1])) < 1e-12 and abs(float(t([0.0, 1.0]) @ g[0])) < 1e-12
+    # Without conflict, PCGrad is the plain sum (or mean).
+    g = t([[1.0, 0.0], [1.0, 1.0]])
+    torch.testing.assert_close(PCGrad().combine(g)[0], t([2.0, 1.0]))
+    torch.testing.assert_close(PCGrad(reduction="mean").combine(g)[0], t([1.0, 0.5]))
+
+
+def _pcgrad_reference(g, orders):
+    out = []
+    for i, order in enumerate(orders):
+        gi = g[i].clone()
+        for j in order:
+            dot = gi @ g[j]
+            if dot < 0:
+                gi = gi - dot / (g[j] @ g[j]) * g[j]
+        out.append(gi)
+    return torch.stack(out).sum(0)
+
+
+def test_pcgrad_three_tasks_follow_one_random_order_per_task_and_are_seeded():
+    g = t([[1.0, 0.2, 0.0], [-0.8, 1.0, 0.1], [-0.5, -0.9, 1.0]])
+    candidates = [
+        _pcgrad_reference(g, orders)
+        for orders in itertools.product(
+            *[list(itertools.permutations([j for j in range(3) if j != i])) for i in range(3)]
+        )
+    ]
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        direction, _ = PCGrad().combine(g)
+        matches = [k for k, c in enumerate(candidates) if torch.allclose(direction, c, atol=1e-12)]
+        assert matches, "the result is not PCGrad for any projection order"
+        seen.add(tuple(np.round(direction.numpy(), 10)))
+        torch.manual_seed(seed)
+        torch.testing.assert_close(PCGrad().combine(g)[0], direction)  # same seed, same orders
+    assert len(seen) > 1  # the orders really are random
+
+
+# ---------------------------------------------------------------------------------------
+# MGDA
+# ---------------------------------------------------------------------------------------
+def test_mgda_two_task_closed_form():
+    g = t([[2.0, 0.0], [0.0, 1.0]])
+    direction, lam = MGDA().combine(g)
+    # gamma = (|g2|^2 - g1.g2) / |g1 - g2|^2 = 1/5
+    torch.testing.assert_close(lam, t([0.2, 0.8]))
+    torch.testing.assert_close(direction, t([0.4, 0.8]))
+    # Interior min-norm point: equal inner product with both gradients (= its squared norm).
+    torch.testing.assert_close(g @ direction, t([0.8, 0.8]))
+    # Vertex case: the segment's closest point to the origin is g1 itself.
+    g = t([[1.0, 0.0], [2.0, 1.0]])
+    torch.testing.assert_close(MGDA().combine(g)[1], t([1.0, 0.0]))
+    # Random pairs: the closed form equals brute force over the segment.
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1, 20001)
+    for _ in range(20):
+        v = rng.normal(size=(2, 5))
+        w = min_norm_weights(v @ v.T)
+        pts = grid[:, None] * v[0] + (1 - grid[:, None]) * v[1]
+        assert np.linalg.norm(w @ v) <= np.linalg.norm(pts, axis=1).min() + 1e-9
+
+
+def test_mgda_conflicting_gradients_and_more_tasks():
+    # Opposite-ish gradients: the min-norm point is the point of the segment nearest 0.
+    g = t([[1.0, 1.0], [-1.0, 0.0]])
+    direction, lam = MGDA().combine(g)
+    torch.testing.assert_close(lam, t([0.4, 0.6]))  # (|g2|^2 - g1.g2) / |g1 - g2|^2 = 2 / 5
+    torch.testing.assert_close(direction, t([-0.2, 0.4]))
+    assert float(direction @ (g[0] - g[1])) == pytest.approx(0.0, abs=1e-12)
+    # Three tasks: the third gradient lies beyond the first two's segment.
+    g = t([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    torch.testing.assert_close(MGDA().combine(g)[1], t([0.5, 0.5, 0.0]))
+    # The origin inside the hull: Pareto-stationary, the step vanishes.
+    g = t([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    direction, lam = MGDA().combine(g)
+    torch.testing.assert_close(lam, t([1 / 3, 1 / 3, 1 / 3]))
+    assert float(direction.norm()) < 1e-12
+
+
+def test_mgda_normalizations_choose_weights_on_normalised_gradients():
+    g = t([[2.0, 0.0], [0.0, 1.0]])
+    direction, lam = MGDA(normalization="l2").combine(g)
+    torch.testing.assert_close(lam, t([0.5, 0.5]))  # unit gradients are symmetric
+    torch.testing.assert_close(direction, t([1.0, 0.5]))  # applied to the raw gradients
+    losses = t([1.0, 0.5])
+    # loss+: g / (L |g|) = (1, 0) and (0, 2) -> gamma = 4 / 5
+    lam = MGDA(normalization="loss+").combine(g, losses)[1]
+    torch.testing.assert_close(lam, t([0.8, 0.2]))
+    # loss: g / L = (2, 0) and (0, 2) -> symmetric
+    torch.testing.assert_close(MGDA(normalization="loss").combine(g, losses)[1], t([0.5, 0.5]))
+    with pytest.raises(ValueError, match="needs the task losses"):
+        MGDA(normalization="loss").combine(g)
+
+
+def test_min_norm_solver_matches_brute_force_on_three_tasks():
+    rng = np.random.default_rng(1)
+    simplex = np.array(
+        [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201) if a + b <= 1]
+    )
+    for _ in range(10):
+        v = rng.normal(size=(3, 4))
+        w = min_norm_weights(v @ v.T)
+        assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+        assert np.linalg.norm(w @ v) <= np.linalg.norm(simplex @ v, axis=1).min() + 1e-12
+
+
+# ---------------------------------------------------------------------------------------
+# CAGrad
+# ---------------------------------------------------------------------------------------
+def test_cagrad_with_c_zero_is_the_average_gradient():
+    g = torch.randn(3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for rescale in (True, False):
+        direction, coef = CAGrad(c=0.0, rescale=rescale).combine(g)
+        torch.testing.assert_close(direction, g.mean(0))
+        torch.testing.assert_close(coef, torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3])
+def test_cagrad_maximises_the_worst_improvement_in_the_ball(n_tasks):
+    rng = np.random.default_rng(n_tasks)
+    c = 0.5
+    for _ in range(5):
+        g = torch.from_numpy(rng.normal(size=(n_tasks, n_tasks)))
+        g[1] = -0.7 * g[0] + 0.3 * g[1]  # make a conflict
+        g0 = g.mean(0)
+        radius = c * float(g0.norm())
+        d, _ = CAGrad(c=c, rescale=False).combine(g)
+        assert float((d - g0).norm()) <= radius * (1 + 1e-9)
+        worst = float((g @ d).min())
+        # Brute force over the boundary of the ball (the optimum lies on it).
+        u = torch.from_numpy(rng.normal(size=(200000, n_tasks)))
+        candidates = g0 + radius * u / u.norm(dim=1, keepdim=True)
+        assert worst >= float((candidates @ g.T).min(1).values.max()) - 1e-6
+        # rescale divides by 1 + c^2 (the authors' default)
+        torch.testing.assert_close(CAGrad(c=c).combine(g)[0], d / (1 + c**2))
+
+
+def test_cagrad_two_task_closed_form_matches_a_grid():
+    rng = np.random.default_rng(3)
+    p = np.linspace(0, 1, 100001)
+    for _ in range(20):
+        v = rng.normal(size=(2, 3))
+        G = v @ v.T
+        b, s = G.mean(1), 0.4 * np.linalg.norm(v.mean(0))
+        w = conflict_averse_weights(G, b, s)
+        W = np.stack([p, 1 - p], 1)
+        values = W @ b + s * np.sqrt(np.einsum("ij,jk,ik->i", W, G, W))
+        assert w @ b + s * np.sqrt(w @ G @ w) <= values.min() + 1e-9
+
+
+# ---------------------------------------------------------------------------------------
+# IMTL-G
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_imtl_g_gives_equal_projections_on_unit_gradients(n_tasks):
+    gen = torch.Generator().manual_seed(n_tasks)
+    g = (
+        torch.randn(n_tasks, 6, dtype=torch.float64, generator=gen)
+        * torch.tensor([1.0, 5.0, 0.2, 2.0][:n_tasks])[:, None]
+    )
+    d, alpha = IMTLG().combine(g)
+    torch.testing.assert_close(alpha @ g, d)
+    assert float(alpha.sum()) == pytest.approx(1.0)
+    projections = (g / g.norm(dim=1, keepdim=True)) @ d
+    torch.testing.assert_close(projections, projections[0].expand(n_tasks))
+    if n_tasks == 2:  # closed form: alpha proportional to the other task's norm
+        norms = g.norm(dim=1)
+        torch.testing.assert_close(alpha, norms.flip(0) / norms.sum())
+
+
+# ---------------------------------------------------------------------------------------
+# Nash-MTL
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_nash_mtl_weights_solve_the_bargaining_condition(n_tasks):
+    g = torch.randn(n_tasks, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(n_tasks))
+    d, alpha = NashMTL().combine(g)
+    G = g @ g.T
+    assert bool((alpha > 0).all())
+    torch.testing.assert_close(G @ alpha.double(), 1 / alpha.double(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(d, alpha @ g)
+    assert float(d.norm() ** 2) == pytest.approx(n_tasks, rel=1e-5)  # ||d||^2 = T at the solution
+
+
+# ---------------------------------------------------------------------------------------
+# common behaviour on a torch model
+# ---------------------------------------------------------------------------------------
+class _Toy(MultiTaskModule):
+    """Shared linear layer, one linear tower per task."""
+
+    def __init__(self, n_tasks=2):
+        super().__init__()
+        self.n_tasks = n_tasks
+        self.shared = nn.Linear(4, 8)
+        self.towers = nn.ModuleList(nn.Linear(8, 1) for _ in range(n_tasks))
+
+    def forward(self, batch):
+        h = torch.tanh(self.shared(batch["x"]))
+        return torch.cat([tower(h) for tower in self.towers], 1)
+
+
+def _toy_data(n_tasks=2):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    w = torch.randn(4, n_tasks, generator=gen)
+    w[:, 1] = -0.6 * w[:, 0] + 0.4 * w[:, 1]  # partly conflicting targets
+    return {"x": x}, x @ w
+
+
+def _losses(model, batch, y):
+    return ((model(batch) - y) ** 2).mean(0)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
+def test_training_lowers_both_losses_on_a_toy_problem(method):
+    torch.manual_seed(0)
+    method = clone(method)
+    model = _Toy()
+    batch, y = _toy_data()
+    state = method.create_state(model, 2)
+    opt = method.create_optimizer(model, state, lr=0.02, weight_decay=0.0)
+    weights = torch.ones(2)
+    start = _losses(model, batch, y).detach()
+    for _ in range(40):
+        opt.zero_grad(set_to_none=True)
+        ctx = StepContext(model, opt, state, weights)
+        diagnostics = method.backward(_losses(model, batch, y), ctx)
+        method.step(ctx)
+    end = _losses(model, batch, y).detach()
+    assert bool((end < 0.7 * start).all()), (start, end)
+    assert diagnostics["weights"].shape == (2,) and diagnostics["cosine"].shape == ()
+    assert -1 <= float(diagnostics["cosine"]) <= 1
+
+
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
+def test_private_parameters_get_their_own_task_gradient(method):
+    torch.manual_seed(0)
+    model = _Toy(3)
+    batch, _ = _toy_data()
+    y = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    task_weights = torch.tensor([1.0, 3.0, 0.5])
+    state = method.create_state(model, 3)
+    losses = _losses(model, batch, y)
+    raw = [torch.autograd.grad(losses[k], list(model.towers[k].parameters()), retain_graph=True) for k in range(3)]
+    diagnostics = method.backward(losses, StepContext(model, None, state, task_weights))
+    scales = task_weights if isinstance(method, (PCGrad, IMTLG)) else diagnostics["weights"] * task_weights
+    for k in range(3):
+        for p, g in zip(model.towers[k].parameters(), raw[k]):
+            torch.testing.assert_close(p.grad, g * scales[k])
+
+
+@pytest.mark.parametrize("method", [MGDA(), CAGrad(), IMTLG(), NashMTL()], ids=["MGDA", "CAGrad", "IMTLG", "NashMTL"])
+def test_a_task_without_gradient_does_not_stall_the_others(method):
+    g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
+    d, _coef = method.combine(g)
+    assert bool(torch.isfinite(d).all()) and float(d.norm()) > 0
+    assert bool((g[1:] @ d > 0).all())  # still a descent direction for the other tasks
+
+
+def test_nash_mtl_reuses_weights_between_refreshes_and_clips_the_shared_gradient():
+    torch.manual_seed(0)
+    model = _Toy()
+    batch, y = _toy_data()
+    method = NashMTL(update_weights_every=3, max_norm=0.5)
+    state = method.create_state(model, 2)
+    opt = method.create_optimizer(model, state, lr=0.01, weight_decay=0.0)
+    seen = []
+    for step in range(6):
+        opt.zero_grad(set_to_none=True)
+        ctx = StepContext(model, opt, state, torch.ones(2))
+        seen.append(method.backward(_losses(model, batch, y), ctx)["weights"])
+        norm = torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()]).norm()
+        assert float(norm) <= 0.5 + 1e-5
+        method.step(ctx)
+    torch.testing.assert_close(seen[1], seen[0])
+    torch.testing.assert_close(seen[2], seen[0])
+    assert not torch.equal(seen[3], seen[0])
+    torch.testing.assert_close(seen[5], seen[3])
+
+
+# ---------------------------------------------------------------------------------------
+# estimators
+# ---------------------------------------------------------------------------------------
+TINY = {"embedding_dim": 4, "tower_hidden_sizes": (4,), "max_epochs": 2, "random_state": 0}
+ARCH = {
+    MMoEClassifier: {"n_experts": 2, "expert_hidden_sizes": (8,)},
+    PLEClassifier: {"expert_hidden_sizes": (8,)},
+    SharedBottomClassifier: {"bottom_hidden_sizes": (8,)},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_multitask_classification(n_samples=300, n_features=6, n_categorical=2, random_state=0)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
+@pytest.mark.parametrize("cls", list(ARCH), ids=lambda c: c.__name__)
+def test_fits_and_predicts_with_every_architecture(cls, method, data):
+    X, Y = data
+    clf = cls(**ARCH[cls], **TINY, optimizer=method, batch_size=64).fit(X, Y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.isfinite(proba).all()
+    last = clf.history_[-1]
+    assert len(last["optim_weights"]) == 2 and all(math.isfinite(w) for w in last["optim_weights"])
+    assert -1 <= last["optim_cosine"] <= 1
+
+
+@pytest.mark.parametrize("method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2)])
+def test_three_tasks_with_task_weights_are_reproducible(method):
+    X, Y = make_multitask_classification(n_samples=300, n_features=6, n_tasks=3, random_state=1)
+    kwargs = dict(**ARCH[MMoEClassifier], **TINY, optimizer=method, batch_size=64, task_weights=[1.0, 2.0, 0.5])
+    p1 = MMoEClassifier(**kwargs).fit(X, Y).predict_proba(X)
+    p2 = MMoEClassifier(**kwargs).fit(X, Y).predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
+def test_clone_and_get_params(method):
+    params = method.get_params()
+    twin = clone(method)
+    assert twin is not method and twin.get_params() == params
+    assert repr(twin) == repr(method)
+    clf = clone(MMoEClassifier(optimizer=method))
+    assert clf.get_params()["optimizer"].get_params() == params
+    for name, value in params.items():
+        assert clf.get_params()[f"optimizer__{name}"] == value
+
+
+@pytest.mark.parametrize(
+    "method, message",
+    [
+        (MGDA(normalization="l1"), "normalization"),
+        (PCGrad(reduction="max"), "reduction"),
+        (CAGrad(c=-1.0), "c must be"),
+        (CAGrad(rescale="yes"), "rescale"),
+        (NashMTL(update_weights_every=0), "update_weights_every"),
+        (NashMTL(max_norm=-1.0), "max_norm"),
+    ],
+)
+def test_bad_hyperparameters_raise_on_first_use(method, message, data):
+    X, Y = data
+    with pytest.raises(ValueError, match=message):
+        MMoEClassifier(**ARCH[MMoEClassifier], **TINY, optimizer=method).fit(X, Y)

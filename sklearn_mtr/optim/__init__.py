@@ -18,11 +18,13 @@ from .imtl_g import IMTLG
 from .mgda import MGDA
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
+from .pub import PUB
 from .uncertainty import UW
 
 OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "adam": EW,
     "ew": EW,
+    "pub": PUB,
     "uw": UW,
     "dwa": DWA,
     "gradnorm": GradNorm,
@@ -61,6 +63,7 @@ __all__ = [
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",
+    "PUB",
     "StepContext",
     "UW",
     "resolve_optimizer",

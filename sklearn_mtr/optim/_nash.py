@@ -38,7 +38,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["solve_nash_weights", "nash_residual"]
+__all__ = ["nash_residual", "solve_nash_weights"]
 
 # Relative size under which a diagonal entry of G counts as zero (a task without an update).
 _ZERO_DIAG = 1e-12

@@ -63,11 +63,23 @@ class MultiTaskOptimizer(BaseEstimator):
     def create_optimizer(
         self, model: nn.Module, state: nn.Module | None, *, lr: float, weight_decay: float
     ) -> torch.optim.Optimizer:
-        """The torch optimizer; AdamW (decoupled weight decay) over every parameter by default."""
-        params = [p for p in model.parameters() if p.requires_grad]
+        """The torch optimizer: AdamW (decoupled weight decay) over the model's parameters,
+        plus the state's learnable parameters in a group of their own
+        (:meth:`state_param_options`)."""
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
         if state is not None:
-            params += [p for p in state.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+            own = [p for p in state.parameters() if p.requires_grad]
+            if own:
+                groups.append({"params": own, **self.state_param_options(lr)})
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+    def state_param_options(self, lr: float) -> dict:
+        """Optimizer options (``lr``, ``weight_decay``) for the state's learnable parameters.
+
+        No weight decay by default: decaying learned task weights would pull them back to
+        equal weights, which is not what the methods' papers do.
+        """
+        return {"weight_decay": 0.0}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Fill ``.grad`` from the ``(n_tasks,)`` task losses; return diagnostics (tensors)."""
@@ -81,3 +93,8 @@ class MultiTaskOptimizer(BaseEstimator):
         """``sum_k w_k L_k`` plus the architecture's auxiliary loss."""
         total = (ctx.task_weights * task_losses).sum()
         return total if ctx.aux_loss is None else total + ctx.aux_loss
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -7,7 +7,7 @@ import numbers
 import torch
 from torch import nn
 
-from ._base import MultiTaskOptimizer, StepContext
+from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
 class DWA(MultiTaskOptimizer):
@@ -65,7 +65,7 @@ class DWA(MultiTaskOptimizer):
 
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
         self._check_params()
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = device_of(model)
         state = nn.Module()
         state.register_buffer("epoch", torch.tensor(-1, dtype=torch.long, device=device))
         state.register_buffer("loss_sum", torch.zeros(n_tasks, device=device))  # current epoch, per task

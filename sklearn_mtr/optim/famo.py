@@ -7,7 +7,7 @@ import numbers
 import torch
 from torch import nn
 
-from ._base import MultiTaskOptimizer, StepContext
+from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
 class FAMO(MultiTaskOptimizer):
@@ -88,7 +88,7 @@ class FAMO(MultiTaskOptimizer):
 
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
         self._check_params()
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = device_of(model)
         state = nn.Module()
         for name in ("logits", "logits_exp_avg", "logits_exp_avg_sq", "prev_log_loss"):
             state.register_buffer(name, torch.zeros(n_tasks, device=device))

@@ -7,7 +7,7 @@ import numbers
 import torch
 from torch import nn
 
-from ._base import MultiTaskOptimizer, StepContext
+from ._base import MultiTaskOptimizer, StepContext, device_of
 from ._grads import task_gradients, write_gradients
 
 
@@ -79,20 +79,14 @@ class GradNorm(MultiTaskOptimizer):
 
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
         self._check_params()
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = device_of(model)
         state = nn.Module()
         state.weights = nn.Parameter(torch.ones(n_tasks, device=device))
         state.register_buffer("initial_losses", torch.zeros(n_tasks, device=device))
         return state
 
-    def create_optimizer(
-        self, model: nn.Module, state: nn.Module | None, *, lr: float, weight_decay: float
-    ) -> torch.optim.Optimizer:
-        self._check_params()
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        if state is not None:
-            groups.append({"params": [state.weights], "lr": self.weight_lr, "weight_decay": 0.0})
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    def state_param_options(self, lr: float) -> dict:
+        return {"lr": self.weight_lr, "weight_decay": 0.0}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         st = ctx.state

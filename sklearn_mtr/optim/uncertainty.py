@@ -7,7 +7,7 @@ import numbers
 import torch
 from torch import nn
 
-from ._base import MultiTaskOptimizer, StepContext
+from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
 class UW(MultiTaskOptimizer):
@@ -70,23 +70,11 @@ class UW(MultiTaskOptimizer):
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
         self._check_params()
         state = nn.Module()
-        state.log_variance = nn.Parameter(torch.zeros(n_tasks, device=_device_of(model)))
+        state.log_variance = nn.Parameter(torch.zeros(n_tasks, device=device_of(model)))
         return state
 
-    def create_optimizer(
-        self, model: nn.Module, state: nn.Module | None, *, lr: float, weight_decay: float
-    ) -> torch.optim.Optimizer:
-        self._check_params()
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        if state is not None:
-            groups.append(
-                {
-                    "params": [state.log_variance],
-                    "weight_decay": 0.0,
-                    "lr": lr if self.log_variance_lr is None else self.log_variance_lr,
-                }
-            )
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    def state_param_options(self, lr: float) -> dict:
+        return {"lr": lr if self.log_variance_lr is None else self.log_variance_lr, "weight_decay": 0.0}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         s = ctx.state.log_variance
@@ -98,9 +86,3 @@ class UW(MultiTaskOptimizer):
         total.backward()
         s = s.detach()
         return {"weights": torch.exp(-s), "log_variance": s.clone()}
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")

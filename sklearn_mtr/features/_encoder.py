@@ -119,7 +119,7 @@ class TabularEncoder:
                 series = X[col]
                 if pd.api.types.is_object_dtype(series.dtype) and infer_kind(series) == "list":
                     raise ValueError(f"{column_label(col)} is categorical but holds list values.")
-                codes[:, j] = self.vocabularies_[col].encode(series.to_numpy())
+                codes[:, j] = self.vocabularies_[col].encode(series)
             batch["categorical"] = torch.from_numpy(codes)
         if self.numeric_:
             values = np.column_stack([_numeric_values(X[c], c) for c in self.numeric_])

@@ -25,9 +25,15 @@ class Vocabulary:
     """
 
     def __init__(self, values: Iterable) -> None:
-        if not isinstance(values, (pd.Series, np.ndarray)):
-            values = list(values)
-        index = pd.Index(pd.unique(pd.Series(values, dtype=object).dropna()), dtype=object)
+        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+            # Fast path: the categories that occur, without hashing every row.
+            codes = values.cat.codes.to_numpy()
+            uniques = values.cat.categories[np.unique(codes[codes >= 0])]
+        else:
+            if not isinstance(values, (pd.Series, np.ndarray)):
+                values = list(values)
+            uniques = pd.unique(pd.Series(values, dtype=object).dropna())
+        index = pd.Index(uniques, dtype=object)
         # Sorted order makes the table independent of row order; values of mixed types that
         # do not compare (strings and numbers) are ordered by type name, then text.
         try:
@@ -45,6 +51,11 @@ class Vocabulary:
         return len(self.index_) + N_RESERVED
 
     def encode(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+            # Map the (few) categories once, then index by the integer codes.
+            lookup = self.encode(np.asarray(values.cat.categories, dtype=object))
+            codes = values.cat.codes.to_numpy()
+            return np.where(codes < 0, OOV_INDEX, lookup[np.maximum(codes, 0)]) if len(lookup) else np.full(len(codes), OOV_INDEX)
         codes = self.index_.get_indexer(pd.Index(np.asarray(values, dtype=object)))
         return np.where(codes < 0, OOV_INDEX, codes + N_RESERVED).astype(np.int64)
 

@@ -82,9 +82,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         self.callbacks = callbacks
         self.warm_start = warm_start
 
-    # ------------------------------------------------------------------ subclass hook
+    # ------------------------------------------------------------------ subclass hooks
     def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:  # pragma: no cover
         raise NotImplementedError
+
+    def _check_task_labels(self, y: np.ndarray) -> None:
+        """Architecture-specific label rules (funnel models: a later stage implies the
+        earlier ones); ``y`` is ``(n, n_tasks)`` float with NaN. Raise ValueError naming the task."""
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -315,6 +319,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         n = len(frame)
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but Y has {y.shape[0]}.")
+        self._check_task_labels(y)
         if n < 2:
             raise ValueError(f"n_samples = {n}: at least 2 samples are needed to fit.")
         w = None if sample_weight is None else _check_sample_weight(sample_weight, frame, dtype=np.float64, ensure_non_negative=True)

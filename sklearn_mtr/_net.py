@@ -178,6 +178,7 @@ class MultiTaskNet(NeuralNet):
 
     def initialize_module(self):
         super().initialize_module()
+        self.module_ = self.mto.wrap_module(self.module_, len(self.task_names))
         state = self.mto.create_state(self.module_, len(self.task_names))
         if state is not None:
             self.mto_state_ = state

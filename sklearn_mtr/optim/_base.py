@@ -56,6 +56,12 @@ class MultiTaskOptimizer(BaseEstimator):
     change of device lives in the ``state`` module or in the torch optimizer's state.
     """
 
+    def wrap_module(self, model: nn.Module, n_tasks: int) -> nn.Module:
+        """The module to train. Methods that are partly an architecture (DRGrad's split
+        primary tower) return a wrapper following the same model contract; the default
+        trains ``model`` as it is."""
+        return model
+
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module | None:
         """Buffers / learnable parameters of the method (None when it has none)."""
         return None

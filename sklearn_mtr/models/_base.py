@@ -48,5 +48,17 @@ class MultiTaskModule(nn.Module):
         shapes = [[tuple(p.shape) for p in t.parameters()] for t in self.towers]
         return all(s == shapes[0] for s in shapes[1:])
 
+    def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The input of each task's tower, ``n_tasks`` tensors ``(batch, tower_in_dim)``.
+
+        Methods that add towers on the backbone's representations (DRGrad's split primary
+        tower) need it; architectures whose towers read such vectors implement it and
+        compute ``forward`` as ``tower_logits(self.towers, self.tower_inputs(batch))``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not expose its towers' inputs (tower_inputs); "
+            "methods that add towers on them, such as DRGrad's split mode, cannot use it."
+        )
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

@@ -49,7 +49,11 @@ class MMoE(MultiTaskModule):
         x = self.embedding(batch)
         return torch.stack([torch.softmax(g(x), dim=-1) for g in self.gates], dim=1)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Each task's gate mixture of the experts, the input of its tower."""
         x = self.embedding(batch)
         experts = self.experts(x)
-        return tower_logits(self.towers, [mix(gate(x), experts) for gate in self.gates])
+        return [mix(gate(x), experts) for gate in self.gates]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tower_logits(self.towers, self.tower_inputs(batch))

@@ -90,8 +90,12 @@ class PLE(MultiTaskModule):
             mods.append(self.levels[-2].task_gates[k])
         return mods
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The last level's per-task outputs, the inputs of the towers."""
         streams = [self.embedding(batch)]
         for level in self.levels:
             streams = level(streams)
-        return tower_logits(self.towers, streams[: self.n_tasks])
+        return streams[: self.n_tasks]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return tower_logits(self.towers, self.tower_inputs(batch))

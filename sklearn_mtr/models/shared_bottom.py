@@ -36,5 +36,9 @@ class SharedBottom(MultiTaskModule):
             MLP(self.bottom.out_dim, tower_hidden_sizes, **layer, output_dim=1) for _ in range(n_tasks)
         )
 
+    def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The shared bottom's output, once per task (every tower reads it)."""
+        return [self.bottom(self.embedding(batch))] * self.n_tasks
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return tower_logits(self.towers, self.bottom(self.embedding(batch)))
+        return tower_logits(self.towers, self.tower_inputs(batch))

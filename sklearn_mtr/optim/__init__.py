@@ -10,6 +10,7 @@ from sklearn.base import clone
 from ._base import MultiTaskOptimizer, StepContext
 from .adatask import AdaTask
 from .cagrad import CAGrad
+from .drgrad import DRGrad
 from .dwa import DWA
 from .equal_weight import EW
 from .famo import FAMO
@@ -25,6 +26,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "adam": EW,
     "ew": EW,
     "pub": PUB,
+    "drgrad": DRGrad,
     "uw": UW,
     "dwa": DWA,
     "gradnorm": GradNorm,
@@ -54,6 +56,7 @@ __all__ = [
     "OPTIMIZERS",
     "AdaTask",
     "CAGrad",
+    "DRGrad",
     "DWA",
     "EW",
     "FAMO",

@@ -4,8 +4,23 @@
 >>> clf = MMoEClassifier(max_epochs=5, random_state=0)  # clf.fit(X, Y); clf.predict_proba(X)
 """
 
-from .estimators import MMoEClassifier, PLEClassifier, SharedBottomClassifier
+from .estimators import (
+    AITMClassifier,
+    ESMMClassifier,
+    MMoEClassifier,
+    PLEClassifier,
+    ResFlowClassifier,
+    SharedBottomClassifier,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["MMoEClassifier", "PLEClassifier", "SharedBottomClassifier", "__version__"]
+__all__ = [
+    "AITMClassifier",
+    "ESMMClassifier",
+    "MMoEClassifier",
+    "PLEClassifier",
+    "ResFlowClassifier",
+    "SharedBottomClassifier",
+    "__version__",
+]

@@ -86,7 +86,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:  # pragma: no cover
         raise NotImplementedError
 
-    def _check_task_labels(self, y: np.ndarray) -> None:
+    def _check_task_labels(self, y: np.ndarray, task_names) -> None:
         """Architecture-specific label rules (funnel models: a later stage implies the
         earlier ones); ``y`` is ``(n, n_tasks)`` float with NaN. Raise ValueError naming the task."""
 
@@ -319,7 +319,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         n = len(frame)
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but Y has {y.shape[0]}.")
-        self._check_task_labels(y)
+        self._check_task_labels(y, info["task_names_"])
         if n < 2:
             raise ValueError(f"n_samples = {n}: at least 2 samples are needed to fit.")
         w = None if sample_weight is None else _check_sample_weight(sample_weight, frame, dtype=np.float64, ensure_non_negative=True)

@@ -5,6 +5,8 @@
 - :func:`load_census_income`: the UCI Census-Income (KDD) data in the MMoE / PLE
   two-task setup (income above 50K, never married). The files are read from a
   local folder; nothing is ever downloaded.
+- :func:`make_funnel_classification`: nested funnel labels (click, then conversion,
+  ...) with controllable conditional rates, for ESMM / AITM / ResFlow.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 from scipy.special import ndtri
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["load_census_income", "make_multitask_classification"]
+__all__ = ["load_census_income", "make_funnel_classification", "make_multitask_classification"]
 
 
 # ---------------------------------------------------------------------------
@@ -592,3 +594,129 @@ def load_census_income(
         categorical_features=categorical,
         DESCR=descr,
     )
+
+
+# ---------------------------------------------------------------------------
+# Funnel data
+# ---------------------------------------------------------------------------
+
+
+def make_funnel_classification(
+    n_samples: int = 10000,
+    n_features: int = 16,
+    n_stages: int = 2,
+    *,
+    stage_rates=(0.2, 0.1),
+    n_categorical: int = 0,
+    as_frame: bool = False,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray | pd.DataFrame, np.ndarray | pd.DataFrame]:
+    """Generate a synthetic conversion funnel: nested binary labels, one per stage.
+
+    Stage ``t`` (click, add-to-cart, order, ...) can only be positive where stage
+    ``t - 1`` is, and ``stage_rates[t]`` sets its rate *among the rows positive at
+    stage t - 1* (for stage 0: among all rows). Features are ``x ~ N(0, I_d)``. Each
+    stage has a unit weight vector ``w_t = (u_0 + u_{t+1}) / sqrt(2)`` (orthonormal
+    ``u``: the stages share one direction and each has one of its own) and a latent
+    score ``s_t = 2 w_t . x + sin(3 w_t . x) + logistic noise``. Among the rows positive
+    at stage ``t - 1``, the ``stage_rates[t]`` fraction with the highest ``s_t`` is
+    positive at stage ``t`` (ties aside, the rates are met exactly on the sample).
+    Each label column is thus a funnel stage over the entire space: column 1 is the
+    CTCVR label (click and conversion), as ESMM and AITM expect.
+
+    Parameters
+    ----------
+    n_samples : int, default=10000
+        Number of samples.
+
+    n_features : int, default=16
+        Number of features ``d``; at least ``n_stages + 1``.
+
+    n_stages : int, default=2
+        Number of funnel stages (label columns).
+
+    stage_rates : sequence of float, default=(0.2, 0.1)
+        Conditional positive rate of each stage given the previous one, each in (0, 1);
+        one per stage. The marginal rate of stage ``t`` is their product up to ``t``.
+
+    n_categorical : int, default=0
+        Number of feature columns, taken from the end, replaced by the codes of 8
+        equal-probability bins (as in :func:`make_multitask_classification`); labels
+        come from the continuous values.
+
+    as_frame : bool, default=False
+        If True, return DataFrames: ``x0, x1, ...`` (float64), ``cat0, ...``
+        (``category``, levels ``"c0"``..``"c7"``) and targets ``stage0, stage1, ...``.
+
+    random_state : int, RandomState instance or None, default=None
+        Determines random number generation.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features) or DataFrame
+        Features; as an array, categorical codes come last as floats.
+
+    Y : ndarray of shape (n_samples, n_stages) of int or DataFrame
+        Nested 0/1 labels: ``Y[:, t] <= Y[:, t - 1]``.
+
+    Examples
+    --------
+    >>> from sklearn_mtr.datasets import make_funnel_classification
+    >>> X, Y = make_funnel_classification(n_samples=1000, stage_rates=(0.2, 0.1), random_state=0)
+    >>> Y.mean(axis=0)
+    array([0.2 , 0.02])
+    """
+    n_samples = _check_int(n_samples, "n_samples", min_value=1)
+    n_features = _check_int(n_features, "n_features", min_value=1)
+    n_stages = _check_int(n_stages, "n_stages", min_value=1)
+    if n_features < n_stages + 1:
+        raise ValueError(
+            f"n_features must be >= n_stages + 1 (one shared and one own direction per stage), "
+            f"got n_features={n_features} and n_stages={n_stages}."
+        )
+    try:
+        rates = [float(r) for r in stage_rates]
+    except (TypeError, ValueError):
+        raise ValueError(f"stage_rates must be a sequence of numbers in (0, 1), got {stage_rates!r}.") from None
+    if len(rates) != n_stages:
+        raise ValueError(f"stage_rates must have one rate per stage ({n_stages}), got {len(rates)}: {list(rates)}.")
+    if not all(0.0 < r < 1.0 for r in rates):
+        raise ValueError(f"every stage rate must be in (0, 1), got {list(rates)}.")
+    n_categorical = _check_int(n_categorical, "n_categorical", min_value=0)
+    if n_categorical > n_features:
+        raise ValueError(
+            f"n_categorical must be <= n_features, got n_categorical={n_categorical} and n_features={n_features}."
+        )
+    if not isinstance(as_frame, (bool, np.bool_)):
+        raise ValueError(f"as_frame must be a bool, got {as_frame!r}.")  # noqa: TRY004
+    rng = check_random_state(random_state)
+
+    X = rng.standard_normal((n_samples, n_features))
+    basis, _ = np.linalg.qr(rng.standard_normal((n_features, n_stages + 1)))
+    weights = (basis[:, [0]] + basis[:, 1:]) / np.sqrt(2.0)
+    projection = X @ weights
+    noise = rng.logistic(size=projection.shape)
+    scores = 2.0 * projection + np.sin(3.0 * projection) + noise
+
+    Y = np.zeros((n_samples, n_stages), dtype=np.int64)
+    eligible = np.arange(n_samples)
+    for t, rate in enumerate(rates):
+        n_pos = round(rate * len(eligible))
+        if n_pos:
+            top = np.argsort(-scores[eligible, t], kind="stable")[:n_pos]
+            Y[eligible[top], t] = 1
+        eligible = np.flatnonzero(Y[:, t])
+
+    n_numeric = n_features - n_categorical
+    n_categories = 8
+    if n_categorical:
+        edges = ndtri(np.arange(1, n_categories) / n_categories)
+        X[:, n_numeric:] = np.searchsorted(edges, X[:, n_numeric:], side="right")
+    if not as_frame:
+        return X, Y
+
+    columns = {f"x{j}": X[:, j] for j in range(n_numeric)}
+    levels = [f"c{c}" for c in range(n_categories)]
+    for j in range(n_categorical):
+        columns[f"cat{j}"] = pd.Categorical.from_codes(X[:, n_numeric + j].astype(np.int64), categories=levels)
+    return pd.DataFrame(columns), pd.DataFrame(Y, columns=[f"stage{t}" for t in range(n_stages)])

@@ -54,6 +54,7 @@ __all__ = [
     "mean_roc_auc_score",
     "per_task_log_loss",
     "per_task_roc_auc",
+    "weighted_recall_at_k",
 ]
 
 
@@ -610,3 +611,133 @@ It requests ``groups`` through metadata routing, so it needs
 :func:`~sklearn.model_selection.cross_val_score`) then reach the scorer, restricted
 to each validation fold.
 """
+
+
+# ---------------------------------------------------------------------------
+# Weighted recall at K (ResFlow-style)
+# ---------------------------------------------------------------------------
+
+
+def _top_k_share(score, codes, k):
+    """Share of each row in its group's top ``k`` by score, ties split evenly.
+
+    A row strictly above the group's ``k``-th score counts 1; the rows tied at the
+    boundary share the remaining places equally (the expected count under a random
+    tie-break), so the metric does not depend on the row order.
+    """
+    n = len(score)
+    order = np.lexsort((-score, codes))
+    s, g = score[order], codes[order]
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    new_run = new_group | np.r_[True, s[1:] != s[:-1]]
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_len = np.diff(np.r_[run_start, n])
+    above = run_start[run_id] - group_start  # rows of the group ranked strictly higher
+    share_sorted = np.clip((k - above) / run_len[run_id], 0.0, 1.0)
+    share = np.empty(n)
+    share[order] = share_sorted
+    return share
+
+
+def weighted_recall_at_k(y_true, y_score, *, k=10, weights=None, groups=None) -> float:
+    """Weighted Recall@K over feedback types, per request when ``groups`` is given.
+
+    ResFlow (Fu et al., KDD 2024) evaluates its pre-rank stage with a "Weighted
+    Recall@K" that it reports to align with orders per user; the paper's exact formula
+    was not available to us. This function implements the common industrial reading
+    (an unverified hypothesis, not ResFlow's published definition):
+
+    - in each request (each value of ``groups``; the whole input when ``groups`` is
+      None) the candidates are ranked by ``y_score`` and the top ``k`` are kept;
+    - for each feedback type ``j`` (a column of ``y_true``: click, add-to-cart,
+      order, ...), ``Recall_j = sum_q |topK_q & Pos_qj| / sum_q |Pos_qj|``, the
+      positives of type ``j`` retrieved in the top ``k`` of their request over all
+      positives of that type (pooled over requests);
+    - ``WRecall@K = sum_j w_j Recall_j / sum_j w_j``.
+
+    Candidates tied at the top-``k`` boundary share the remaining places equally (the
+    expected recall under a random tie-break). A request with fewer than ``k`` rows
+    keeps all of them. Missing labels (NaN) are not positives; their rows still take
+    places in the top ``k``. A type without any positive is left out of the average
+    (its weight too).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_types)
+        0/1 labels per feedback type (NaN = missing).
+
+    y_score : array-like of shape (n_samples,)
+        The one ranking score of each candidate (for several task probabilities, fuse
+        them first, e.g. a weighted sum of the ``predict_proba`` columns).
+
+    k : int, default=10
+        Number of candidates kept per request.
+
+    weights : array-like of shape (n_types,), default=None
+        Non-negative weight of each feedback type; equal weights when None. The paper's
+        weights are unknown; deeper funnel steps (orders) are usually weighted more.
+
+    groups : array-like of shape (n_samples,), default=None
+        Request id of each row; None ranks all rows as one request.
+
+    Returns
+    -------
+    wrecall : float
+        In [0, 1]; NaN when no type has a positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_mtr.metrics import weighted_recall_at_k
+    >>> y = np.array([[1, 0], [1, 1], [0, 0], [1, 0]])
+    >>> score = np.array([0.9, 0.2, 0.8, 0.1])
+    >>> # top 2 = rows 0 and 2: click recall 1/3, order recall 0/1
+    >>> weighted_recall_at_k(y, score, k=2, weights=[1, 2])
+    0.1111111111111111
+    """
+    Y = _as_float_array(y_true, "y_true")
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2:
+        raise ValueError(f"y_true must be 1-D or 2-D, got shape {Y.shape}.")
+    score = _as_float_array(y_score, "y_score")
+    if score.ndim == 2 and score.shape[1] == 1:
+        score = score[:, 0]
+    if score.ndim != 1:
+        raise ValueError(
+            f"y_score must be one ranking score per row, shape ({Y.shape[0]},), got {score.shape}; "
+            "fuse the task probabilities into one score first."
+        )
+    n_samples, n_types = Y.shape
+    if score.shape[0] != n_samples:
+        raise ValueError(f"y_score has {score.shape[0]} rows but y_true has {n_samples}.")
+    if n_samples == 0:
+        raise ValueError("y_true and y_score are empty (0 samples).")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("y_score has NaN or infinite values.")
+    labelled = ~np.isnan(Y)
+    bad = Y[labelled & (Y != 0) & (Y != 1)]
+    if bad.size:
+        raise ValueError(f"y_true must hold 0, 1 or NaN (missing); got {np.unique(bad)[:5].tolist()}.")
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    if weights is None:
+        w = np.ones(n_types)
+    else:
+        w = _as_float_array(weights, "weights").ravel()
+        if w.shape != (n_types,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() == 0:
+            raise ValueError(
+                f"weights must be {n_types} non-negative numbers, one per column of y_true, not all zero; got {weights!r}."
+            )
+    codes = np.zeros(n_samples, dtype=np.int64) if groups is None else _check_groups(groups, n_samples)
+    share = _top_k_share(score, codes, int(k))
+    positive = labelled & (Y == 1)
+    n_pos = positive.sum(0)
+    hits = (positive * share[:, None]).sum(0)
+    defined = n_pos > 0
+    if not defined.any() or w[defined].sum() == 0:
+        return float("nan")
+    recall = hits[defined] / n_pos[defined]
+    return float(np.average(recall, weights=w[defined]))

@@ -8,7 +8,7 @@ from torch import nn
 
 from sklearn_mtr._schema import FeatureSchema, SequenceInput, TextInput
 from sklearn_mtr.features import TabularEncoder
-from sklearn_mtr.models import MODELS, PLE, MMoE, MultiTaskModule, SharedBottom
+from sklearn_mtr.models import AITM, ESMM, MODELS, PLE, MMoE, MultiTaskModule, ResFlow, SharedBottom
 from sklearn_mtr.models._blocks import MLP, BatchedExperts, InputEmbedding, masked_mean
 
 # Tiny architectures: every test runs in milliseconds.
@@ -24,6 +24,10 @@ SMALL = {
         "tower_hidden_sizes": (4,),
     },
 }
+# The generic tests below cover these models (same options, plain-tensor output, every task
+# with a private tower). ResFlow, ESMM and AITM chain their tasks, so only their last task
+# owns a whole tower; they are tested in test_resflow.py and test_funnel_models.py.
+GENERIC = list(SMALL)
 # Gradient isolation (see test_task_gradients_are_isolated) is only checked for one PLE level.
 ISOLATED = {**SMALL, "ple": {**SMALL["ple"], "n_levels": 1}}
 
@@ -75,7 +79,14 @@ def encoded_frame():
 
 
 def test_models_registry():
-    assert MODELS == {"shared_bottom": SharedBottom, "mmoe": MMoE, "ple": PLE}
+    assert MODELS == {
+        "shared_bottom": SharedBottom,
+        "mmoe": MMoE,
+        "ple": PLE,
+        "resflow": ResFlow,
+        "esmm": ESMM,
+        "aitm": AITM,
+    }
     assert all(issubclass(cls, MultiTaskModule) for cls in MODELS.values())
 
 
@@ -86,7 +97,7 @@ def test_models_registry():
 
 @pytest.mark.parametrize("n_tasks", [1, 2, 3])
 @pytest.mark.parametrize("batch_norm", [False, True])
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GENERIC)
 def test_output_shape(name, batch_norm, n_tasks):
     model = build(name, n_tasks, batch_norm=batch_norm)
     batch = make_batch()
@@ -100,7 +111,7 @@ def test_output_shape(name, batch_norm, n_tasks):
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GENERIC)
 def test_models_on_an_encoded_schema_with_sequence_and_text(name, batch_norm):
     schema, batch = encoded_frame()
     assert schema.sequences[0].shared_with == "item" and schema.texts
@@ -114,7 +125,7 @@ def test_models_on_an_encoded_schema_with_sequence_and_text(name, batch_norm):
     assert "seq__hist" not in emb.own_tables  # the shared sequence uses the categorical table
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GENERIC)
 def test_dropout_and_activation_options(name):
     model = build(name, 2, dropout=0.3, activation="prelu")
     model.eval()
@@ -130,7 +141,7 @@ def test_dropout_and_activation_options(name):
 
 @pytest.mark.parametrize("n_tasks", [1, 2, 3])
 @pytest.mark.parametrize("batch_norm", [False, True])
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GENERIC)
 def test_parameter_groups_partition_parameters(name, batch_norm, n_tasks):
     model = build(name, n_tasks, batch_norm=batch_norm, activation="prelu")
     groups = [model.shared_parameters()] + [model.task_parameters(k) for k in range(n_tasks)]
@@ -156,7 +167,7 @@ def test_ple_parameter_groups_partition(n_levels):
 
 # (batch_norm, eval_mode): with batch norm in training mode, batch statistics couple the rows.
 @pytest.mark.parametrize("batch_norm, eval_mode", [(False, False), (False, True), (True, True)])
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GENERIC)
 def test_task_gradients_are_isolated(name, batch_norm, eval_mode):
     n_tasks = 3
     torch.manual_seed(0)
@@ -180,7 +191,7 @@ def test_task_gradients_are_isolated(name, batch_norm, eval_mode):
 
 
 def test_same_shaped_towers():
-    for name in MODELS:
+    for name in GENERIC:
         for n_tasks in (1, 3):
             assert build(name, n_tasks).same_shaped_towers()
             assert build(name, n_tasks, batch_norm=True).same_shaped_towers()
@@ -484,7 +495,7 @@ INVALID = [
     ("ple", {"n_task_experts": 0}),
 ] + [
     (name, kw)
-    for name in MODELS
+    for name in GENERIC
     for kw in (
         {"tower_hidden_sizes": (-1,)},
         {"tower_hidden_sizes": (2.5,)},

@@ -1,0 +1,125 @@
+"""AITMClassifier: the scikit-learn estimator around :class:`~sklearn_mtr.models.AITM`."""
+
+from __future__ import annotations
+
+from .._base import MultiTaskClassifierBase, with_common_parameters
+from ..models import AITM
+from ._funnel import FunnelLabelsMixin, with_funnel_labels
+
+
+@with_common_parameters
+@with_funnel_labels
+class AITMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
+    """AITM: adaptive information transfer multi-task model (Xi et al., KDD 2021).
+
+    Each funnel step has a tower on the shared embeddings. Between consecutive steps an
+    adaptive information transfer module mixes what the previous step learned (through an
+    info gate) with the step's own representation by a two-way attention (query, key,
+    value projections, scores scaled by ``1/sqrt(d)``); a head per step gives its logit.
+    The behavioural expectation calibrator adds
+    ``calibration_weight * mean(sum_t max(p_t - p_{t-1}, 0))`` to the loss, penalising a
+    deeper step predicted as more likely than the previous one. ``predict_proba``
+    returns each stage's probability over the entire space (pCTR, pCTCVR);
+    :meth:`predict_cvr` their ratio.
+
+    %(funnel)s
+
+    Parameters
+    ----------
+    tower_hidden_sizes : tuple of int, default=(128, 64)
+        Widths of each step's tower (its representation has the last width).
+    head_hidden_sizes : tuple of int, default=(32,)
+        Widths of each step's head MLP after the transfer, before the logit.
+    calibration_weight : float, default=0.6
+        Weight of the calibrator loss (0.6 in the paper; 0 turns it off).
+    activation : str, default="relu"
+        Hidden activation: "relu", "prelu", "gelu", "silu", "tanh" or "leaky_relu".
+    dropout : float, default=0.0
+        Dropout after every hidden layer.
+    batch_norm : bool, default=False
+        Batch normalisation after every hidden linear layer.
+    %(common)s
+
+    Examples
+    --------
+    >>> from sklearn_mtr import AITMClassifier
+    >>> from sklearn_mtr.datasets import make_funnel_classification
+    >>> X, Y = make_funnel_classification(n_samples=500, random_state=0)
+    >>> clf = AITMClassifier(tower_hidden_sizes=(16,), max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        tower_hidden_sizes=(128, 64),
+        head_hidden_sizes=(32,),
+        calibration_weight=0.6,
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=256,
+        max_epochs=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        scoring="auc",
+        tol=1e-4,
+        categorical_features="from_dtype",
+        sequence_features=None,
+        text_features=None,
+        embedding_dim=16,
+        task_weights=None,
+        device="auto",
+        precision="fp32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+    ):
+        self.tower_hidden_sizes = tower_hidden_sizes
+        self.head_hidden_sizes = head_hidden_sizes
+        self.calibration_weight = calibration_weight
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        super().__init__(
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            scoring=scoring,
+            tol=tol,
+            categorical_features=categorical_features,
+            sequence_features=sequence_features,
+            text_features=text_features,
+            embedding_dim=embedding_dim,
+            task_weights=task_weights,
+            device=device,
+            precision=precision,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            warm_start=warm_start,
+        )
+
+    def _build_module(self, schema, n_tasks):
+        return AITM(
+            schema,
+            n_tasks,
+            embedding_dim=self.embedding_dim,
+            tower_hidden_sizes=self.tower_hidden_sizes,
+            head_hidden_sizes=self.head_hidden_sizes,
+            calibration_weight=self.calibration_weight,
+            activation=self.activation,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+        )

@@ -1,0 +1,113 @@
+"""ESMMClassifier: the scikit-learn estimator around :class:`~sklearn_mtr.models.ESMM`."""
+
+from __future__ import annotations
+
+from .._base import MultiTaskClassifierBase, with_common_parameters
+from ..models import ESMM
+from ._funnel import FunnelLabelsMixin, with_funnel_labels
+
+
+@with_common_parameters
+@with_funnel_labels
+class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
+    """ESMM: entire space multi-task model (Ma et al., SIGIR 2018).
+
+    A CTR tower and a CVR tower read the same embeddings. The model outputs
+    ``pCTR`` and ``pCTCVR = pCTR * pCVR``; both are trained on labels defined over all
+    impressions (click, and click-and-conversion), so the CVR tower learns from the
+    entire space and never sees a label directly. ``predict_proba`` returns
+    ``(pCTR, pCTCVR)``; :meth:`predict_cvr` returns pCVR, the conversion probability
+    given a click. More than two stages chain the product (stage ``t`` probability =
+    product of the first ``t + 1`` conditional towers); one stage is a plain tower.
+
+    %(funnel)s
+
+    Parameters
+    ----------
+    tower_hidden_sizes : tuple of int, default=(128, 64)
+        Widths of each stage's tower before its logit.
+    activation : str, default="relu"
+        Hidden activation: "relu", "prelu", "gelu", "silu", "tanh" or "leaky_relu".
+    dropout : float, default=0.0
+        Dropout after every hidden layer.
+    batch_norm : bool, default=False
+        Batch normalisation after every hidden linear layer.
+    %(common)s
+
+    Examples
+    --------
+    >>> from sklearn_mtr import ESMMClassifier
+    >>> from sklearn_mtr.datasets import make_funnel_classification
+    >>> X, Y = make_funnel_classification(n_samples=500, random_state=0)
+    >>> clf = ESMMClassifier(tower_hidden_sizes=(16,), max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X[:3]).shape, clf.predict_cvr(X[:3]).shape
+    ((3, 2), (3,))
+    """
+
+    def __init__(
+        self,
+        *,
+        tower_hidden_sizes=(128, 64),
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=256,
+        max_epochs=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        scoring="auc",
+        tol=1e-4,
+        categorical_features="from_dtype",
+        sequence_features=None,
+        text_features=None,
+        embedding_dim=16,
+        task_weights=None,
+        device="auto",
+        precision="fp32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+    ):
+        self.tower_hidden_sizes = tower_hidden_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        super().__init__(
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            scoring=scoring,
+            tol=tol,
+            categorical_features=categorical_features,
+            sequence_features=sequence_features,
+            text_features=text_features,
+            embedding_dim=embedding_dim,
+            task_weights=task_weights,
+            device=device,
+            precision=precision,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            warm_start=warm_start,
+        )
+
+    def _build_module(self, schema, n_tasks):
+        return ESMM(
+            schema,
+            n_tasks,
+            embedding_dim=self.embedding_dim,
+            tower_hidden_sizes=self.tower_hidden_sizes,
+            activation=self.activation,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+        )

@@ -1,0 +1,200 @@
+"""ResFlow: residual flows between task towers, its parameter groups and its estimator."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sklearn_mtr import ResFlowClassifier
+from sklearn_mtr._schema import FeatureSchema
+from sklearn_mtr.datasets import make_funnel_classification
+from sklearn_mtr.models import MODELS, ResFlow
+from sklearn_mtr.models.resflow import Affine
+
+SCHEMA = FeatureSchema(
+    categorical_names=("a", "b"), categorical_cardinalities=(5, 4), n_numeric=3, numeric_names=("x", "y", "z")
+)
+
+
+def make_batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "categorical": torch.stack([torch.randint(0, c, (n,), generator=g) for c in (5, 4)], dim=1),
+        "numeric": torch.randn(n, 3, generator=g),
+    }
+
+
+def build(n_tasks=2, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    kwargs = {"embedding_dim": 4, "tower_hidden_sizes": (6, 5), **kwargs}
+    return ResFlow(SCHEMA, n_tasks, **kwargs)
+
+
+def reached_by(model, batch):
+    """For every parameter, the set of tasks whose output it influences (by autograd)."""
+    logits = model(batch)
+    params = dict(model.named_parameters())
+    reach = {name: set() for name in params}
+    for k in range(logits.shape[1]):
+        grads = torch.autograd.grad(logits[:, k].sum(), list(params.values()), retain_graph=True, allow_unused=True)
+        for name, g in zip(params, grads):
+            if g is not None and g.abs().sum() > 0:
+                reach[name].add(k)
+    return reach
+
+
+def assert_task_parameters_exact(model, batch):
+    """task_parameters(k) holds exactly the parameters that only task k's output reaches."""
+    reach = reached_by(model, batch)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for k in range(model.n_tasks):
+        declared = {names[id(p)] for p in model.task_parameters(k)}
+        truly = {n for n, tasks in reach.items() if tasks == {k}}
+        assert declared == truly, (k, declared ^ truly)
+
+
+def test_registered():
+    assert MODELS["resflow"] is ResFlow
+
+
+def test_manual_wiring_of_two_towers():
+    model = build(batch_norm="none").eval()
+    batch = make_batch()
+    t0, t1 = model.towers
+    e = model.embedding(batch)
+    c1 = t0.layers[0](e)
+    c2 = t0.layers[1](c1)
+    v1 = t1.layers[0](e)
+    v2 = t1.layers[1](v1 + c1)  # task 0's layer-1 output enters task 1's layer 2
+    expected = torch.cat([t0.out(c2), t1.out(v2 + c2)], dim=1)
+    torch.testing.assert_close(model(batch), expected)
+
+
+def test_logit_residual_adds_the_previous_logit():
+    model = build(n_tasks=3, logit_residual=True, batch_norm="none").eval()
+    off = build(n_tasks=3, logit_residual=False, batch_norm="none").eval()
+    batch = make_batch()
+    z, z_off = model(batch), off(batch)  # same seed: same weights
+    torch.testing.assert_close(z[:, 0], z_off[:, 0])
+    torch.testing.assert_close(z[:, 1], z_off[:, 1] + z[:, 0])
+    torch.testing.assert_close(z[:, 2], z_off[:, 2] + z[:, 1])
+
+
+@pytest.mark.parametrize("order", [None, [1, 0]])
+def test_deeper_tower_does_not_change_shallower_output_and_the_shallower_reaches_it(order):
+    model = build(task_order=order).eval()
+    first, second = (0, 1) if order is None else (1, 0)
+    batch = make_batch()
+    base = model(batch).detach()
+    with torch.no_grad():
+        for p in model.towers[second].parameters():
+            p.add_(torch.randn_like(p))
+    moved = model(batch).detach()
+    torch.testing.assert_close(moved[:, first], base[:, first])
+    assert not torch.allclose(moved[:, second], base[:, second])
+
+    # the first task's first-layer output flows into the second task
+    model = build(task_order=order).eval()
+    with torch.no_grad():
+        model.towers[first].layers[0][0].bias.add_(1.0)
+    changed = model(batch).detach()
+    assert not torch.allclose(changed[:, second], base[:, second])
+
+
+@pytest.mark.parametrize("logit_residual", [False, True])
+@pytest.mark.parametrize("n_tasks, order", [(2, None), (3, None), (3, [2, 0, 1])])
+def test_task_parameters_are_exactly_what_one_task_reaches(n_tasks, order, logit_residual):
+    model = build(n_tasks=n_tasks, task_order=order, logit_residual=logit_residual, batch_norm="train")
+    assert_task_parameters_exact(model, make_batch())
+    last = model.order[-1]
+    assert {id(p) for p in model.towers[last].parameters()} <= {id(p) for p in model.task_parameters(last)}
+    for k in model.order[:-1]:
+        expected = [] if logit_residual else list(model.towers[k].out.parameters())
+        assert [id(p) for p in model.task_parameters(k)] == [id(p) for p in expected]
+
+
+def test_batch_norm_modes():
+    kinds = lambda m, cls: sum(isinstance(x, cls) for x in m.modules())
+    assert kinds(build(batch_norm="train"), torch.nn.BatchNorm1d) == 1 + 2 * 2
+    assert kinds(build(batch_norm="affine"), Affine) == 1 + 2 * 2
+    none = build(batch_norm="none")
+    assert kinds(none, torch.nn.BatchNorm1d) == kinds(none, Affine) == 0
+    # affine: a row's output does not depend on the rest of the batch, in training too
+    model = build(batch_norm="affine").train()
+    batch = make_batch(n=8)
+    half = {k: v[:4] for k, v in batch.items()}
+    torch.testing.assert_close(model(batch)[:4], model(half))
+    with pytest.raises(ValueError, match="batch_norm"):
+        build(batch_norm=True)
+
+
+def test_default_activation_is_prelu_and_validation():
+    model = build()
+    assert any(isinstance(m, torch.nn.PReLU) for m in model.modules())
+    with pytest.raises(ValueError, match="task_order"):
+        build(task_order=[0, 0])
+    with pytest.raises(ValueError, match="task_order"):
+        build(task_order=[0, 1, 2])
+    with pytest.raises(ValueError, match="tower_hidden_sizes"):
+        build(tower_hidden_sizes=())
+    with pytest.raises(ValueError, match="activation"):
+        build(activation="swish")
+    assert model.same_shaped_towers()
+
+
+@pytest.fixture(scope="module")
+def funnel():
+    X, Y = make_funnel_classification(
+        n_samples=300, n_features=6, stage_rates=(0.4, 0.5), n_categorical=2, as_frame=True, random_state=0
+    )
+    Y.columns = ["click", "buy"]
+    return X, Y
+
+
+TINY = {
+    "tower_hidden_sizes": (8, 4),
+    "embedding_dim": 4,
+    "max_epochs": 3,
+    "batch_size": 64,
+    "lr": 0.01,
+    "random_state": 0,
+}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "pcgrad"])
+def test_estimator_fit_predict(funnel, optimizer):
+    X, Y = funnel
+    clf = ResFlowClassifier(optimizer=optimizer, **TINY).fit(X, Y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.all((proba >= 0) & (proba <= 1))
+    assert clf.predict(X).shape == (len(X), 2)
+    assert list(clf.task_names_) == ["click", "buy"]
+    assert np.isfinite(clf.history_[-1, "train_loss"])
+
+
+def test_estimator_task_order_by_name(funnel):
+    X, Y = funnel
+    clf = ResFlowClassifier(task_order=["buy", "click"], **{**TINY, "max_epochs": 1}).fit(X, Y)
+    assert clf.net_.module_.order == [1, 0]
+    with pytest.raises(ValueError, match="not a task"):
+        ResFlowClassifier(task_order=["buy", "view"], **TINY).fit(X, Y)
+    for bad in ([0], 1, "click"):
+        with pytest.raises(ValueError, match="task_order"):
+            ResFlowClassifier(task_order=bad, **TINY).fit(X, Y)
+
+
+def test_estimator_does_not_enforce_a_funnel():
+    # ResFlow's order is a modelling choice, not a label contract: any labels are fine.
+    X = pd.DataFrame({"x": np.arange(20.0), "y": np.arange(20.0) % 3})
+    Y = np.column_stack([np.arange(20) % 2, (np.arange(20) + 1) % 2])
+    ResFlowClassifier(**{**TINY, "max_epochs": 1}).fit(X, Y)
+
+
+def test_drgrad_tower_routing_applies_and_split_mode_says_why_not(funnel):
+    from sklearn_mtr.optim import DRGrad
+
+    X, Y = funnel
+    clf = ResFlowClassifier(optimizer=DRGrad(mode="tower"), **{**TINY, "max_epochs": 1}).fit(X, Y)
+    assert clf.net_.module_.same_shaped_towers()
+    with pytest.raises(ValueError, match="tower_inputs"):
+        ResFlowClassifier(optimizer=DRGrad(mode="split"), **TINY).fit(X, Y)

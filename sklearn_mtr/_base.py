@@ -242,6 +242,19 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         }
         return values, info
 
+    def _pos_weight_tensor(self, n_tasks: int) -> torch.Tensor | None:
+        """Per-task weight of the positive term of the loss; None (plain BCE) unless an
+        estimator exposes ``pos_weight``."""
+        value = getattr(self, "pos_weight", None)
+        if value is None:
+            return None
+        weights = np.asarray(value, dtype=np.float64).ravel()
+        if weights.shape == (1,):
+            weights = np.repeat(weights, n_tasks)
+        if weights.shape != (n_tasks,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise ValueError(f"pos_weight must be a positive number or {n_tasks} of them, one per task; got {value!r}.")
+        return torch.tensor(weights, dtype=torch.float32)
+
     def _task_weight_tensor(self, n_tasks: int) -> torch.Tensor:
         if self.task_weights is None:
             return torch.ones(n_tasks)
@@ -415,6 +428,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             module,
             mto=resolve_optimizer(self.optimizer),
             task_weights=self._task_weight_tensor(self.n_tasks_),
+            pos_weight=self._pos_weight_tensor(self.n_tasks_),
             task_names=[str(t) for t in self.task_names_],
             weight_decay=self.weight_decay,
             precision=self.precision,

@@ -69,15 +69,18 @@ class BatchIterator:
             yield self.dataset.take(order[start:stop])
 
 
-def task_losses(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+def task_losses(
+    logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-task binary cross-entropy ``(k,)``: NaN labels masked, rows weighted by ``w``.
 
     Each task's loss is the weighted mean over the rows that have its label; a task with no
-    label in the batch contributes 0 (and no gradient).
+    label in the batch contributes 0 (and no gradient). ``pos_weight`` ``(k,)`` multiplies
+    the positive term of each task, as in ``BCEWithLogitsLoss``.
     """
     labelled = ~torch.isnan(y)
     target = torch.where(labelled, y, torch.zeros_like(y))
-    per_entry = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    per_entry = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none", pos_weight=pos_weight)
     weight = labelled.to(per_entry.dtype)
     if w is not None:
         weight = weight * w[:, None]
@@ -124,7 +127,7 @@ class TaskScoring(Callback):
             logits = torch.cat([p[0] for p in parts]).float()
             y = torch.cat([p[1] for p in parts])
             w = None if parts[0][2] is None else torch.cat([p[2] for p in parts])
-            losses = task_losses(logits, y, w).cpu().numpy()
+            losses = task_losses(logits, y, w, net._pos_weight(logits)).cpu().numpy()
             auc = per_task_roc_auc(
                 y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy(), sample_weight=None if w is None else w.cpu().numpy()
             )
@@ -151,6 +154,7 @@ class MultiTaskNet(NeuralNet):
         weight_decay: float = 0.0,
         precision: str = "fp32",
         seed: int = 0,
+        pos_weight: torch.Tensor | None = None,
         **kwargs,
     ):
         super().__init__(module, criterion=torch.nn.BCEWithLogitsLoss, **kwargs)
@@ -160,6 +164,7 @@ class MultiTaskNet(NeuralNet):
         self.weight_decay = weight_decay
         self.precision = precision
         self.seed = seed
+        self.pos_weight = pos_weight
 
     # -- initialisation -------------------------------------------------------------------
     @property
@@ -202,6 +207,9 @@ class MultiTaskNet(NeuralNet):
             return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _pos_weight(self, logits: torch.Tensor) -> torch.Tensor | None:
+        return None if self.pos_weight is None else self.pos_weight.to(logits.device)
+
     def _forward(self, X):
         with self._autocast():
             out = self.module_(X)
@@ -214,7 +222,7 @@ class MultiTaskNet(NeuralNet):
         X, (y, w) = batch
         self.optimizer_.zero_grad(set_to_none=True)
         logits, aux = self._forward(X)
-        losses = task_losses(logits, y, w)
+        losses = task_losses(logits, y, w, self._pos_weight(logits))
         weights = self.task_weights.to(losses.device)
         ctx = StepContext(
             self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux, epoch=len(self.history) - 1
@@ -238,7 +246,7 @@ class MultiTaskNet(NeuralNet):
         X, (y, w) = batch
         with torch.no_grad():
             logits, _ = self._forward(X)
-            loss = (self.task_weights.to(logits.device) * task_losses(logits, y, w)).sum()
+            loss = (self.task_weights.to(logits.device) * task_losses(logits, y, w, self._pos_weight(logits))).sum()
         return {"loss": loss, "y_pred": logits}
 
     @torch.no_grad()

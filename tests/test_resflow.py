@@ -198,3 +198,31 @@ def test_drgrad_tower_routing_applies_and_split_mode_says_why_not(funnel):
     assert clf.net_.module_.same_shaped_towers()
     with pytest.raises(ValueError, match="tower_inputs"):
         ResFlowClassifier(optimizer=DRGrad(mode="split"), **TINY).fit(X, Y)
+
+
+def test_pos_weight_multiplies_the_positive_term_of_each_task():
+    import torch
+
+    from sklearn_mtr._net import task_losses
+
+    logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pw = torch.tensor([3.0, 0.5])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pw, reduction="none").mean(0)
+    torch.testing.assert_close(task_losses(logits, y, None, pw), expected)
+
+
+def test_resflow_pos_weight_raises_predicted_rates_and_is_validated():
+    import numpy as np
+    import pytest
+
+    from sklearn_mtr import ResFlowClassifier
+    from sklearn_mtr.datasets import make_funnel_classification
+
+    X, Y = make_funnel_classification(n_samples=400, random_state=0)
+    small = dict(tower_hidden_sizes=(8, 8), embedding_dim=4, max_epochs=3, random_state=0)
+    plain = ResFlowClassifier(**small).fit(X, Y).predict_proba(X).mean(0)
+    weighted = ResFlowClassifier(**small, pos_weight=[5.0, 20.0]).fit(X, Y).predict_proba(X).mean(0)
+    assert np.all(weighted > plain)
+    with pytest.raises(ValueError, match="pos_weight"):
+        ResFlowClassifier(**small, pos_weight=[1.0, -2.0]).fit(X, Y)

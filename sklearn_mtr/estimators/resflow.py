@@ -39,13 +39,12 @@ class ResFlowClassifier(MultiTaskClassifierBase):
         Also add the previous task's logit to each task's logit (the released two-task
         code does; the N-task variant uses only this residual). Off by default: the
         deeper task's probability is then not tied to the shallower one's scale.
+    pos_weight : float or array-like of shape (n_tasks,), default=None
+        Weight of the positive term of each task's loss (``BCEWithLogitsLoss``'s
+        ``pos_weight``). None keeps plain cross-entropy, so ``predict_proba`` stays
+        calibrated; the released code uses 100 / 500 on Ali-CCP, which inflates the
+        predicted odds by about that factor (rankings are what it is for).
     %(common)s
-
-    Notes
-    -----
-    The released code weights positives (``pos_weight`` 100 / 500 on Ali-CCP); that
-    option is not available here: it inflates ``predict_proba`` by about that factor in
-    odds. Use ``task_weights`` or ``sample_weight`` to re-weight instead.
 
     Examples
     --------
@@ -65,6 +64,7 @@ class ResFlowClassifier(MultiTaskClassifierBase):
         activation="prelu",
         batch_norm="affine",
         logit_residual=False,
+        pos_weight=None,
         optimizer="adam",
         lr=1e-3,
         weight_decay=0.0,
@@ -92,6 +92,7 @@ class ResFlowClassifier(MultiTaskClassifierBase):
         self.activation = activation
         self.batch_norm = batch_norm
         self.logit_residual = logit_residual
+        self.pos_weight = pos_weight
         super().__init__(
             optimizer=optimizer,
             lr=lr,

@@ -125,3 +125,31 @@ def test_every_registered_method_trains_every_architecture(name, arch):
     proba = clf.fit(X, Y).predict_proba(X)
     assert proba.shape == (120, 2) and np.isfinite(proba).all()
     assert np.isfinite(clf.history_[-1, "train_loss"])
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("arch", ["ResFlowClassifier", "ESMMClassifier", "AITMClassifier"])
+def test_every_registered_method_trains_the_funnel_architectures(name, arch):
+    import sklearn_mtr
+    from sklearn_mtr.datasets import make_funnel_classification
+    from sklearn_mtr.optim import DRGrad
+
+    X, Y = make_funnel_classification(n_samples=120, n_features=4, n_categorical=1, as_frame=True, random_state=0)
+    cls = getattr(sklearn_mtr, arch)
+    # These towers are entangled (flows, products, transfers): DRGrad routes between them
+    # without the split tower, which needs tower_inputs.
+    optimizer = DRGrad(mode="tower") if name == "drgrad" else name
+    clf = cls(tower_hidden_sizes=(8, 8), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=optimizer, random_state=0)
+    proba = clf.fit(X, Y).predict_proba(X)
+    assert proba.shape == (120, 2) and np.isfinite(proba).all()
+
+
+@pytest.mark.parametrize("arch", ["ResFlowClassifier", "ESMMClassifier", "AITMClassifier"])
+def test_drgrad_split_mode_explains_what_to_use_on_entangled_towers(arch):
+    import sklearn_mtr
+    from sklearn_mtr.datasets import make_funnel_classification
+
+    X, Y = make_funnel_classification(n_samples=60, n_features=4, random_state=0)
+    clf = getattr(sklearn_mtr, arch)(tower_hidden_sizes=(8, 8), max_epochs=1, optimizer="drgrad")
+    with pytest.raises(ValueError, match="mode='tower'"):
+        clf.fit(X, Y)

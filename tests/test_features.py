@@ -634,3 +634,13 @@ def test_max_text_vocabulary_must_be_positive():
     X = pd.DataFrame({"t": ["a b b c c c"]})
     with pytest.raises(ValueError, match="max_text_vocabulary"):
         TabularEncoder(text_features=["t"], max_text_vocabulary=-1).fit(X)
+
+
+def test_declared_categories_fix_the_vocabulary_for_later_chunks():
+    dtype = pd.CategoricalDtype(["a", "b", "c"])
+    first = pd.DataFrame({"c": pd.Series(["a", "a"], dtype=dtype)})
+    later = pd.DataFrame({"c": pd.Series(["c", "b", "z"], dtype=object)})
+    enc = TabularEncoder().fit(first)
+    assert enc.schema_.categorical_cardinalities == (3 + 2,)
+    codes = enc.transform(later.astype({"c": object}))["categorical"][:, 0].tolist()
+    assert codes[0] >= 2 and codes[1] >= 2 and codes[2] == 1

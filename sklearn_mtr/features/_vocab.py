@@ -26,9 +26,10 @@ class Vocabulary:
 
     def __init__(self, values: Iterable) -> None:
         if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
-            # Fast path: the categories that occur, without hashing every row.
-            codes = values.cat.codes.to_numpy()
-            uniques = values.cat.categories[np.unique(codes[codes >= 0])]
+            # Every declared category, seen in this data or not: a dtype declared up front
+            # fixes the vocabulary for data that arrives in chunks (partial_fit), and no
+            # row needs hashing.
+            uniques = values.cat.categories
         else:
             if not isinstance(values, (pd.Series, np.ndarray)):
                 values = list(values)

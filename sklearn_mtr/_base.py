@@ -60,27 +60,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         callbacks=None,
         warm_start=False,
     ):
-        self.optimizer = optimizer
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.scoring = scoring
-        self.tol = tol
-        self.categorical_features = categorical_features
-        self.sequence_features = sequence_features
-        self.text_features = text_features
-        self.embedding_dim = embedding_dim
-        self.task_weights = task_weights
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
-        self.callbacks = callbacks
-        self.warm_start = warm_start
+        store_init_params(self, locals())
 
     # ------------------------------------------------------------------ subclass hooks
     def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:  # pragma: no cover
@@ -488,6 +468,15 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             warnings.simplefilter("ignore", RuntimeWarning)
             aucs = per_task_roc_auc(y, proba, sample_weight=sample_weight)
         return float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan")
+
+
+def store_init_params(estimator: BaseEstimator, params: dict) -> None:
+    """Store every ``__init__`` argument unchanged under its own name (sklearn's rule: no
+    logic in ``__init__``). Estimators call it as ``store_init_params(self, locals())``,
+    which keeps their explicit signatures without repeating each name three times."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
 
 
 def _silent(*args, **kwargs) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._base import MultiTaskClassifierBase, with_common_parameters
+from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
 from ..models import ESMM
 from ._funnel import FunnelLabelsMixin, with_funnel_labels
 
@@ -73,33 +73,7 @@ class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         callbacks=None,
         warm_start=False,
     ):
-        self.tower_hidden_sizes = tower_hidden_sizes
-        self.activation = activation
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            scoring=scoring,
-            tol=tol,
-            categorical_features=categorical_features,
-            sequence_features=sequence_features,
-            text_features=text_features,
-            embedding_dim=embedding_dim,
-            task_weights=task_weights,
-            device=device,
-            precision=precision,
-            random_state=random_state,
-            verbose=verbose,
-            callbacks=callbacks,
-            warm_start=warm_start,
-        )
+        store_init_params(self, locals())
 
     def _build_module(self, schema, n_tasks):
         return ESMM(

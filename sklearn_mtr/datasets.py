@@ -243,23 +243,24 @@ def make_multitask_classification(
         proba = 1.0 / (1.0 + np.exp(-centred))
         Y = (rng.uniform(size=centred.shape) < proba).astype(np.int64)
 
-    n_numeric = n_features - n_categorical
+    return _finish_features(X, Y, n_categorical, n_categories, as_frame, [f"task{k}" for k in range(n_tasks)])
+
+
+def _finish_features(X, Y, n_categorical, n_categories, as_frame, task_names):
+    """Quantise the last ``n_categorical`` columns of the N(0, 1) features into categories
+    and, with ``as_frame``, build the DataFrames (``x*`` floats, ``cat*`` categoricals)."""
+    n_numeric = X.shape[1] - n_categorical
     if n_categorical:
         # equal-probability bins of N(0, 1): every level is about as frequent
         edges = ndtri(np.arange(1, n_categories) / n_categories)
         X[:, n_numeric:] = np.searchsorted(edges, X[:, n_numeric:], side="right")
-
     if not as_frame:
         return X, Y
-
     columns = {f"x{j}": X[:, j] for j in range(n_numeric)}
     levels = [f"c{c}" for c in range(n_categories)]
     for j in range(n_categorical):
-        codes = X[:, n_numeric + j].astype(np.int64)
-        columns[f"cat{j}"] = pd.Categorical.from_codes(codes, categories=levels)
-    X_frame = pd.DataFrame(columns)
-    Y_frame = pd.DataFrame(Y, columns=[f"task{k}" for k in range(n_tasks)])
-    return X_frame, Y_frame
+        columns[f"cat{j}"] = pd.Categorical.from_codes(X[:, n_numeric + j].astype(np.int64), categories=levels)
+    return pd.DataFrame(columns), pd.DataFrame(Y, columns=task_names)
 
 
 # ---------------------------------------------------------------------------
@@ -707,16 +708,4 @@ def make_funnel_classification(
             Y[eligible[top], t] = 1
         eligible = np.flatnonzero(Y[:, t])
 
-    n_numeric = n_features - n_categorical
-    n_categories = 8
-    if n_categorical:
-        edges = ndtri(np.arange(1, n_categories) / n_categories)
-        X[:, n_numeric:] = np.searchsorted(edges, X[:, n_numeric:], side="right")
-    if not as_frame:
-        return X, Y
-
-    columns = {f"x{j}": X[:, j] for j in range(n_numeric)}
-    levels = [f"c{c}" for c in range(n_categories)]
-    for j in range(n_categorical):
-        columns[f"cat{j}"] = pd.Categorical.from_codes(X[:, n_numeric + j].astype(np.int64), categories=levels)
-    return pd.DataFrame(columns), pd.DataFrame(Y, columns=[f"stage{t}" for t in range(n_stages)])
+    return _finish_features(X, Y, n_categorical, 8, as_frame, [f"stage{t}" for t in range(n_stages)])

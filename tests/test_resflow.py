@@ -6,22 +6,10 @@ import pytest
 import torch
 
 from sklearn_mtr import ResFlowClassifier
-from sklearn_mtr._schema import FeatureSchema
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.models import MODELS, ResFlow
 from sklearn_mtr.models.resflow import Affine
-
-SCHEMA = FeatureSchema(
-    categorical_names=("a", "b"), categorical_cardinalities=(5, 4), n_numeric=3, numeric_names=("x", "y", "z")
-)
-
-
-def make_batch(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "categorical": torch.stack([torch.randint(0, c, (n,), generator=g) for c in (5, 4)], dim=1),
-        "numeric": torch.randn(n, 3, generator=g),
-    }
+from model_fixtures import SCHEMA, make_batch
 
 
 def build(n_tasks=2, seed=0, **kwargs):

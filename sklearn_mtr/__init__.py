@@ -7,7 +7,9 @@
 from .estimators import (
     AITMClassifier,
     ESMMClassifier,
+    GRecClassifier,
     MMoEClassifier,
+    OneRankClassifier,
     PLEClassifier,
     ResFlowClassifier,
     SharedBottomClassifier,
@@ -18,7 +20,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AITMClassifier",
     "ESMMClassifier",
+    "GRecClassifier",
     "MMoEClassifier",
+    "OneRankClassifier",
     "PLEClassifier",
     "ResFlowClassifier",
     "SharedBottomClassifier",

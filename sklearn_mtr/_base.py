@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_random_state
@@ -17,12 +18,15 @@ from sklearn.utils.validation import _check_sample_weight, check_array, check_is
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
+from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
 from .features import TabularEncoder
 from .models import MultiTaskModule
 from .optim import resolve_optimizer
 
 _PRECISIONS = ("fp32", "bf16")
+# Rows encoded at once by predict: bounds its memory beyond the input and the output.
+_PREDICT_CHUNK = 1 << 16
 _SCORING = ("auc", "loss")
 
 
@@ -65,6 +69,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ subclass hooks
     def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:  # pragma: no cover
         raise NotImplementedError
+
+    def _extra_inputs(self, y: np.ndarray, groups: np.ndarray | None) -> dict[str, torch.Tensor]:
+        """Tensors added to every training batch dict besides the encoded features (none by
+        default). A ``"group"`` entry (request codes) makes batches hold whole requests."""
+        return {}
 
     def _check_task_labels(self, y: np.ndarray, task_names) -> None:
         """Architecture-specific label rules (funnel models: a later stage implies the
@@ -128,6 +137,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
                 raise ValueError("Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required." % (X.shape,))
+            if X.shape[1] == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
             frame = X.reset_index(drop=True)
         else:
             if hasattr(X, "__dataframe__") or type(X).__module__.startswith("polars"):
@@ -326,12 +337,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             self.binary_, self.classes_, self.task_names_ = info["binary_"], info["classes_"], info["task_names_"]
             self.n_tasks_ = y.shape[1]
             self._column_keys_ = list(frame.columns)
-            self.device_ = self._resolve_device()
-            self.seed_ = int(rng.randint(np.iinfo(np.int32).max))
+            # Under torchrun: one GPU per rank, and rank 0's seed everywhere (see _distributed).
+            self.device_ = setup_device(self._resolve_device())
+            self.seed_ = same_on_all_ranks(int(rng.randint(np.iinfo(np.int32).max)))
             encoder = TabularEncoder(self.categorical_features, self.sequence_features, self.text_features)
             self.feature_encoder_ = encoder.fit(frame)
         data = TensorDataset(
-            self.feature_encoder_.transform(frame),
+            {**self.feature_encoder_.transform(frame), **self._extra_inputs(y, groups)},
             torch.from_numpy(y),
             None if w is None else torch.from_numpy(w.astype(np.float32)),
         )
@@ -364,11 +376,33 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                     for name, cb in self.net_.callbacks
                 ]
                 self.net_.initialize_callbacks()
-            self.net_.partial_fit(train_ds, None, **({} if epochs is None else {"epochs": epochs}))
+            try:
+                self.net_.partial_fit(train_ds, None, **({} if epochs is None else {"epochs": epochs}))
+            except torch.cuda.OutOfMemoryError as exc:
+                raise torch.cuda.OutOfMemoryError(
+                    f"CUDA ran out of memory while training with batch_size={self.batch_size} on {self.device_}; "
+                    "lower batch_size (or embedding_dim / the layer sizes), or try precision='bf16'."
+                ) from exc
+        self._drop_interrupted_epoch()
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
         if use_valid and self.scoring == "auc" and self.n_iter_ and np.isnan(self.history_[-1, "valid_auc"]):
             warnings.warn("validation AUC is undefined (a task has one class in the validation split).", RuntimeWarning)
+
+    def _drop_interrupted_epoch(self) -> None:
+        """skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
+        last completed step (the best epoch's with early stopping). The unfinished epoch's
+        row is dropped so that ``history_`` and ``n_iter_`` count completed epochs only."""
+        history = self.net_.history
+        if history and "train_loss" not in history[-1]:
+            steps = sum("train_loss" in batch for batch in history[-1].get("batches", []))
+            history.pop()
+            warnings.warn(
+                f"fit was interrupted (KeyboardInterrupt) in epoch {len(history) + 1} after {steps} training "
+                "step(s); the estimator keeps the weights reached so far and can continue with warm_start "
+                "or partial_fit.",
+                RuntimeWarning,
+            )
 
     def _validation_split(self, n, groups):
         splitter = (GroupShuffleSplit if groups is not None else ShuffleSplit)(
@@ -426,8 +460,46 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     def _predict_task_proba(self, X) -> np.ndarray:
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        logits = self.net_.predict_logits(self.feature_encoder_.transform(frame), max(self.batch_size, 4096))
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        logits = self._predict_logits(frame)
+        bad = ~np.isfinite(logits).all(axis=1)
+        if bad.any():
+            raise FloatingPointError(
+                f"the network produced non-finite outputs for {int(bad.sum())} row(s) (first: row "
+                f"{int(np.argmax(bad))}); the model's weights or those rows' inputs hold extreme values."
+            )
+        proba = logits.astype(np.float64)
+        return expit(proba, out=proba)  # in place: no second array of the output's size
+
+    def _predict_logits(self, frame: pd.DataFrame) -> np.ndarray:
+        """Logits of ``frame``, encoded and predicted ``_PREDICT_CHUNK`` rows at a time so that
+        memory beyond the input and the output stays bounded however many rows there are."""
+        batch_size = max(self.batch_size, 4096)
+        logits = None
+        for start in range(0, len(frame), _PREDICT_CHUNK):
+            encoded = self.feature_encoder_.transform(frame.iloc[start : start + _PREDICT_CHUNK])
+            while True:
+                try:
+                    part = self.net_.predict_logits(encoded, batch_size)
+                    break
+                except torch.cuda.OutOfMemoryError as exc:
+                    if batch_size <= self.batch_size:
+                        raise torch.cuda.OutOfMemoryError(
+                            f"CUDA ran out of memory while predicting in batches of {batch_size} rows on "
+                            f"{self.device_}; set a smaller batch_size (set_params(batch_size=...)): predict "
+                            "then uses batches of batch_size rows."
+                        ) from exc
+                    # Predict batches default to at least 4096 rows: fall back to batch_size rows.
+                    warnings.warn(
+                        f"CUDA ran out of memory predicting {batch_size} rows per batch; retrying with "
+                        f"batch_size={self.batch_size}.",
+                        RuntimeWarning,
+                    )
+                    torch.cuda.empty_cache()
+                    batch_size = self.batch_size
+            if logits is None:
+                logits = np.empty((len(frame), part.shape[1]), dtype=part.dtype)
+            logits[start : start + len(part)] = part
+        return logits
 
     def predict_proba(self, X):
         """Probability of the positive label for every task.
@@ -457,9 +529,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     def score(self, X, y, sample_weight=None):
         """Mean over tasks of the ROC AUC of ``predict_proba`` (not accuracy).
 
-        Missing labels (NaN) are left out per task; a task with a single class in ``Y`` is
-        skipped. This is what ``GridSearchCV`` maximises when ``scoring`` is not given.
+        Missing labels (NaN) are left out per task; a task with a single class in ``Y`` (a
+        cross-validation fold where it is constant, say) is skipped with an
+        ``UndefinedMetricWarning``, and the score is NaN, with the same warning, when every
+        task is. This is what ``GridSearchCV`` maximises when ``scoring`` is not given.
         """
+        from sklearn.exceptions import UndefinedMetricWarning
+
         from .metrics import per_task_roc_auc
 
         proba = self._predict_task_proba(X)
@@ -467,7 +543,15 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             aucs = per_task_roc_auc(y, proba, sample_weight=sample_weight)
-        return float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan")
+        undefined = np.isnan(aucs)
+        if undefined.any():
+            names = [str(t) for t, u in zip(self.task_names_, undefined) if u]
+            warnings.warn(
+                f"ROC AUC is undefined for task(s) {names}: their labelled rows in y hold one class only; "
+                + ("the score is NaN." if undefined.all() else "the score is the mean over the other tasks."),
+                UndefinedMetricWarning,
+            )
+        return float(np.nanmean(aucs)) if not undefined.all() else float("nan")
 
 
 def store_init_params(estimator: BaseEstimator, params: dict) -> None:

@@ -17,6 +17,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import TeeGenerator
 from torch.nn import functional as F
 
+from ._distributed import data_parallel_context
 from .optim import MultiTaskOptimizer, StepContext
 
 
@@ -53,6 +54,8 @@ class BatchIterator:
         self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
 
     def __len__(self) -> int:
+        if "group" in self.dataset.X:
+            return len(request_batches(self.dataset.X["group"], self.batch_size))
         return len(self._bounds())
 
     def _bounds(self) -> list[tuple[int, int]]:
@@ -63,10 +66,60 @@ class BatchIterator:
         return bounds
 
     def __iter__(self):
+        if "group" in self.dataset.X:
+            for index in request_batches(self.dataset.X["group"], self.batch_size, self.shuffle, self.generator):
+                yield self.dataset.take(index)
+            return
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for start, stop in self._bounds():
             yield self.dataset.take(order[start:stop])
+
+
+class EpochSeededBatches(BatchIterator):
+    """Training batches whose shuffle is reseeded at every epoch from the net's seed and epoch
+    number: an epoch's order does not depend on how many epochs the same ``fit`` call ran
+    before it, so a run resumed with ``warm_start`` or from a checkpoint repeats an
+    uninterrupted one."""
+
+    def __init__(self, net: NeuralNet, dataset: TensorDataset, generator: torch.Generator):
+        super().__init__(dataset, net.batch_size, shuffle=True, generator=generator)
+        self.net = net
+
+    def __iter__(self):
+        self.generator.manual_seed(self.net.seed + len(self.net.history))
+        return super().__iter__()
+
+
+def request_batches(group: torch.Tensor, batch_size: int, shuffle: bool = False, generator=None) -> list[torch.Tensor]:
+    """Row indices of batches that hold whole requests (rows sharing a ``group`` id).
+
+    Requests are taken in order of first appearance (shuffled when ``shuffle``), their rows
+    kept together, and whole requests are added to a batch until it holds ``batch_size``
+    rows or more, so a request larger than ``batch_size`` is a batch of its own.
+    """
+    group = group.cpu()
+    _, codes = torch.unique(group, return_inverse=True)
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    first = torch.full((n_groups,), len(codes), dtype=torch.long).scatter_reduce(
+        0, codes, torch.arange(len(codes)), reduce="amin"
+    )
+    rank = torch.empty(n_groups, dtype=torch.long)
+    rank[torch.argsort(first)] = torch.arange(n_groups)  # order of first appearance
+    if shuffle:
+        rank = torch.randperm(n_groups, generator=generator)[rank]
+    key = rank[codes]
+    order = torch.argsort(key, stable=True)
+    sizes = torch.bincount(key, minlength=n_groups).tolist()
+    batches, start, rows = [], 0, 0
+    for size in sizes:
+        rows += size
+        if rows >= batch_size:
+            batches.append(order[start : start + rows])
+            start, rows = start + rows, 0
+    if rows:
+        batches.append(order[start : start + rows])
+    return batches
 
 
 def task_losses(
@@ -195,10 +248,28 @@ class MultiTaskNet(NeuralNet):
         )
         return self
 
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        # Under torchrun: every rank starts from rank 0's weights (see _distributed).
+        self.data_parallel_ = data_parallel_context()
+        if self.data_parallel_ is not None:
+            self.data_parallel_.check_same_data(X.y)
+            state = getattr(self, "mto_state_", None)
+            tensors = list(self.module_.parameters()) + list(self.module_.buffers())
+            self.data_parallel_.broadcast_from_rank0(tensors + ([] if state is None else list(state.parameters())))
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        self.data_parallel_ = None  # the fitted net keeps nothing of the process group
+
     def get_iterator(self, dataset, training=False):
         generator = None
         if training:
             generator = torch.Generator().manual_seed(self.seed + len(self.history))
+            if getattr(self, "data_parallel_", None) is not None:
+                dataset = self.data_parallel_.shard(dataset)  # this rank's rows of each global batch
+        if training:
+            return EpochSeededBatches(self, dataset, generator)
         return BatchIterator(dataset, self.batch_size, shuffle=training, generator=generator)
 
     # -- steps ----------------------------------------------------------------------------
@@ -217,17 +288,44 @@ class MultiTaskNet(NeuralNet):
             return out[0].float(), out[1]
         return out.float(), None
 
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        # Each epoch's random draws (dropout, router noise) depend only on the seed and the epoch
+        # number, so a run resumed from a checkpoint repeats the uninterrupted one exactly.
+        torch.manual_seed(self.seed + len(self.history))
+
+    def _non_finite_loss_error(self, losses: torch.Tensor, aux: torch.Tensor | None) -> FloatingPointError:
+        values = losses.detach().float().cpu().tolist()
+        bad = [f"task {name!r} ({value})" for name, value in zip(self.task_names, values) if not math.isfinite(value)]
+        if aux is not None and not bool(torch.isfinite(aux).all()):
+            bad.append(f"the architecture's auxiliary loss ({aux.detach().float().cpu().tolist()})")
+        step = sum("train_loss" in b for b in self.history[-1, "batches"]) + 1
+        return FloatingPointError(
+            f"training diverged in epoch {len(self.history)}, step {step}: the loss of {', '.join(bad)} is not "
+            "finite. The weights are those of the last finite step. Lower lr, check the inputs for extreme "
+            "values, or try precision='fp32'."
+        )
+
     def train_step(self, batch, **fit_params):
         self._set_training(True)
         X, (y, w) = batch
         self.optimizer_.zero_grad(set_to_none=True)
         logits, aux = self._forward(X)
         losses = task_losses(logits, y, w, self._pos_weight(logits))
+        dp = getattr(self, "data_parallel_", None)
+        if dp is not None:  # global-batch loss values, this rank's share of the gradient
+            losses, aux = dp.global_losses(losses, y, w, aux)
+        # Checked before the update, so a diverged step never reaches the weights.
+        if not bool(torch.isfinite(losses).all()) or (aux is not None and not bool(torch.isfinite(aux).all())):
+            raise self._non_finite_loss_error(losses, aux)
         weights = self.task_weights.to(losses.device)
         ctx = StepContext(
             self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux, epoch=len(self.history) - 1
         )
+        ctx.data_parallel = dp
         diagnostics = self.mto.backward(losses, ctx)
+        if dp is not None:
+            dp.sync_gradients(self.module_, ctx.state, already_summed=ctx.gradients_synced)
         self.notify(
             "on_grad_computed",
             named_parameters=TeeGenerator(self.get_all_learnable_params()),
@@ -235,6 +333,8 @@ class MultiTaskNet(NeuralNet):
             training=True,
         )
         self.mto.step(ctx)
+        if dp is not None:
+            dp.broadcast_from_rank0(list(self.module_.buffers()))
         return {
             "loss": (weights * losses.detach()).sum(),
             "y_pred": logits.detach(),
@@ -254,6 +354,13 @@ class MultiTaskNet(NeuralNet):
         """Logits ``(n, k)`` in eval mode, computed batch by batch on the net's device."""
         self._set_training(False)
         dataset = TensorDataset(X)
+        if "group" in X:  # requests are scored as sets: batches hold whole requests
+            logits = torch.empty(len(dataset), len(self.task_names))
+            for index in request_batches(X["group"], batch_size):
+                Xb, _ = dataset.take(index)
+                Xb = {k: v.to(self.device, non_blocking=True) for k, v in Xb.items()}
+                logits[index] = self._forward(Xb)[0].cpu()
+            return logits.numpy()
         out = []
         for start in range(0, len(dataset), batch_size):
             index = torch.arange(start, min(start + batch_size, len(dataset)))

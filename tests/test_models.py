@@ -8,7 +8,7 @@ from torch import nn
 
 from sklearn_mtr._schema import FeatureSchema, SequenceInput, TextInput
 from sklearn_mtr.features import TabularEncoder
-from sklearn_mtr.models import AITM, ESMM, MODELS, PLE, MMoE, MultiTaskModule, ResFlow, SharedBottom
+from sklearn_mtr.models import AITM, ESMM, MODELS, PLE, GRec, MMoE, MultiTaskModule, OneRank, ResFlow, SharedBottom
 from sklearn_mtr.models._blocks import MLP, BatchedExperts, InputEmbedding, masked_mean
 
 # Tiny architectures: every test runs in milliseconds.
@@ -86,6 +86,8 @@ def test_models_registry():
         "resflow": ResFlow,
         "esmm": ESMM,
         "aitm": AITM,
+        "grec": GRec,
+        "onerank": OneRank,
     }
     assert all(issubclass(cls, MultiTaskModule) for cls in MODELS.values())
 

@@ -5,7 +5,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_mtr import (
     AITMClassifier,
     ESMMClassifier,
+    GRecClassifier,
     MMoEClassifier,
+    OneRankClassifier,
     PLEClassifier,
     ResFlowClassifier,
     SharedBottomClassifier,
@@ -20,6 +22,8 @@ ESTIMATORS = [
     ResFlowClassifier(**{**SMALL, "tower_hidden_sizes": (16, 8)}),
     ESMMClassifier(**SMALL),
     AITMClassifier(head_hidden_sizes=(8,), **SMALL),
+    OneRankClassifier(d_model=8, n_layers=1, **{k: v for k, v in SMALL.items() if k != "tower_hidden_sizes"}),
+    GRecClassifier(d_model=8, n_experts=2, head_hidden_sizes=(8,), **{**SMALL, "tower_hidden_sizes": ()}),
 ]
 
 
@@ -50,6 +54,12 @@ def expected_failed_checks(estimator):
     }
     if isinstance(estimator, (ESMMClassifier, AITMClassifier)):
         failed.update(dict.fromkeys(FUNNEL_MULTILABEL_CHECKS, FUNNEL_CONTRACT))
+    if isinstance(estimator, OneRankClassifier):
+        failed["check_methods_subset_invariance"] = (
+            "float32 round-off: BLAS computes a 1-row and a 20-row matmul with different kernels (last-bit "
+            "differences); OneRank's LayerNorms amplify them to ~2e-7 on probabilities, above the check's atol of "
+            "1e-7. tests/test_onerank.py checks row-by-row against whole-batch predictions at 1e-5."
+        )
     return failed
 
 

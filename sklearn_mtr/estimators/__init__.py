@@ -2,7 +2,9 @@
 
 from .aitm import AITMClassifier
 from .esmm import ESMMClassifier
+from .grec import GRecClassifier
 from .mmoe import MMoEClassifier
+from .onerank import OneRankClassifier
 from .ple import PLEClassifier
 from .resflow import ResFlowClassifier
 from .shared_bottom import SharedBottomClassifier
@@ -10,7 +12,9 @@ from .shared_bottom import SharedBottomClassifier
 __all__ = [
     "AITMClassifier",
     "ESMMClassifier",
+    "GRecClassifier",
     "MMoEClassifier",
+    "OneRankClassifier",
     "PLEClassifier",
     "ResFlowClassifier",
     "SharedBottomClassifier",

@@ -29,6 +29,16 @@ def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
     return values
 
 
+def _scaled_stat(stat, values: np.ndarray, empty: float) -> float:
+    """``stat(values)`` computed on values divided by their largest magnitude, so that huge
+    values (ids near 2**64, 1e300) do not overflow to an infinite mean or scale, which would
+    silently turn the column into zeros."""
+    if not np.isfinite(values).any():
+        return empty
+    top = float(np.nanmax(np.abs(values)))
+    return float(stat(values / top) * top) if top > 0 else 0.0
+
+
 class TabularEncoder:
     """Learn how to turn a table into the tensors the models take.
 
@@ -80,8 +90,8 @@ class TabularEncoder:
             self.vocabularies_[col] = text_vocabulary(tokens, self.max_text_vocabulary)
 
         numeric = [_numeric_values(X[c], c) for c in self.numeric_]
-        self.mean_ = np.array([np.nanmean(v) if np.isfinite(v).any() else 0.0 for v in numeric])
-        std = np.array([np.nanstd(v) if np.isfinite(v).any() else 1.0 for v in numeric])
+        self.mean_ = np.array([_scaled_stat(np.nanmean, v, 0.0) for v in numeric])
+        std = np.array([_scaled_stat(np.nanstd, v, 1.0) for v in numeric])
         self.scale_ = np.where(std > 0, std, 1.0)
         self.has_missing_ = np.array([bool(np.isnan(v).any()) for v in numeric], dtype=bool)
 
@@ -122,8 +132,17 @@ class TabularEncoder:
                 codes[:, j] = self.vocabularies_[col].encode(series)
             batch["categorical"] = torch.from_numpy(codes)
         if self.numeric_:
-            values = np.column_stack([_numeric_values(X[c], c) for c in self.numeric_])
-            values = (values - self.mean_) / self.scale_
+            raw = np.column_stack([_numeric_values(X[c], c) for c in self.numeric_])
+            with np.errstate(over="ignore"):
+                values = (raw - self.mean_) / self.scale_
+            too_far = np.abs(np.nan_to_num(values)) > np.finfo(np.float32).max
+            if too_far.any():
+                # float32 would make them infinite and the predictions NaN.
+                row, j = np.argwhere(too_far)[0]
+                raise ValueError(
+                    f"{column_label(self.numeric_[j])} holds {raw[row, j]:.4g}, more than 3.4e38 training "
+                    "standard deviations from the training mean: too large to encode; check the column's scale."
+                )
             missing = np.isnan(values)
             values[missing] = 0.0
             if self.has_missing_.any():

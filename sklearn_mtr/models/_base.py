@@ -28,6 +28,7 @@ class MultiTaskModule(nn.Module):
         return [self.towers[k]]
 
     def task_parameters(self, k: int) -> list[nn.Parameter]:
+        """Trainable parameters of :meth:`task_modules` ``(k)``: only task ``k``'s loss reaches them."""
         if not 0 <= k < self.n_tasks:
             raise IndexError(f"task index {k} out of range for {self.n_tasks} tasks")
         seen: set[int] = set()
@@ -40,6 +41,7 @@ class MultiTaskModule(nn.Module):
         return params
 
     def shared_parameters(self) -> list[nn.Parameter]:
+        """Every trainable parameter that belongs to no task's :meth:`task_parameters`."""
         private = {id(p) for k in range(self.n_tasks) for p in self.task_parameters(k)}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in private]
 
@@ -61,4 +63,5 @@ class MultiTaskModule(nn.Module):
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(batch, n_tasks)``, or ``(logits, aux_loss)`` with an auxiliary objective."""
         raise NotImplementedError

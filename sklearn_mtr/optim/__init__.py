@@ -22,6 +22,7 @@ from .pcgrad import PCGrad
 from .pub import PUB
 from .uncertainty import UW
 
+#: Registered names of the ``optimizer=`` parameter, mapped to the method's class.
 OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "adam": EW,
     "ew": EW,

@@ -30,6 +30,12 @@ class StepContext:
         Index of the current epoch, counted from 0 over the estimator's whole training
         (``partial_fit`` calls and warm starts continue the count); methods that work per
         epoch (DWA) use it.
+    data_parallel : DataParallel or None
+        Set in a data-parallel fit (``sklearn_mtr._distributed``): ``task_gradients``
+        all-reduces the per-task gradients through it before a method combines them.
+    gradients_synced : bool
+        Set by ``task_gradients`` once it has all-reduced the gradients of this step, so the
+        net does not sum the written ``.grad`` a second time.
     """
 
     model: nn.Module
@@ -38,6 +44,8 @@ class StepContext:
     task_weights: torch.Tensor
     aux_loss: torch.Tensor | None = None
     epoch: int = 0
+    data_parallel: object | None = None
+    gradients_synced: bool = False
 
 
 class MultiTaskOptimizer(BaseEstimator):
@@ -92,6 +100,7 @@ class MultiTaskOptimizer(BaseEstimator):
         raise NotImplementedError
 
     def step(self, ctx: StepContext) -> None:
+        """Apply the update from the ``.grad`` that :meth:`backward` filled."""
         ctx.optimizer.step()
 
     @staticmethod

@@ -44,7 +44,13 @@ def task_gradients(
         grads = torch.autograd.grad(task_losses[k], shared + own, retain_graph=True, allow_unused=True)
         rows.append(_flat(grads[: len(shared)], shared))
         private.append(list(grads[len(shared) :]))
-    return torch.stack(rows), private, shared
+    shared_grads = torch.stack(rows)
+    if ctx.data_parallel is not None:
+        # Synchronised before any method combines them: PCGrad, MGDA, PUB... see the global
+        # batch's per-task gradients (losses are the ranks' shares, so the sum is exact).
+        shared_grads, private = ctx.data_parallel.sum_task_gradients(shared_grads, private)
+        ctx.gradients_synced = True
+    return shared_grads, private, shared
 
 
 def write_gradients(
@@ -66,5 +72,8 @@ def write_gradients(
     for k, grads in enumerate(private_grads):
         for p, g in zip(ctx.model.task_parameters(k), grads):
             p.grad = None if g is None else g * scales[k]
-    if ctx.aux_loss is not None:
+    if ctx.aux_loss is not None and ctx.gradients_synced:
+        # The .grad just written is global; add the all-reduced gradient of the aux loss.
+        ctx.data_parallel.sum_aux_gradients(ctx.aux_loss, [p for p in ctx.model.parameters() if p.requires_grad])
+    elif ctx.aux_loss is not None:
         ctx.aux_loss.backward()  # accumulates into the .grad just written

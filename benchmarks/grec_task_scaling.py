@@ -1,0 +1,166 @@
+"""Predict throughput as the number of tasks grows: GRec vs MMoE vs PLE, in one run.
+
+GRec's efficiency claim (Wang et al., CIKM 2023) is that adding tasks costs little: the
+expensive towers (behaviour sequence, text, context) run once per sample and a task only
+adds a sentence through the small top (mixing block, sparse MoE, head). This script
+measures it against MMoE and PLE, each with its estimator's default architecture, on the
+same synthetic inputs and task counts (2, 4, 8, 16 by default), with one torch thread.
+
+Two input settings:
+
+- ``tabular``: 12 numeric and 4 categorical columns (the Census-like case: GRec's
+  sentence is context + task tokens);
+- ``sequence_text``: the same plus a candidate item column, a 20-item behaviour history
+  sharing its vocabulary and a short text column (GRec adds sequence, text and item
+  tokens; MMoE and PLE mean-pool the history and text embeddings).
+
+For every (setting, task count, model) an estimator is fitted for one epoch on 2048 rows
+(the weights do not matter for speed), then ``predict_proba`` is timed on ``--n-predict``
+rows, end to end (feature encoding included) and the model alone (``net_.predict_logits``
+on the already encoded tensors). Rounds are interleaved (every model and task count once
+per round) so that the noise of a shared machine hits all alike; the median over rounds
+is reported, with the slowdown relative to two tasks.
+
+Run ``nice -n 10 python benchmarks/grec_task_scaling.py`` (``--quick`` for a smoke run).
+Writes ``benchmarks/results/grec_task_scaling.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import _common
+import numpy as np
+import pandas as pd
+import torch
+
+MODELS = ("GRec", "MMoE", "PLE")
+
+
+def make_data(n: int, n_tasks: int, setting: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.RandomState(seed)
+    X = pd.DataFrame({f"x{j}": rng.randn(n) for j in range(12)})
+    for j in range(4):
+        X[f"c{j}"] = pd.Categorical(rng.randint(0, 50, n).astype(str))
+    score = X[[f"x{j}" for j in range(12)]].to_numpy() @ rng.randn(12, n_tasks)
+    if setting == "sequence_text":
+        items = np.array([f"i{k}" for k in range(500)])
+        words = np.array([f"w{k}" for k in range(1000)])
+        X["item"] = pd.Categorical(items[rng.randint(0, 500, n)], categories=items)
+        X["history"] = [list(items[rng.randint(0, 500, rng.randint(0, 21))]) for _ in range(n)]
+        X["title"] = [" ".join(words[rng.randint(0, 1000, rng.randint(3, 11))]) for _ in range(n)]
+    Y = pd.DataFrame((score + rng.randn(n, n_tasks) > 0).astype(int), columns=[f"t{k}" for k in range(n_tasks)])
+    return X, Y
+
+
+def make_estimator(model: str, setting: str):
+    import sklearn_mtr
+
+    extra = {"sequence_features": {"history": "item"}, "text_features": ["title"]} if setting == "sequence_text" else {}
+    cls = getattr(sklearn_mtr, f"{model}Classifier")
+    return cls(max_epochs=1, random_state=0, device="cpu", verbose=0, **extra)
+
+
+def n_parameters(clf) -> int:
+    return int(sum(p.numel() for p in clf.net_.module_.parameters()))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--n-predict", type=int, default=8192)
+    parser.add_argument("--n-fit", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--settings", nargs="+", default=["tabular", "sequence_text"])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default="grec_task_scaling")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks, args.n_predict, args.n_fit, args.rounds = [2, 4], 1024, 512, 2
+        args.output += "_quick"
+    torch.set_num_threads(1)
+
+    results = {}
+    for setting in args.settings:
+        fitted, data = {}, {}
+        for T in args.tasks:
+            X, Y = make_data(args.n_fit + args.n_predict, T, setting)
+            X_fit, Y_fit, X_pred = (
+                X.iloc[: args.n_fit],
+                Y.iloc[: args.n_fit],
+                X.iloc[args.n_fit :].reset_index(drop=True),
+            )
+            for model in MODELS:
+                clf = make_estimator(model, setting).fit(X_fit, Y_fit)
+                fitted[model, T] = clf
+                data[model, T] = (X_pred, clf.feature_encoder_.transform(X_pred))
+                print(f"{setting}: fitted {model} with {T} tasks ({n_parameters(clf)} parameters)", flush=True)
+        timings = {key: {"end_to_end": [], "model": []} for key in fitted}
+        for r in range(args.rounds):
+            for key, clf in fitted.items():
+                X_pred, encoded = data[key]
+                t0 = time.perf_counter()
+                clf.predict_proba(X_pred)
+                t1 = time.perf_counter()
+                clf.net_.predict_logits(encoded, max(clf.batch_size, 4096))
+                t2 = time.perf_counter()
+                timings[key]["end_to_end"].append(args.n_predict / (t1 - t0))
+                timings[key]["model"].append(args.n_predict / (t2 - t1))
+            print(f"{setting}: round {r + 1}/{args.rounds} done", flush=True)
+        rows = {}
+        for model in MODELS:
+            rows[model] = {}
+            for T in args.tasks:
+                entry = {
+                    "parameters": n_parameters(fitted[model, T]),
+                    **{
+                        f"{kind}_samples_per_s": _common.summary(v) | {"median": float(statistics.median(v))}
+                        for kind, v in timings[model, T].items()
+                    },
+                }
+                rows[model][str(T)] = entry
+            base = rows[model][str(args.tasks[0])]
+            for T in args.tasks:
+                entry = rows[model][str(T)]
+                for kind in ("end_to_end", "model"):
+                    key = f"{kind}_samples_per_s"
+                    entry[f"{kind}_time_ratio_vs_{args.tasks[0]}_tasks"] = base[key]["median"] / entry[key]["median"]
+        results[setting] = rows
+        header = ["model"] + [f"T={T} samples/s (x time)" for T in args.tasks] + ["params at T=2 / max T"]
+        for kind in ("model", "end_to_end"):
+            table = []
+            for model in MODELS:
+                cells = [model]
+                for T in args.tasks:
+                    e = rows[model][str(T)]
+                    ratio = e[f"{kind}_time_ratio_vs_{args.tasks[0]}_tasks"]
+                    cells.append(f"{e[f'{kind}_samples_per_s']['median']:,.0f} (x{ratio:.2f})")
+                cells.append(
+                    f"{rows[model][str(args.tasks[0])]['parameters']:,} / {rows[model][str(args.tasks[-1])]['parameters']:,}"
+                )
+                table.append(cells)
+            print(f"\n### {setting}, {kind} (median over {args.rounds} rounds)\n")
+            print(_common.markdown_table(header, table), flush=True)
+
+    path = _common.write_results(
+        args.output,
+        {
+            "description": (
+                "predict_proba throughput (samples/s) as the number of tasks grows; estimator defaults for "
+                "GRec, MMoE and PLE; fitted 1 epoch on n_fit rows; timed on n_predict rows; torch threads 1; "
+                "rounds interleaved, median reported; time ratio = median time per sample relative to the "
+                "smallest task count"
+            ),
+            "config": vars(args),
+            "results": results,
+        },
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,529 @@
+"""Render ``benchmarks/results/*.json`` as a markdown page with tables and PNG plots.
+
+    python benchmarks/render_results.py            # writes docs/benchmark_results.md, docs/img/results/*.png
+
+Each result file is rendered by the renderer of its ``benchmark`` name (Census baselines,
+multi-task methods on Census, funnel and other per-data-set accuracy benchmarks, optimizer step
+time, optimizer accuracy on synthetic tasks, throughput); any other file gets the generic
+rendering: lists and dicts of flat records as tables, every other number in a quantity / value
+table. Smoke runs (``--quick``, ``*_smoke``) are listed, not rendered. Optimizer-accuracy
+files with the same setup (``*_others`` runs of more methods) are merged into one section. The
+trade-off plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay` and the learning
+curves :class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is generated: edit
+this script, not the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's sklearn_mtr, installed or not
+
+from sklearn_mtr.inspection import TaskLearningCurveDisplay, TaskTradeoffDisplay
+
+
+class Page:
+    """Markdown lines plus the figures saved next to them."""
+
+    def __init__(self, out: Path, img_dir: Path):
+        self.out, self.img_dir, self.lines = out, img_dir, []
+        img_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, header: list[str], rows: list[list]) -> None:
+        self.add("| " + " | ".join(header) + " |", "|" + "---|" * len(header))
+        self.add(*("| " + " | ".join(str(c) for c in row) + " |" for row in rows))
+        self.add("")
+
+    def figure(self, fig, name: str, alt: str) -> None:
+        path = self.img_dir / f"{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.add(f"![{alt}]({Path(os.path.relpath(path, self.out.parent)).as_posix()})", "")
+
+
+# ---------------------------------------------------------------------------------------- formatting
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_any(value) -> str:
+    """A value of unknown scale: 4 significant digits, thousands separated."""
+    if isinstance(value, float) and not math.isnan(value):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return f"{value:,}"
+    return fmt(value)
+
+
+def pm(stat: dict | None, digits: int = 4) -> str:
+    """``mean ± std`` of a summary dict (``{"mean", "std", "n", ...}``)."""
+    if not isinstance(stat, dict) or stat.get("mean") is None:
+        return "–"
+    std = stat.get("std")
+    if std is None or stat.get("n", 2) < 2 or (isinstance(std, float) and math.isnan(std)):
+        return fmt(stat["mean"], digits)
+    return f"{stat['mean']:.{digits}f} ± {std:.{digits}f}"
+
+
+def environment(page: Page, data: dict, files: list[str]) -> None:
+    env = data.get("environment", {})
+    versions = env.get("versions", {})
+    where = ", ".join(
+        part
+        for part in (
+            env.get("cpu") and f"{env['cpu']} ({env.get('cpu_count', '?')} cores)",
+            env.get("torch_num_threads") and f"{env['torch_num_threads']} torch thread(s)",
+            env.get("device") and f"device {env['device']}" + (f" ({env['gpu']})" if env.get("gpu") else ""),
+            versions.get("torch") and f"torch {versions['torch']}",
+        )
+        if part
+    )
+    source = ", ".join(f"`benchmarks/results/{f}`" for f in files)
+    commit = env.get("git_commit", "?")
+    page.add(f"*{source}; measured {env.get('date', '?')} at commit `{commit[:12]}`; {where}.*", "")
+
+
+# ---------------------------------------------------------------------------------------- renderers
+def render_census(page: Page, stem: str, data: dict) -> None:
+    models = data["models"]
+    tasks = list(next(iter(models.values()))["test_auc"])
+    config = data.get("config", {})
+    page.add(
+        f"Seeds: {len(config.get('seeds', []))}, at most {config.get('max_epochs', '?')} epochs, model selection "
+        f"`{config.get('selection', '?')}`. Mean ± sample std over seeds.",
+        "",
+    )
+    header = ["model", *(f"{t} AUC" for t in tasks), *(f"{t} log loss" for t in tasks), "fit s"]
+    rows = [
+        [name, *(pm(m["test_auc"][t]) for t in tasks), *(pm(m["test_log_loss"][t]) for t in tasks)]
+        + [pm(m.get("fit_seconds"), 0)]
+        for name, m in models.items()
+    ]
+    page.table(header, rows)
+    reference = data.get("reference", {})
+    if reference:
+        page.add("Published numbers (different preprocessing and budgets: a band, not a like-for-like comparison):", "")
+        ref_rows = [
+            [source, model, *(fmt(values.get(t)) for t in tasks)]
+            for source, entry in reference.items()
+            for model, values in entry.items()
+            if isinstance(values, dict)
+        ]
+        page.table(["source", "model", *(f"{t} AUC" for t in tasks)], ref_rows)
+    for name, check in data.get("acceptance", {}).items():
+        targets = ", ".join(f"{t} ≥ {v}" for t, v in check.get("thresholds", {}).items())
+        page.add(f"Acceptance ({name}: {targets}): **{'passed' if check.get('passed') else 'not met'}**.", "")
+
+    results = {name: {t: m["test_auc"][t]["values"] for t in tasks} for name, m in models.items()}
+    for source, entry in reference.items():
+        for model, values in entry.items():
+            if isinstance(values, dict) and all(t in values for t in tasks):
+                results[f"{model} ({source.split(' ')[0]})"] = {t: values[t] for t in tasks}
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    TaskTradeoffDisplay.from_results(results, ax=ax)
+    ax.set_title("Census-Income: test AUC per task (ours: mean ± std over seeds; published numbers)")
+    page.figure(fig, f"{stem}_tradeoff", "Census task trade-off")
+
+    curves = {name: _mean_valid_curve(m.get("runs", []), tasks) for name, m in models.items()}
+    curves = {name: rows for name, rows in curves.items() if rows}
+    if curves:
+        # One panel per task, one line per model: the tasks' AUCs differ too much to share an axis.
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.6), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            for k, (name, rows) in enumerate(curves.items()):
+                TaskLearningCurveDisplay.from_history(
+                    rows, metric="auc", tasks=[task], ax=ax, name=f"{task}: validation AUC", label=name, color=f"C{k}"
+                )
+        fig.suptitle("Census-Income: mean validation AUC over seeds, per epoch")
+        fig.tight_layout()
+        page.figure(fig, f"{stem}_curves", "Census validation AUC per epoch")
+
+
+def _mean_valid_curve(runs: list[dict], tasks: list[str]) -> list[dict]:
+    """Per-epoch mean over seeds of ``valid_curve`` entries, as history rows."""
+    by_epoch: dict[int, list[dict]] = {}
+    for run in runs:
+        for entry in run.get("valid_curve", []):
+            by_epoch.setdefault(entry["epoch"], []).append(entry)
+    rows = []
+    for epoch in sorted(by_epoch):
+        row = {"epoch": epoch}
+        for task in tasks:
+            for source, key in (("valid_auc", "valid_auc"), ("valid_log_loss", "valid_loss")):
+                values = [e[source][task] for e in by_epoch[epoch] if task in e.get(source, {})]
+                if values:
+                    row[f"{key}_{task}"] = float(np.mean(values))
+        rows.append(row)
+    return rows if any(len(r) > 1 for r in rows) else []
+
+
+def render_datasets(page: Page, stem: str, data: dict) -> None:
+    """Accuracy benchmarks shaped ``datasets -> {tasks, models -> {auc, gauc, ...}}``."""
+    config = data.get("config", {})
+    recall = f"; weighted recall@{config['k']} per request" if "k" in config else ""
+    page.add(f"Seeds: {len(config.get('seeds', []))}{recall}; test metrics, mean ± sample std over seeds.", "")
+    datasets = data["datasets"]
+    for name, ds in datasets.items():
+        tasks = ds["tasks"]
+        page.add(f"### {name}", "", ds.get("description", ""), "")
+        rows = []
+        for model, m in ds["models"].items():
+            if "auc" not in m:
+                rows.append([model, *(["–"] * (2 * len(tasks) + 2)), "; ".join(map(str, m.get("errors", [])))])
+                continue
+            rows.append(
+                [model, *(pm(m["auc"][t]) for t in tasks), *(pm(m.get("gauc", {}).get(t)) for t in tasks)]
+                + [pm(m.get("wrecall_at_k")), pm(m.get("fit_seconds"), 1), ""]
+            )
+        oracle = ds.get("oracle_test_auc")
+        if oracle:
+            rows.append(["*oracle*", *(fmt(oracle[t]) for t in tasks), *(["–"] * len(tasks)), "–", "–", ""])
+        page.table(
+            ["model", *(f"{t} AUC" for t in tasks), *(f"{t} GAUC" for t in tasks), "wrecall@k", "fit s", "errors"],
+            rows,
+        )
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 4.0), squeeze=False)
+    for ax, (name, ds) in zip(axes[0], datasets.items()):
+        results = {m: {t: v["auc"][t]["values"] for t in ds["tasks"]} for m, v in ds["models"].items() if "auc" in v}
+        TaskTradeoffDisplay.from_results(results, ax=ax)
+        ax.set_title(name)
+    fig.suptitle("Test AUC, task against task (mean ± std over seeds)")
+    fig.tight_layout()
+    page.figure(fig, f"{stem}_tradeoff", "Task trade-off per data set")
+
+
+def render_census_optimizers(page: Page, stem: str, data: dict) -> None:
+    """Every multi-task method on each architecture (``summary -> arch -> method``), gains paired with ``ew``."""
+    config = data.get("config", {})
+    note = config.get("reduced_protocol_note")
+    if note:
+        page.add(note, "")
+    for model, methods in data["summary"].items():
+        tasks = list(next(iter(methods.values()))["test_auc"])
+        order = list(dict.fromkeys(m for m in ["ew", *config.get("methods", [])] if m in methods)) or list(methods)
+        order += [m for m in methods if m not in order]
+        page.add(f"### {model}", "")
+        rows = []
+        for method in order:
+            entry, gain = methods[method], methods[method].get("paired_gain_vs_ew", {})
+            rows.append(
+                [method, len(entry.get("seeds", []))]
+                + [pm(entry["test_auc"][t]) for t in tasks]
+                + [_signed(gain.get(t)) for t in tasks]
+                + [pm(entry.get("fit_seconds"), 0)]
+            )
+        page.table(["method", "seeds", *(f"{t} AUC" for t in tasks), *(f"Δ {t} vs ew" for t in tasks), "fit s"], rows)
+    models = list(data["summary"])
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        methods = data["summary"][model]
+        tasks = list(next(iter(methods.values()))["test_auc"])
+        results = {m: {t: e["test_auc"][t]["values"] for t in tasks} for m, e in methods.items()}
+        TaskTradeoffDisplay.from_results(results, reference="ew" if "ew" in results else None, ax=ax)
+        ax.set_title(model)
+    fig.suptitle("Census-Income: multi-task methods, test AUC task against task (mean ± std over seeds)")
+    fig.tight_layout()
+    page.figure(fig, f"{stem}_tradeoff", "Multi-task methods on Census-Income")
+
+
+def render_step_time(page: Page, stem: str, data: dict) -> None:
+    config = data.get("config", {})
+    small = data["small"]
+    tasks = list(small)
+    methods = list(next(iter(small.values())))
+    page.add(
+        f"Median milliseconds per training step (`train_step` on a small MMoE, batch {config.get('batch_size', '?')}, "
+        f"{config.get('rounds', '?')} interleaved rounds) and the ratio to equal weighting (`adam`).",
+        "",
+    )
+    header = ["method", *(f"T={t} ms" for t in tasks), *(f"T={t} ×adam" for t in tasks)]
+    rows = [
+        [m, *(fmt(small[t][m]["median_ms_per_step"], 2) for t in tasks)]
+        + [fmt(small[t][m].get("ratio_to_adam"), 2) for t in tasks]
+        for m in methods
+    ]
+    page.table(header, rows)
+    default = data.get("default_size_T2")
+    if default:
+        page.add("Default-size MMoE (8 experts of [256, 128]), T=2:", "")
+        page.table(
+            ["method", "ms / step", "×adam"],
+            [[m, fmt(v["median_ms_per_step"], 2), fmt(v.get("ratio_to_adam"), 2)] for m, v in default.items()],
+        )
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(methods)), 3.8))
+    width = 0.8 / len(tasks)
+    x = np.arange(len(methods))
+    for i, t in enumerate(tasks):
+        ax.bar(x + i * width, [small[t][m].get("ratio_to_adam", np.nan) for m in methods], width, label=f"T={t}")
+    ax.axhline(1.0, color="0.5", linewidth=1, linestyle=":")
+    ax.set_xticks(x + width * (len(tasks) - 1) / 2, methods, rotation=45, ha="right")
+    ax.set_ylabel("step time / equal weighting")
+    ax.set_ylim(bottom=0)
+    ax.legend(title="tasks")
+    ax.set_title("Cost of a training step relative to equal weighting")
+    page.figure(fig, f"{stem}_ratios", "Optimizer step time relative to equal weighting")
+
+
+def render_synthetic(page: Page, stem: str, data: dict) -> None:
+    config = data["config"]
+    results, runs = data["results"], data.get("runs", {})
+    correlations = list(results)
+    methods = list(dict.fromkeys(m for c in correlations for m in results[c]))
+    page.add(
+        f"{config.get('n_tasks', 2)} tasks of the synthetic generator, task correlation from conflicting to aligned; "
+        f"MMoE, {config.get('epochs', '?')} epochs, {config.get('n_train', '?')} training rows, "
+        f"{len(config.get('seeds', []))} seeds; test AUC, mean ± std over seeds.",
+        "",
+    )
+    header = ["method", *(f"ρ={c} mean AUC" for c in correlations), *(f"ρ={c} Δ adam" for c in correlations)]
+    rows = []
+    for m in methods:
+        cells = [pm(results[c].get(m, {}).get("mean_auc")) for c in correlations]
+        cells += [_signed(results[c].get(m, {}).get("mean_auc_minus_adam")) for c in correlations]
+        rows.append([m, *cells])
+    page.table(header, rows)
+    fig, axes = plt.subplots(1, len(correlations), figsize=(4.0 * len(correlations), 4.0), squeeze=False)
+    for ax, c in zip(axes[0], correlations):
+        per_method = {m: [run["test_auc"] for run in runs.get(c, {}).get(m, [])] for m in methods}
+        per_method = {m: v for m, v in per_method.items() if v}
+        if not per_method:  # no per-seed runs stored: the means
+            per_method = {
+                m: [results[c][m]["task0_auc"]["mean"], results[c][m]["task1_auc"]["mean"]]
+                for m in methods
+                if m in results[c]
+            }
+        TaskTradeoffDisplay.from_results(per_method, reference="adam" if "adam" in per_method else None, ax=ax)
+        ax.set_title(f"task correlation {c}")
+    fig.suptitle(f"Optimizers on synthetic tasks ({config.get('epochs', '?')} epochs): task 0 against task 1 AUC")
+    fig.tight_layout()
+    page.figure(fig, f"{stem}_tradeoff", "Optimizer task trade-off on synthetic tasks")
+
+
+def _signed(stat: dict | None) -> str:
+    if not isinstance(stat, dict) or stat.get("mean") is None:
+        return "–"
+    return f"{stat['mean']:+.4f}"
+
+
+def render_throughput(page: Page, stem: str, data: dict) -> None:
+    config, rates = data.get("config", {}), data["samples_per_second"]
+    page.add(
+        f"MMoE ({config.get('n_experts', '?')} experts of {config.get('expert_hidden_sizes', '?')}), batch "
+        f"{config.get('batch_size', '?')}, {config.get('rows', '?')} rows per epoch, {config.get('rounds', '?')} "
+        f"interleaved rounds; training samples per second.",
+        "",
+    )
+    descriptions = data.get("contenders", {})
+    page.table(
+        ["contender", "samples / s", "what is timed"],
+        [[name, pm(stat, 0), descriptions.get(name, "")] for name, stat in rates.items()],
+    )
+    page.table(["ratio", "value"], [[k, fmt(v, 3)] for k, v in data.get("ratios", {}).items()])
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    names = list(rates)
+    ax.barh(names, [rates[n]["mean"] for n in names], xerr=[rates[n].get("std", 0) for n in names], color="C0")
+    ax.set_xlabel("training samples per second (mean ± std over rounds)")
+    ax.invert_yaxis()
+    page.figure(fig, f"{stem}_rates", "MMoE training throughput")
+
+
+def render_generic(page: Page, stem: str, data: dict) -> None:
+    """Lists of flat records and dicts of flat records as tables; every other number as a
+    ``quantity | value`` row."""
+    if isinstance(data.get("description"), str):
+        page.add(data["description"].strip().split("\n\n")[0].replace("\n", " "), "")
+    flat: list[tuple[str, str]] = []
+    tables: list[tuple[str, str | None, list[tuple]]] = []
+    for key, value in data.items():
+        if key not in _GENERIC_SKIP:
+            _walk(key, value, flat, tables)
+    for path, index, records in tables:
+        columns = list(dict.fromkeys(k for _, r in records for k in r))
+        page.add(f"`{path}`:", "")
+        lead = [] if index is None else [index]
+        page.table(
+            [*lead, *columns],
+            [[*([] if index is None else [name]), *(_cell(r.get(c)) for c in columns)] for name, r in records],
+        )
+    if flat:
+        shown = flat[:_MAX_ROWS]
+        page.table(["quantity", "value"], [[f"`{k}`", v] for k, v in shown])
+        if len(flat) > len(shown):
+            page.add(f"({len(flat) - len(shown)} more values in the JSON file.)", "")
+    if isinstance(data.get("note"), str):
+        page.add(f"Note: {data['note']}", "")
+
+
+_GENERIC_SKIP = {"benchmark", "environment", "config", "description", "note", "args"}
+_MAX_ROWS = 80
+
+
+def _summary(value) -> bool:
+    return isinstance(value, dict) and "mean" in value and "values" in value
+
+
+def _cell(value) -> str:
+    if _summary(value):
+        std = value.get("std")
+        return fmt_any(value["mean"]) + ("" if std is None else f" ± {fmt_any(std)}")
+    if isinstance(value, list):
+        return ", ".join(fmt_any(v) for v in value[:8]) + (", …" if len(value) > 8 else "")
+    return fmt_any(value)
+
+
+def _record(value) -> bool:
+    """A dict of scalars, lists of scalars and summaries: one table row."""
+    return isinstance(value, dict) and all(
+        _scalar(v) or _summary(v) or (isinstance(v, list) and all(_scalar(x) for x in v)) for v in value.values()
+    )
+
+
+def _walk(prefix: str, value, flat: list, tables: list) -> None:
+    """Tables for lists / dicts of records; dotted paths to every other value."""
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        rows = [{k: v for k, v in r.items() if _scalar(v) or _summary(v)} for r in value]
+        tables.append((prefix, None, [(None, r) for r in rows]))
+    elif isinstance(value, dict) and not _summary(value):
+        if len(value) > 1 and all(_record(v) and v and not _summary(v) for v in value.values()):
+            tables.append((prefix, prefix.rsplit(".", 1)[-1], [(str(k), v) for k, v in value.items()]))
+            return
+        for key, item in value.items():
+            _walk(f"{prefix}.{key}", item, flat, tables)
+    elif _summary(value) or _scalar(value) or (isinstance(value, list) and all(_scalar(v) for v in value)):
+        flat.append((prefix, _cell(value)))
+
+
+def _scalar(value) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
+    "census_baselines": render_census,
+    "census_optimizers": render_census_optimizers,
+    "funnel_models": render_datasets,
+    "grec_accuracy": render_datasets,
+    "optimizer_step_time": render_step_time,
+    "optimizer_synthetic": render_synthetic,
+    "throughput_mmoe": render_throughput,
+}
+TITLES = {
+    "census_baselines": "Census-Income baselines",
+    "census_optimizers": "Multi-task methods on Census-Income",
+    "funnel_models": "Funnel models",
+    "grec_accuracy": "GRec accuracy",
+    "optimizer_step_time": "Optimizer step time",
+    "optimizer_synthetic": "Optimizers on synthetic tasks",
+    "throughput_mmoe": "MMoE training throughput",
+}
+
+
+def renderer_of(name: str) -> str | None:
+    matches = [key for key in RENDERERS if name.startswith(key)]
+    return max(matches, key=len) if matches else None
+
+
+def merge_synthetic(files: dict[str, dict]) -> dict[str, tuple[list[str], dict]]:
+    """Optimizer-accuracy files with the same setup but other methods become one result."""
+    merged: dict[str, tuple[list[str], dict]] = {}
+    for stem, data in files.items():
+        config = {k: v for k, v in data["config"].items() if k != "methods"}
+        for stems, base in merged.values():
+            if {k: v for k, v in base["config"].items() if k != "methods"} == config:
+                for c, per_method in data["results"].items():
+                    for m, value in per_method.items():
+                        base["results"].setdefault(c, {}).setdefault(m, value)
+                        base.setdefault("runs", {}).setdefault(c, {}).setdefault(
+                            m, data.get("runs", {}).get(c, {}).get(m, [])
+                        )
+                base["config"]["methods"] = list(dict.fromkeys(base["config"]["methods"] + data["config"]["methods"]))
+                stems.append(stem)
+                break
+        else:
+            merged[stem] = ([stem], json.loads(json.dumps(data)))
+    return merged
+
+
+def render(results_dir: Path, out: Path, img_dir: Path) -> list[str]:
+    """Write the page; returns the result files rendered."""
+    files = {}
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            files[path.stem] = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:  # a run still writing its file
+            print(f"skipped {path.name}: {exc}", file=sys.stderr)
+    # Smoke runs (--quick, *_smoke) check that a script works; their numbers are not results.
+    quick = sorted(
+        stem
+        for stem, data in files.items()
+        if (data.get("config") or {}).get("quick") or stem.endswith(("_quick", "_smoke"))
+    )
+    groups: dict[str | None, dict[str, dict]] = {}
+    for stem, data in files.items():
+        if stem in quick:
+            continue
+        groups.setdefault(renderer_of(str(data.get("benchmark", stem))), {})[stem] = data
+    page = Page(out, img_dir)
+    page.add(
+        "# Benchmark results",
+        "",
+        "Generated by `python benchmarks/render_results.py` from `benchmarks/results/*.json` (edit the script, "
+        "not this page). How each benchmark is run and what it measures: [benchmarks/README.md]"
+        "(../benchmarks/README.md); the discussion of the numbers: [Benchmarks](benchmarks.md) and "
+        "[Optimizer benchmarks](optimizer_benchmarks.md).",
+        "",
+    )
+    for key in [*RENDERERS, None]:
+        members = groups.get(key, {})
+        if key == "optimizer_synthetic":
+            members = {stem: data for stem, (stems, data) in merge_synthetic(members).items()}
+            sources = {stem: stems for stem, (stems, _) in merge_synthetic(groups.get(key, {})).items()}
+        else:
+            sources = {stem: [stem] for stem in members}
+        for stem, data in members.items():
+            title = TITLES.get(key, str(data.get("benchmark", stem)).replace("_", " "))
+            suffix = stem[len(key) :].strip("_").replace("_", " ") if key and stem != key else ""
+            page.add(f"## {title}" + (f" ({suffix})" if suffix else ""), "")
+            environment(page, data, [f"{s}.json" for s in sources[stem]])
+            (RENDERERS[key] if key else render_generic)(page, stem, data)
+    if quick:
+        page.add(
+            "Smoke runs (`--quick`, `*_smoke`), not rendered: " + ", ".join(f"`{stem}.json`" for stem in quick) + ".",
+            "",
+        )
+    out.write_text("\n".join(page.lines).rstrip() + "\n")
+    return list(files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmark_results.md")
+    parser.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img" / "results")
+    args = parser.parse_args(argv)
+    rendered = render(args.results, args.out, args.img_dir)
+    print(f"rendered {len(rendered)} result files into {args.out} and {args.img_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

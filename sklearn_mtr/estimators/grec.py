@@ -1,0 +1,226 @@
+"""GRecClassifier: the scikit-learn estimator around :class:`~sklearn_mtr.models.GRec`."""
+
+from __future__ import annotations
+
+import torch
+from skorch.callbacks import Callback
+
+from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
+from ..models import GRec
+from ..models._moe import SwitchMoE
+
+
+class RouterStatistics(Callback):
+    """Records, per epoch, how the MoE router dispatched the training batches.
+
+    ``router_dropped_fraction``: share of top-k assignments refused because the expert was
+    at capacity; ``router_expert_load``: share of the kept assignments each expert took
+    (a list, one entry per expert; uniform routing gives ``1 / n_experts`` each).
+    """
+
+    def _layers(self, net) -> list[SwitchMoE]:
+        return [m for m in net.module_.modules() if isinstance(m, SwitchMoE)]
+
+    def on_epoch_begin(self, net, **kwargs):
+        for layer in self._layers(net):
+            layer.reset_statistics()
+
+    def on_epoch_end(self, net, **kwargs):
+        layers = self._layers(net)
+        if not layers:
+            return
+        assigned = torch.stack([m.assigned for m in layers]).sum(0)
+        total = float(sum(m.total for m in layers))
+        dropped = float(sum(m.dropped for m in layers))
+        net.history.record("router_dropped_fraction", dropped / total if total else float("nan"))
+        load = (assigned / assigned.sum()).tolist() if assigned.sum() > 0 else [float("nan")] * len(assigned)
+        net.history.record("router_expert_load", load)
+
+
+@with_common_parameters
+class GRecClassifier(MultiTaskClassifierBase):
+    """Generalist Recommender with a task-sentence mixture of experts (Wang et al., CIKM 2023).
+
+    Every sample is turned into tokens of width ``d_model``: a wide & deep **context**
+    token (categorical embeddings through a deep layer, numeric columns through batch norm
+    and a wide layer), one **behaviour-sequence** token per ``sequence_features`` column
+    (a parallel Transformer with multi-query attention, rotary positions and a padding
+    mask), one **text** token per ``text_features`` column (a trainable word embedding
+    and the same encoder), a **candidate item** token (``item_features``) and a **task**
+    token. Each (sample, task) pair forms one sentence: the shared tokens, computed once
+    per sample, plus that task's token. A parallel Transformer block mixes the sentence, a
+    Switch-style sparse mixture of experts transforms it (top-k routing with expert
+    capacity; router noise only while training; load-balancing and router z-losses added
+    to the training loss), and a shared head with one output unit per task scores it.
+
+    Readings of the paper (notes in ``reference/onerank_grec.md`` §B.7): the paper's
+    production head is a softmax over items; here each task gets one binary output. Routing
+    defaults to ``"sentence"`` (the whole sentence goes to its experts, chosen from its
+    task-token state); ``"token"`` routes each token, as the released code does. Capacity
+    is a per-batch limit applied in training only; predictions are dropless, so a row's
+    probability never depends on the rows it is batched with. The released code's bugs are
+    not reproduced: the load-balancing loss reads router probabilities (not logits), the
+    router jitter is off at inference, sequence pooling ignores padding, the mixing block
+    has a residual, and capacity in sentence mode counts sentences, so a sentence is never
+    partly dropped.
+
+    A pretrained sentence encoder (the paper's MiniLM head) is not built in: nothing is
+    downloaded at run time and raw strings do not reach the model. To use one, embed the
+    strings yourself and pass the vectors as numeric columns (they enter the wide part).
+
+    Parameters
+    ----------
+    d_model : int, default=32
+        Width of every token (the released code fixes it to 256).
+    n_heads : int, default=2
+        Query heads of the attention blocks (one shared key / value head); ``d_model /
+        n_heads`` must be even.
+    n_sequence_layers : int, default=1
+        Parallel Transformer blocks over each behaviour sequence.
+    n_text_layers : int, default=1
+        Blocks of each text encoder (0: pooled word embeddings).
+    max_sequence_length : int, default=50
+        The most recent items kept per sequence (the last ones of the list, which is
+        assumed to be in chronological order).
+    max_text_length : int, default=32
+        Word tokens kept per text (the first ones), as in the released code.
+    item_features : list of str, default=None
+        Categorical columns forming the candidate item token. None: the categorical columns
+        whose vocabulary a ``sequence_features`` column shares (the candidate item of a
+        behaviour history); no candidate token when there is none. These columns are left
+        out of the context token.
+    task_features : list of str, default=None
+        Categorical columns (scenario, channel, ...) whose embeddings are projected and added
+        to every task token: GRec's auxiliary task tokens. They stay in the context token.
+    n_experts : int, default=4
+        Experts of the MoE layer.
+    expert_hidden_dim : int, default=None
+        Hidden width of each expert (``d_model`` when None, as released).
+    top_k : int, default=1
+        Experts per routing unit (Switch-style top-1). With ``top_k > 1`` the chosen
+        experts' probabilities are renormalised to sum to one.
+    routing : {"sentence", "token"}, default="sentence"
+        Routing unit: a whole (sample, task) sentence, or each of its tokens.
+    capacity_factor : float or None, default=1.25
+        An expert accepts at most ``ceil(capacity_factor * units * top_k / n_experts)``
+        routing units per training batch; overflow units skip the MoE (residual only).
+        None: no limit.
+    router_jitter : float, default=0.1
+        Multiplicative uniform noise on the router input while training.
+    balance_loss_coef : float, default=1e-4
+        Weight of the load-balancing loss (released code: 1e-4; Switch used 1e-2).
+    z_loss_coef : float, default=1e-4
+        Weight of the router z-loss (released code: 1e-4; ST-MoE used 1e-3).
+    head_hidden_sizes : tuple of int, default=(64,)
+        Widths of the shared head (LeakyReLU(0.2)) over the flattened sentence.
+    tower_hidden_sizes : tuple of int, default=()
+        Widths of each task's private layers before its output unit.
+    dropout : float, default=0.0
+        Dropout in the attention, the experts, after the MoE and in the head.
+    %(common)s
+
+    The history also holds ``router_dropped_fraction`` and ``router_expert_load`` per epoch
+    (training batches).
+
+    Examples
+    --------
+    >>> from sklearn_mtr import GRecClassifier
+    >>> from sklearn_mtr.datasets import make_multitask_classification
+    >>> X, Y = make_multitask_classification(n_samples=300, n_tasks=2, random_state=0)
+    >>> clf = GRecClassifier(max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    >>> len(clf.history_[-1, "router_expert_load"])
+    4
+
+    Text and behaviour sequences:
+
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({
+    ...     "item": pd.Categorical(["a", "b", "c", "a"] * 10),
+    ...     "query": ["red shoes", "", None, "blue hat"] * 10,
+    ...     "history": [["a", "b"], [], ["c"], ["b"]] * 10,
+    ... })
+    >>> Y = pd.DataFrame({"click": [1, 0, 1, 0] * 10, "buy": [1, 0, 0, 0] * 10})
+    >>> clf = GRecClassifier(sequence_features={"history": "item"}, text_features=["query"],
+    ...                      max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X).shape
+    (40, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        d_model=32,
+        n_heads=2,
+        n_sequence_layers=1,
+        n_text_layers=1,
+        max_sequence_length=50,
+        max_text_length=32,
+        item_features=None,
+        task_features=None,
+        n_experts=4,
+        expert_hidden_dim=None,
+        top_k=1,
+        routing="sentence",
+        capacity_factor=1.25,
+        router_jitter=0.1,
+        balance_loss_coef=1e-4,
+        z_loss_coef=1e-4,
+        head_hidden_sizes=(64,),
+        tower_hidden_sizes=(),
+        dropout=0.0,
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=256,
+        max_epochs=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        scoring="auc",
+        tol=1e-4,
+        categorical_features="from_dtype",
+        sequence_features=None,
+        text_features=None,
+        embedding_dim=16,
+        task_weights=None,
+        device="auto",
+        precision="fp32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+    ):
+        store_init_params(self, locals())
+
+    def _build_module(self, schema, n_tasks):
+        return GRec(
+            schema,
+            n_tasks,
+            embedding_dim=self.embedding_dim,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_sequence_layers=self.n_sequence_layers,
+            n_text_layers=self.n_text_layers,
+            max_sequence_length=self.max_sequence_length,
+            max_text_length=self.max_text_length,
+            item_features=self.item_features,
+            task_features=self.task_features,
+            n_experts=self.n_experts,
+            expert_hidden_dim=self.expert_hidden_dim,
+            top_k=self.top_k,
+            routing=self.routing,
+            capacity_factor=self.capacity_factor,
+            router_jitter=self.router_jitter,
+            balance_loss_coef=self.balance_loss_coef,
+            z_loss_coef=self.z_loss_coef,
+            head_hidden_sizes=self.head_hidden_sizes,
+            tower_hidden_sizes=self.tower_hidden_sizes,
+            dropout=self.dropout,
+        )
+
+    def _make_net(self, valid_ds):
+        net = super()._make_net(valid_ds)
+        net.callbacks = [*net.callbacks, ("router_statistics", RouterStatistics())]
+        return net

@@ -1,0 +1,309 @@
+"""GRec: the Generalist Recommender (Wang et al., CIKM 2023, arXiv 2504.05318)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .._schema import FeatureSchema
+from ._base import MultiTaskModule
+from ._blocks import InputEmbedding, check_dropout, check_sizes, tower_logits
+from ._moe import SwitchMoE
+from ._transformer import ParallelBlock, SequenceEncoder
+
+_ROUTING = ("sentence", "token")
+
+
+def _leaky_mlp(in_dim: int, sizes: Sequence[int], dropout: float) -> nn.Sequential:
+    """``[Linear -> LeakyReLU(0.2) -> (Dropout)]`` per size (the released heads' activation)."""
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(in_dim, size), nn.LeakyReLU(0.2)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = size
+    return nn.Sequential(*layers)
+
+
+class GRec(MultiTaskModule):
+    """Token sentences per (sample, task), mixed by a parallel Transformer block, routed
+    through a sparse task-sentence mixture of experts, scored by a shared head.
+
+    Per sample the tokens are (each absent when its inputs are):
+
+    - **context** (wide & deep): the categorical columns' embeddings through
+      ``Linear -> LeakyReLU`` (deep half) and the numeric columns through
+      ``BatchNorm -> Linear -> LeakyReLU`` (wide half), concatenated;
+    - one **behaviour-sequence** token per sequence column: a parallel Transformer
+      (multi-query attention, rotary positions, padding mask) over the last
+      ``max_sequence_length`` items, mean ‖ max pooled over the real positions;
+    - one **text** token per text column: the same encoder over the first
+      ``max_text_length`` word tokens (a trainable word embedding; the feature layer's
+      vocabulary is the tokenizer);
+    - the **candidate item**: the embeddings of the ``item_features`` columns, projected;
+    - the **task token**: one learned vector per task, plus (optionally) a projection of
+      the ``task_features`` columns' embeddings (GRec's auxiliary task tokens).
+
+    Each sentence goes through ``x + ParallelBlock(x)`` (the released mixing block has no
+    residual; one is added), then ``x + Dropout(MoE(RMSNorm(x)))``, is flattened and read by
+    a shared ``LeakyReLU`` head; ``towers[k]`` (task ``k``'s output unit) turns it into the
+    logit. The shared tokens are computed once per sample, and so is every per-token step of
+    the mixing block on them (normalisation, projections, feed-forward): per (sample, task)
+    only the task token's attention, the MoE and the head run
+    (:meth:`ParallelBlock.forward_shared_prefix`, equal to mixing each sentence).
+
+    ``forward`` returns ``(logits, aux_loss)`` with ``aux_loss = balance_loss_coef *
+    load balancing + z_loss_coef * router z-loss``.
+
+    Routing (``reference/onerank_grec.md`` §B.7-1): ``"sentence"`` routes each sentence as a
+    unit on its post-mixing task-token state, so all its tokens go to the same experts and
+    capacity counts sentences (a sentence is never partly dropped, unlike the released
+    code's per-token capacity); ``"token"`` routes every token of every sentence on its own state (the released
+    code's mode).
+
+    Parameter groups: task ``k`` owns its task token and its output tower; everything else
+    (embeddings, encoders, mixing block, router, experts, shared head) is shared.
+    """
+
+    def __init__(
+        self,
+        schema: FeatureSchema,
+        n_tasks: int,
+        *,
+        embedding_dim: int = 16,
+        d_model: int = 32,
+        n_heads: int = 2,
+        n_sequence_layers: int = 1,
+        n_text_layers: int = 1,
+        max_sequence_length: int = 50,
+        max_text_length: int = 32,
+        item_features: Sequence[str] | None = None,
+        task_features: Sequence[str] | None = None,
+        n_experts: int = 4,
+        expert_hidden_dim: int | None = None,
+        top_k: int = 1,
+        routing: str = "sentence",
+        capacity_factor: float | None = 1.25,
+        router_jitter: float = 0.1,
+        balance_loss_coef: float = 1e-4,
+        z_loss_coef: float = 1e-4,
+        head_hidden_sizes: Sequence[int] = (64,),
+        tower_hidden_sizes: Sequence[int] = (),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("d_model", d_model),
+            ("n_heads", n_heads),
+            ("max_sequence_length", max_sequence_length),
+            ("max_text_length", max_text_length),
+            ("n_experts", n_experts),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        for name, value in (("n_sequence_layers", n_sequence_layers), ("n_text_layers", n_text_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise ValueError(
+                f"d_model={d_model} must be a multiple of n_heads={n_heads} with an even head width "
+                "(rotary positions rotate pairs of features)."
+            )
+        if routing not in _ROUTING:
+            raise ValueError(f"routing must be one of {_ROUTING}, got {routing!r}.")
+        for name, value in (("balance_loss_coef", balance_loss_coef), ("z_loss_coef", z_loss_coef)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be non-negative, got {value!r}.")
+        hidden = d_model if expert_hidden_dim is None else expert_hidden_dim
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+            raise ValueError(f"expert_hidden_dim must be a positive integer or None, got {expert_hidden_dim!r}.")
+        check_dropout(dropout)
+        head_sizes = check_sizes(head_hidden_sizes, "head_hidden_sizes")
+        tower_sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
+
+        self.n_tasks = n_tasks
+        self.d_model, self.routing = d_model, routing
+        self.max_sequence_length, self.max_text_length = max_sequence_length, max_text_length
+        self.balance_loss_coef, self.z_loss_coef = balance_loss_coef, z_loss_coef
+        self.embedding = InputEmbedding(schema, embedding_dim)  # the tables (shared item rows included)
+        names = list(schema.categorical_names)
+        item = self._columns(item_features, names, "item_features")
+        if item_features is None:  # the columns whose vocabulary a behaviour sequence shares
+            item = [names.index(s.shared_with) for s in schema.sequences if s.shared_with is not None]
+            item = sorted(set(item))
+        task_cols = self._columns(task_features, names, "task_features")
+        context = [j for j in range(len(names)) if j not in item]
+        self.register_buffer("item_columns", torch.tensor(item, dtype=torch.long), persistent=False)
+        self.register_buffer("task_columns", torch.tensor(task_cols, dtype=torch.long), persistent=False)
+        self.register_buffer("context_columns", torch.tensor(context, dtype=torch.long), persistent=False)
+
+        # context token: deep half on categorical embeddings, wide half on numeric columns
+        n_numeric = schema.n_numeric
+        deep_dim = (d_model + 1) // 2 if context and n_numeric else (d_model if context else 0)
+        wide_dim = d_model - deep_dim if n_numeric else 0
+        self.deep = (
+            nn.Sequential(nn.Linear(len(context) * embedding_dim, deep_dim), nn.LeakyReLU(0.2)) if context else None
+        )
+        self.wide = (
+            nn.Sequential(nn.BatchNorm1d(n_numeric), nn.Linear(n_numeric, wide_dim), nn.LeakyReLU(0.2))
+            if n_numeric
+            else None
+        )
+        self.sequence_encoders = nn.ModuleDict(
+            {
+                s.name: SequenceEncoder(embedding_dim, d_model, n_sequence_layers, n_heads, dropout)
+                for s in schema.sequences
+            }
+        )
+        self.text_encoders = nn.ModuleDict(
+            {t.name: SequenceEncoder(embedding_dim, d_model, n_text_layers, n_heads, dropout) for t in schema.texts}
+        )
+        self.item = nn.Linear(len(item) * embedding_dim, d_model) if item else None
+        self.task_tokens = nn.ParameterList(nn.Parameter(torch.randn(d_model) * 0.1) for _ in range(n_tasks))
+        self.task_context = nn.Linear(len(task_cols) * embedding_dim, d_model, bias=False) if task_cols else None
+        self.n_tokens = (
+            int(self.deep is not None or self.wide is not None)
+            + len(schema.sequences)
+            + len(schema.texts)
+            + int(self.item is not None)
+            + 1
+        )
+
+        self.mixing = ParallelBlock(d_model, n_heads, d_model // n_heads, dropout=dropout)
+        self.moe_norm = nn.RMSNorm(d_model)
+        self.moe = SwitchMoE(
+            d_model,
+            n_experts,
+            hidden,
+            top_k=top_k,
+            capacity_factor=capacity_factor,
+            router_jitter=router_jitter,
+            dropout=dropout,
+        )
+        self.moe_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = _leaky_mlp(self.n_tokens * d_model, head_sizes, dropout)
+        head_out = head_sizes[-1] if head_sizes else self.n_tokens * d_model
+        self.towers = nn.ModuleList(
+            nn.Sequential(
+                _leaky_mlp(head_out, tower_sizes, dropout), nn.Linear(tower_sizes[-1] if tower_sizes else head_out, 1)
+            )
+            for _ in range(n_tasks)
+        )
+
+    @staticmethod
+    def _columns(spec: Sequence[str] | None, names: list[str], what: str) -> list[int]:
+        if spec is None:
+            return []
+        if isinstance(spec, str):
+            spec = [spec]
+        columns = []
+        for name in spec:
+            if str(name) not in names:
+                raise ValueError(
+                    f"{what} names {name!r}, which is not a categorical column; categorical columns: {names}."
+                )
+            columns.append(names.index(str(name)))
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"{what} names a column twice: {list(spec)!r}.")
+        return columns
+
+    def task_modules(self, k: int) -> list[nn.Module]:
+        return [self.towers[k]]
+
+    def task_parameters(self, k: int) -> list[nn.Parameter]:
+        return [self.task_tokens[k], *super().task_parameters(k)]
+
+    # ------------------------------------------------------------------ tokens
+    def _lookup(self, batch: dict[str, torch.Tensor], columns: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the chosen categorical columns, flattened ``(B, n * embedding_dim)``."""
+        ids = batch["categorical"][:, columns] + self.embedding.offsets[columns]
+        return self.embedding.categorical(ids).flatten(1)
+
+    @staticmethod
+    def _window(ids: torch.Tensor, lengths: torch.Tensor, size: int, last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """At most ``size`` ids per row: the last ones (sequences) or the first (texts)."""
+        kept = lengths.clamp(max=size)
+        width = min(size, ids.shape[1])
+        if not last or width == 0:
+            return ids[:, :width], kept
+        start = (lengths - kept).clamp(min=0)
+        index = (start[:, None] + torch.arange(width, device=ids.device)[None, :]).clamp(max=ids.shape[1] - 1)
+        window = ids.gather(1, index)
+        return window.masked_fill(torch.arange(width, device=ids.device)[None, :] >= kept[:, None], 0), kept
+
+    def shared_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task-independent tokens of each sample, ``(B, n_tokens - 1, d_model)``."""
+        tokens = []
+        if self.deep is not None or self.wide is not None:
+            parts = []
+            if self.deep is not None:
+                parts.append(self.deep(self._lookup(batch, self.context_columns)))
+            if self.wide is not None:
+                parts.append(self.wide(batch["numeric"]))
+            tokens.append(torch.cat(parts, dim=-1))
+        schema = self.embedding.schema
+        for seq in schema.sequences:
+            ids, lengths = self._window(
+                batch[f"seq__{seq.name}"], batch[f"len__{seq.name}"], self.max_sequence_length, last=True
+            )
+            if seq.shared_with is None:
+                embedded = self.embedding.own_tables[f"seq__{seq.name}"](ids)
+            else:
+                embedded = self.embedding.categorical(ids + self.embedding._offset_of[seq.shared_with])
+            tokens.append(self.sequence_encoders[seq.name](embedded, lengths))
+        for text in schema.texts:
+            ids, lengths = self._window(
+                batch[f"text__{text.name}"], batch[f"len__{text.name}"], self.max_text_length, last=False
+            )
+            embedded = self.embedding.own_tables[f"text__{text.name}"](ids)
+            tokens.append(self.text_encoders[text.name](embedded, lengths))
+        if self.item is not None:
+            tokens.append(self.item(self._lookup(batch, self.item_columns)))
+        return torch.stack(tokens, dim=1)
+
+    def _task_tokens(self, batch: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        """Task tokens ``(1, n_tasks, d_model)``, or ``(B, n_tasks, d_model)`` with ``task_features``."""
+        task = torch.stack(list(self.task_tokens)).to(dtype)[None]
+        if self.task_context is not None:
+            task = task + self.task_context(self._lookup(batch, self.task_columns))[:, None, :]
+        return task
+
+    @staticmethod
+    def _join(shared: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        batch_size, n_tasks = shared.shape[0], task.shape[1]
+        shared = shared[:, None].expand(-1, n_tasks, -1, -1)
+        return torch.cat([shared, task.expand(batch_size, -1, -1)[:, :, None, :]], dim=2)
+
+    def sentences(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One sentence per (sample, task): ``(B, n_tasks, n_tokens, d_model)``, task token last."""
+        shared = self.shared_tokens(batch)
+        return self._join(shared, self._task_tokens(batch, shared.dtype))
+
+    # ------------------------------------------------------------------ sentence top
+    def _top(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        shared = self.shared_tokens(batch)
+        task = self._task_tokens(batch, shared.dtype)
+        # x + block(x) for every sentence; the shared tokens' per-token work runs once per sample
+        x = self._join(shared, task) + self.mixing.forward_shared_prefix(shared, task)
+        batch_size, n_tasks, n_tokens, dim = x.shape
+        x = x.reshape(batch_size * n_tasks, n_tokens, dim)
+        normed = self.moe_norm(x.float())  # float32 (under bf16 autocast too): the norm's weight is float32
+        if self.routing == "sentence":
+            moe_out, balance, z = self.moe(normed, router_input=normed[:, -1])
+        else:
+            moe_out, balance, z = self.moe(normed.reshape(-1, 1, dim))
+            moe_out = moe_out.view_as(x)
+        x = x + self.moe_dropout(moe_out)
+        aux = self.balance_loss_coef * balance + self.z_loss_coef * z
+        h = self.head(x.flatten(1)).view(batch_size, n_tasks, -1)
+        return list(h.unbind(1)), aux
+
+    def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The shared head's output for each task's sentence: ``n_tasks`` tensors ``(B, h)``."""
+        return self._top(batch)[0]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, aux = self._top(batch)
+        return tower_logits(self.towers, inputs), aux

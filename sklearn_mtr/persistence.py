@@ -1,0 +1,397 @@
+"""Saving and loading estimators in a format that runs no code when it is read.
+
+``joblib`` / ``pickle`` keep everything but execute whatever the file says when it is loaded,
+so a model file from an untrusted source is a program. :func:`save` writes a zip archive that
+:func:`load` reads back without unpickling anything:
+
+- ``format.json``: the format name and version, the library versions that wrote it, and the
+  SHA-256 of every other member (a damaged or edited file is refused with a clear error;
+  this is an integrity check, not a signature);
+- ``config.json``: the estimator's class name (one of :data:`sklearn_mtr.estimators.__all__`),
+  its ``get_params(deep=False)``, its fitted attributes (the feature encoder's roles,
+  vocabularies and scalers included) and ``history_``, all as tagged JSON. Only plain values,
+  numpy arrays of numbers or strings, pandas indexes and a fixed allow-list of this package's
+  classes can appear; anything else is refused when saving, and again when loading;
+- ``weights.pt``: the network's ``state_dict``, the torch optimizer's state and the
+  multi-task method's state, read with ``torch.load(weights_only=True)`` (tensors and plain
+  containers only) onto the device asked for.
+
+A loaded estimator predicts exactly as the saved one and can continue training
+(``partial_fit`` / ``warm_start``) with its optimizer state. The ``callbacks`` parameter and
+``optimizer=`` instances of classes outside :mod:`sklearn_mtr.optim` hold arbitrary objects
+and cannot be saved this way: use ``joblib`` for them, on files you trust.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from skorch.history import History
+
+FORMAT_NAME = "sklearn-mtr-safe"
+FORMAT_VERSION = 1
+_MEMBERS = ("config.json", "weights.pt")
+# numpy dtypes stored as JSON lists: booleans, integers, floats and fixed-width strings.
+_ARRAY_KINDS = "biufU"
+
+
+class _Encoder:
+    """Turns the allowed Python values into tagged JSON (every container is a tagged object,
+    so a JSON object is never ambiguous) and back."""
+
+    def __init__(self) -> None:
+        from . import estimators
+        from ._schema import FeatureSchema, SequenceInput, TextInput
+        from .features import TabularEncoder
+        from .features._vocab import Vocabulary
+        from .optim import OPTIMIZERS
+
+        self.estimators = {name: getattr(estimators, name) for name in estimators.__all__}
+        self.optimizers = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+        # Restored from their attribute dict, without calling __init__ or any other code.
+        self.stateful = {cls.__name__: cls for cls in (TabularEncoder, Vocabulary)}
+        self.dataclasses = {cls.__name__: cls for cls in (FeatureSchema, SequenceInput, TextInput)}
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode(self, value: Any, where: str) -> Any:
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (np.bool_,)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            return float(value)
+        if isinstance(value, tuple):
+            return {"t": "tuple", "v": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return {"t": "list", "v": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        if isinstance(value, dict):
+            items = [[self.encode(k, f"{where} key"), self.encode(v, f"{where}[{k!r}]")] for k, v in value.items()]
+            return {"t": "dict", "v": items}
+        if isinstance(value, np.ndarray):
+            return self._encode_array(value, where)
+        if isinstance(value, pd.Index) and not isinstance(value, pd.MultiIndex):
+            return {"t": "index", "dtype": str(value.dtype), "v": [self.encode(v, f"{where}[]") for v in value]}
+        cls = type(value)
+        if cls.__name__ in self.optimizers and self.optimizers[cls.__name__] is cls:
+            return {"t": "optimizer", "cls": cls.__name__, "v": self.encode(value.get_params(deep=False), where)}
+        if cls.__name__ in self.stateful and self.stateful[cls.__name__] is cls:
+            return {"t": "object", "cls": cls.__name__, "v": self.encode(dict(vars(value)), f"{where}.")}
+        if cls.__name__ in self.dataclasses and self.dataclasses[cls.__name__] is cls:
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return {"t": "dataclass", "cls": cls.__name__, "v": self.encode(fields, where)}
+        raise ValueError(
+            f"{where} is a {cls.__module__}.{cls.__qualname__}, which the safe format cannot store "
+            "(it holds only plain values, arrays and this package's estimators, optimizers and "
+            "encoders). Save this estimator with joblib.dump instead, and load such files only "
+            "from sources you trust."
+        )
+
+    def _encode_array(self, array: np.ndarray, where: str) -> dict:
+        if array.dtype.kind in _ARRAY_KINDS:
+            return {"t": "ndarray", "dtype": array.dtype.str, "shape": list(array.shape), "v": array.ravel().tolist()}
+        if array.dtype.kind == "O":
+            flat = [self.encode(v, f"{where}[]") for v in array.ravel()]
+            return {"t": "ndarray", "dtype": "object", "shape": list(array.shape), "v": flat}
+        raise ValueError(f"{where} is an array of dtype {array.dtype}, which the safe format cannot store; use joblib.")
+
+    # -- decoding ---------------------------------------------------------------------------
+    def decode(self, value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if not isinstance(value, dict) or "t" not in value:
+            raise _corrupt(f"unexpected JSON value {str(value)[:80]!r}")
+        tag, payload = value["t"], value.get("v")
+        if tag in ("tuple", "list"):
+            items = [self.decode(v) for v in _expect(payload, list)]
+            return tuple(items) if tag == "tuple" else items
+        if tag == "dict":
+            return {self.decode(k): self.decode(v) for k, v in _expect(payload, list)}
+        if tag == "ndarray":
+            return self._decode_array(value)
+        if tag == "index":
+            items = [self.decode(v) for v in _expect(payload, list)]
+            dtype = value.get("dtype")
+            if dtype in ("object", "str", "string"):
+                return pd.Index(items, dtype=object if dtype == "object" else dtype)
+            return pd.Index(np.asarray(items, dtype=_safe_dtype(dtype)))
+        if tag == "optimizer":
+            cls = self._lookup(self.optimizers, value, "optimizer")
+            return cls(**self.decode(payload))
+        if tag == "object":
+            cls = self._lookup(self.stateful, value, "class")
+            obj = cls.__new__(cls)
+            state = self.decode(payload)
+            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+                raise _corrupt(f"bad attribute table for {cls.__name__}")
+            obj.__dict__.update(state)
+            return obj
+        if tag == "dataclass":
+            cls = self._lookup(self.dataclasses, value, "class")
+            return cls(**self.decode(payload))
+        raise _corrupt(f"unknown value tag {tag!r}")
+
+    def _decode_array(self, value: dict) -> np.ndarray:
+        shape = tuple(_expect(value.get("shape"), list))
+        items = _expect(value.get("v"), list)
+        if value.get("dtype") == "object":
+            array = np.empty(len(items), dtype=object)
+            for i, v in enumerate(items):  # one by one: sequences must not broadcast
+                array[i] = self.decode(v)
+        else:
+            array = np.asarray(items, dtype=_safe_dtype(value.get("dtype")))
+        if array.size != int(np.prod(shape)):
+            raise _corrupt("array size does not match its shape")
+        return array.reshape(shape)
+
+    @staticmethod
+    def _lookup(table: dict, value: dict, what: str) -> type:
+        name = value.get("cls")
+        if name not in table:
+            raise ValueError(
+                f"the file names {what} {name!r}, which the safe format does not load (allowed: {sorted(table)})."
+            )
+        return table[name]
+
+
+def _expect(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise _corrupt(f"expected a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _safe_dtype(text: Any) -> np.dtype:
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        raise _corrupt(f"unknown dtype {text!r}") from None
+    if dtype.kind not in _ARRAY_KINDS:
+        raise _corrupt(f"dtype {text!r} is not allowed")
+    return dtype
+
+
+def _corrupt(detail: str) -> ValueError:
+    return ValueError(f"not a valid sklearn-mtr model file: {detail}.")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, allow_nan=True, separators=(",", ":")).encode("utf-8")
+
+
+def save(estimator, path: str | os.PathLike) -> None:
+    """Write ``estimator`` (fitted or not) to ``path`` in the safe format.
+
+    Parameters
+    ----------
+    estimator : MultiTaskClassifierBase
+        One of the public estimators of :mod:`sklearn_mtr`.
+    path : str or path-like
+        File to write (conventionally ``*.mtr``); replaced if it exists.
+
+    Raises
+    ------
+    ValueError
+        When the estimator is not one of this package's classes, or a parameter or fitted
+        attribute holds an object the format cannot represent (``callbacks``, a custom
+        ``optimizer`` class, ...): such estimators are saved with ``joblib.dump``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn_mtr import SharedBottomClassifier
+    >>> from sklearn_mtr.datasets import make_multitask_classification
+    >>> from sklearn_mtr.persistence import load, save
+    >>> X, Y = make_multitask_classification(n_samples=100, random_state=0)
+    >>> clf = SharedBottomClassifier(max_epochs=1, random_state=0).fit(X, Y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.mtr")
+    >>> save(clf, path)
+    >>> bool((load(path).predict_proba(X) == clf.predict_proba(X)).all())
+    True
+    """
+    import sklearn
+
+    from . import __version__
+
+    codec = _Encoder()
+    name = type(estimator).__name__
+    if codec.estimators.get(name) is not type(estimator):
+        raise ValueError(
+            f"save stores the estimators of sklearn_mtr.estimators ({sorted(codec.estimators)}); "
+            f"got {type(estimator).__module__}.{type(estimator).__qualname__}. Use joblib.dump for other objects."
+        )
+    params = estimator.get_params(deep=False)
+    if params.get("callbacks"):
+        raise ValueError(
+            "callbacks holds skorch callback objects, which the safe format cannot store; set "
+            "callbacks=None before saving (callbacks only act during fit), or use joblib.dump."
+        )
+    config: dict[str, Any] = {"class": name, "params": codec.encode(params, "parameter")}
+    weights: dict[str, Any] = {}
+    if estimator.__sklearn_is_fitted__():
+        net = estimator.net_
+        fitted = {
+            key: value
+            for key, value in vars(estimator).items()
+            if key.endswith("_") and not key.startswith("__") and key not in ("net_", "history_")
+        }
+        config["fitted"] = codec.encode(fitted, "fitted attribute")
+        config["history"] = codec.encode([dict(row) for row in net.history], "history_")
+        weights["module"] = net.module_.state_dict()
+        weights["optimizer"] = net.optimizer_.state_dict()
+        if getattr(net, "mto_state_", None) is not None:
+            weights["mto_state"] = net.mto_state_.state_dict()
+    buffer = io.BytesIO()
+    torch.save(_to_cpu(weights), buffer)
+    members = {"config.json": _json_bytes(config), "weights.pt": buffer.getvalue()}
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "sklearn_mtr_version": __version__,
+        "torch_version": torch.__version__,
+        "sklearn_version": sklearn.__version__,
+        "sha256": {key: hashlib.sha256(data).hexdigest() for key, data in members.items()},
+    }
+    # Written next to the target and renamed over it: a crash mid-save never leaves a
+    # half-written file in place of a good one.
+    path = os.fspath(path)
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("format.json", _json_bytes(header))
+            for key, data in members.items():
+                archive.writestr(key, data)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise _corrupt(f"{os.fspath(path)!r} is not a zip archive written by sklearn_mtr.persistence.save") from None
+    with archive:
+        names = set(archive.namelist())
+        if "format.json" not in names:
+            raise _corrupt("format.json is missing")
+        try:
+            header = json.loads(archive.read("format.json"))
+        except (ValueError, UnicodeDecodeError):
+            raise _corrupt("format.json is not JSON") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+            raise _corrupt(f"format.json does not name the {FORMAT_NAME!r} format")
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"the file has format version {version!r} (written by sklearn-mtr "
+                f"{header.get('sklearn_mtr_version', '?')}); this sklearn-mtr reads version {FORMAT_VERSION}. "
+                "Load it with the sklearn-mtr version that wrote it."
+            )
+        missing = [m for m in _MEMBERS if m not in names]
+        if missing:
+            raise _corrupt(f"members {missing} are missing")
+        members = {m: archive.read(m) for m in _MEMBERS}
+    digests = header.get("sha256") or {}
+    for key, data in members.items():
+        if digests.get(key) != hashlib.sha256(data).hexdigest():
+            raise _corrupt(f"{key} does not match its checksum (the file is damaged or was modified)")
+    return header, members
+
+
+def load(path: str | os.PathLike, device: str | None = None):
+    """Read an estimator written by :func:`save`, running no code from the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    device : str, default=None
+        Torch device for the network. ``None`` keeps the device it was trained on when that
+        is available here and otherwise uses the CPU, so a model trained on a GPU loads on a
+        CPU-only machine.
+
+    Returns
+    -------
+    estimator : MultiTaskClassifierBase
+        The estimator, fitted if it was saved fitted.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a model file of this format, names an unknown estimator,
+        optimizer or type, was modified after saving, or has a format version this
+        library does not read.
+
+    Examples
+    --------
+    See :func:`save`.
+    """
+    _, members = _read_members(path)
+    codec = _Encoder()
+    try:
+        config = json.loads(members["config.json"])
+    except (ValueError, UnicodeDecodeError):
+        raise _corrupt("config.json is not JSON") from None
+    if not isinstance(config, dict):
+        raise _corrupt("config.json is not a JSON object")
+    cls = codec._lookup(codec.estimators, {"cls": config.get("class")}, "estimator class")
+    params = codec.decode(config.get("params"))
+    if not isinstance(params, dict):
+        raise _corrupt("the parameters are not a table")
+    try:
+        estimator = cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"the file's parameters do not fit {cls.__name__} ({exc}).") from None
+    if "fitted" not in config:
+        return estimator
+
+    fitted = codec.decode(config["fitted"])
+    if not isinstance(fitted, dict) or not all(isinstance(k, str) and k.endswith("_") for k in fitted):
+        raise _corrupt("the fitted attributes are not a table of names ending in '_'")
+    vars(estimator).update(fitted)
+    if device is None:
+        saved = torch.device(fitted.get("device_", "cpu"))
+        device = str(saved) if saved.type != "cuda" or torch.cuda.is_available() else "cpu"
+    estimator.device_ = str(torch.device(device))
+    try:
+        weights = torch.load(io.BytesIO(members["weights.pt"]), map_location=estimator.device_, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling error: the file is refused, never run
+        raise _corrupt(f"weights.pt cannot be read as tensors only ({type(exc).__name__}: {exc})") from None
+
+    devices = [torch.device(estimator.device_)] if torch.device(estimator.device_).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # building the net draws initial weights
+        net = estimator._make_net(None)
+        net.initialize()
+    net.module_.load_state_dict(weights["module"])
+    net.optimizer_.load_state_dict(weights["optimizer"])
+    if "mto_state" in weights:
+        net.mto_state_.load_state_dict(weights["mto_state"])
+    history = codec.decode(config.get("history", {"t": "list", "v": []}))
+    net.history = History(history)
+    estimator.net_ = net
+    estimator.history_ = net.history
+    return estimator
+
+
+__all__ = ["FORMAT_VERSION", "load", "save"]

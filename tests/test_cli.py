@@ -1,0 +1,240 @@
+"""The command line, run in-process on tiny tables."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import GroupShuffleSplit
+
+from sklearn_mtr import MMoEClassifier, PLEClassifier
+from sklearn_mtr.cli import main, parse_param
+from sklearn_mtr.datasets import make_multitask_classification
+from sklearn_mtr.metrics import group_auc_score, per_task_log_loss, per_task_roc_auc
+from sklearn_mtr.optim import PUB
+
+TINY = ["--max-epochs", "1", "--batch-size", "64", "--param", "n_experts=2", "--param", "expert_hidden_sizes=(8,)"]
+
+
+def _table(n=240, seed=0) -> pd.DataFrame:
+    X, Y = make_multitask_classification(n_samples=n, n_tasks=2, n_categorical=1, as_frame=True, random_state=seed)
+    frame = X.iloc[:, :4].copy()
+    frame["city"] = X["cat0"].astype(str).radd("c")  # a string column: categorical
+    frame["user"] = np.arange(n) // 8
+    frame["row_id"] = np.arange(n) + 1000
+    frame[["click", "buy"]] = Y.to_numpy()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A CSV, the model fitted on it by the CLI, and its report."""
+    folder = tmp_path_factory.mktemp("cli")
+    data = folder / "train.csv"
+    _table().to_csv(data, index=False)
+    model = folder / "model.joblib"
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "--groups", "user", "-o", str(model)]
+    assert (
+        main([*args, *TINY, "--optimizer", "pub", "--optimizer-param", "refresh_every=5", "--random-state", "3"]) == 0
+    )
+    report = json.loads((folder / "model.metrics.json").read_text())
+    return data, model, report
+
+
+def test_fit_writes_a_model_and_its_metrics(trained):
+    data, model_path, report = trained
+    model = joblib.load(model_path)
+    assert isinstance(model, MMoEClassifier)
+    assert list(model.task_names_) == ["click", "buy"]
+    assert list(model.feature_names_in_) == ["x0", "x1", "x2", "x3", "city"]  # targets, groups, row_id left out
+    assert (model.n_experts, model.expert_hidden_sizes, model.random_state) == (2, (8,), 3)
+    assert isinstance(model.optimizer, PUB) and model.optimizer.refresh_every == 5
+    assert report["model"] == "MMoEClassifier" and report["params"]["expert_hidden_sizes"] == [8]
+    assert report["params"]["optimizer"] == "PUB(refresh_every=5)"
+
+    # The holdout keeps whole users out of training; the report scores it with the saved model.
+    frame = pd.read_csv(data)
+    train, valid = next(GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=3).split(frame, groups=frame["user"]))
+    assert (report["n_train"], report["n_valid"]) == (len(train), len(valid))
+    assert not set(frame["user"].iloc[train]) & set(frame["user"].iloc[valid])
+    for subset, rows in (("train", train), ("valid", valid)):
+        part = frame.iloc[rows]
+        y, proba = part[["click", "buy"]].to_numpy(float), model.predict_proba(part[list(model.feature_names_in_)])
+        np.testing.assert_allclose(list(report[subset]["auc"].values()), per_task_roc_auc(y, proba))
+        np.testing.assert_allclose(list(report[subset]["log_loss"].values()), per_task_log_loss(y, proba))
+        np.testing.assert_allclose(list(report[subset]["gauc"].values()), group_auc_score(y, proba, part["user"]))
+        assert report[subset]["mean_auc"] == pytest.approx(np.mean(per_task_roc_auc(y, proba)))
+
+
+def test_evaluate_prints_per_task_metrics(trained, capsys, tmp_path):
+    data, model_path, _ = trained
+    assert main(["evaluate", str(model_path), str(data), "--groups", "user"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    frame = pd.read_csv(data)
+    model = joblib.load(model_path)
+    y, proba = frame[["click", "buy"]].to_numpy(float), model.predict_proba(frame[list(model.feature_names_in_)])
+    assert report["n_rows"] == len(frame) and list(report["auc"]) == ["click", "buy"]
+    np.testing.assert_allclose(list(report["auc"].values()), per_task_roc_auc(y, proba))
+    np.testing.assert_allclose(list(report["gauc"].values()), group_auc_score(y, proba, frame["user"]))
+    # Renamed label columns, written to a file.
+    frame.rename(columns={"click": "c", "buy": "b"}).to_csv(tmp_path / "renamed.csv", index=False)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(model_path), str(tmp_path / "renamed.csv"), "--targets", "c,b", "-o", str(out)]) == 0
+    np.testing.assert_allclose(list(json.loads(out.read_text())["auc"].values()), per_task_roc_auc(y, proba))
+
+
+def test_predict_writes_probabilities_with_ids(trained, tmp_path, capsys):
+    data, model_path, _ = trained
+    frame = pd.read_csv(data).drop(columns=["click", "buy"])  # labels are not needed
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(model_path), str(tmp_path / "new.csv"), "--id-column", "row_id", "-o", str(out)]) == 0
+    pred = pd.read_csv(out)
+    model = joblib.load(model_path)
+    assert list(pred.columns) == ["row_id", "click", "buy"]
+    np.testing.assert_array_equal(pred["row_id"], frame["row_id"])
+    np.testing.assert_allclose(pred[["click", "buy"]], model.predict_proba(frame[list(model.feature_names_in_)]))
+    # "-" writes CSV to standard output.
+    assert main(["predict", str(model_path), str(tmp_path / "new.csv"), "-o", "-"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "click,buy"
+
+
+def test_parquet_in_and_out(tmp_path):
+    pytest.importorskip("pyarrow")
+    data = tmp_path / "train.parquet"
+    _table(n=120).to_parquet(data, index=False)
+    model = tmp_path / "m.joblib"
+    args = ["fit", str(data), "--targets", "click,buy", "--features", "x0,x1,city", "-o", str(model), "--holdout", "0"]
+    assert main([*args, *TINY, "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "valid" not in report and report["n_train"] == 120
+    assert main(["predict", str(model), str(data), "--id-column", "row_id", "-o", str(tmp_path / "p.parquet")]) == 0
+    pred = pd.read_parquet(tmp_path / "p.parquet")
+    assert list(pred.columns) == ["row_id", "click", "buy"] and len(pred) == 120
+
+
+def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch, capsys):
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert main(["fit", str(tmp_path / "x.parquet"), "--targets", "a", "-o", str(tmp_path / "m")]) == 1
+    assert "pip install sklearn-mtr[parquet]" in capsys.readouterr().err
+
+
+def test_categorical_columns_safe_format_and_other_models(tmp_path):
+    pytest.importorskip("sklearn_mtr.persistence")
+    data = tmp_path / "train.tsv"
+    _table(n=120).to_csv(data, sep="\t", index=False)
+    model = tmp_path / "m.mtr"
+    args = ["fit", str(data), "--targets", "click,buy", "--model", "PLEClassifier", "--exclude", "row_id"]
+    args += ["--categorical-features", "user", "--format", "safe", "-o", str(model), "--max-epochs", "1"]
+    assert main([*args, "--param", "expert_hidden_sizes=(8,)", "--param", "tower_hidden_sizes=(4,)"]) == 0
+    from sklearn_mtr.persistence import load
+
+    clf = load(model)
+    assert isinstance(clf, PLEClassifier)
+    assert clf.categorical_features == ["user", "city"]  # declared + the string columns
+    assert main(["evaluate", str(model), str(data), "-o", str(tmp_path / "e.json")]) == 0
+    assert set(json.loads((tmp_path / "e.json").read_text())["auc"]) == {"click", "buy"}
+
+
+def test_request_models_get_the_groups(tmp_path):
+    from sklearn_mtr.cli import _estimators
+
+    if "onerank" not in _estimators():
+        pytest.skip("OneRankClassifier is not in this checkout")
+    data = tmp_path / "train.csv"
+    _table(n=96).to_csv(data, index=False)
+    model = tmp_path / "onerank.joblib"
+    args = ["fit", str(data), "--targets", "click,buy", "--model", "onerank", "--exclude", "row_id", "--groups", "user"]
+    assert main([*args, "-o", str(model), "--max-epochs", "1", "--param", "d_model=8", "--param", "n_layers=1"]) == 0
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(model), str(data), "--groups", "user", "-o", str(out)]) == 0
+    clf, frame = joblib.load(model), pd.read_csv(data)
+    expected = clf.predict_proba(frame[list(clf.feature_names_in_)], groups=frame["user"].to_numpy())
+    np.testing.assert_allclose(pd.read_csv(out)[["click", "buy"]], expected)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--targets", "click,purchase"], "target column(s) ['purchase'] not found"),
+        (["--targets", "click", "--model", "xgboost"], "unknown model 'xgboost'; choose one of"),
+        (["--targets", "click", "--param", "n_expert=3"], "'n_expert': MMoEClassifier has no such parameter"),
+        (["--targets", "click", "--param", "n_experts=(3,"], "cannot read '(3,'"),
+        (["--targets", "click", "--param", "n_experts"], "is not KEY=VALUE"),
+        (["--targets", "click", "--param", "lr=0.1", "--lr", "0.2"], "'lr' is set twice (also by --lr)"),
+        (["--targets", "click", "--features", "x0,click"], "both as features and as targets"),
+        (["--targets", "click", "--holdout", "1.5"], "--holdout must be in [0, 1)"),
+        (["--targets", "click,,buy"], "empty column name"),
+        (["--targets", "click", "--optimizer", "sgd"], "optimizer='sgd' is not supported"),
+        (["--targets", "click", "--optimizer", "pub", "--optimizer-param", "lr=1"], "'lr': PUB has no such parameter"),
+        (["--targets", "click", "--optimizer", "sgd", "--optimizer-param", "x=1"], "needs a registered --optimizer"),
+    ],
+)
+def test_fit_errors_are_clear(tmp_path, capsys, extra, message):
+    data = tmp_path / "train.csv"
+    _table(n=40).to_csv(data, index=False)
+    assert main(["fit", str(data), "-o", str(tmp_path / "m.joblib"), "--max-epochs", "1", *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sklearn-mtr fit: error: ") and message in err
+    assert not (tmp_path / "m.joblib").exists()
+
+
+def test_file_errors_are_clear(trained, tmp_path, capsys):
+    data, model_path, _ = trained
+    assert main(["predict", str(model_path), str(tmp_path / "none.csv"), "-o", str(tmp_path / "p.csv")]) == 1
+    assert "data file" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "none.joblib"), str(data), "-o", str(tmp_path / "p.csv")]) == 1
+    assert "model file" in capsys.readouterr().err
+    assert main(["predict", str(model_path), str(data), "-o", str(tmp_path / "p.xlsx")]) == 1
+    assert "unknown file type" in capsys.readouterr().err
+    pd.read_csv(data).drop(columns=["city"]).to_csv(tmp_path / "nocity.csv", index=False)
+    assert main(["predict", str(model_path), str(tmp_path / "nocity.csv"), "-o", str(tmp_path / "p.csv")]) == 1
+    assert "feature column(s) ['city'] not found" in capsys.readouterr().err
+    assert main(["evaluate", str(model_path), str(data), "--targets", "click"]) == 1
+    assert "the model has 2 tasks" in capsys.readouterr().err
+
+
+def test_parse_param_reads_literals_only():
+    assert parse_param("expert_hidden_sizes=(64, 32)") == ("expert_hidden_sizes", (64, 32))
+    assert parse_param("task_weights=[1.0, 0.5]") == ("task_weights", [1.0, 0.5])
+    assert parse_param("early_stopping=True") == ("early_stopping", True)
+    assert parse_param("activation=gelu") == ("activation", "gelu")
+    assert parse_param("device='cuda:1'") == ("device", "cuda:1")
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_param("lr=__import__('os').getcwd()")
+
+
+def test_usage_errors_return_2(capsys):
+    assert main([]) == 2
+    assert main(["train"]) == 2
+    assert main(["fit", "data.csv"]) == 2  # --targets and -o are required
+    assert "required" in capsys.readouterr().err
+
+
+def test_demo_prints_per_task_test_metrics(capsys):
+    assert main(["demo", "--n-samples", "400", "--max-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("MMoEClassifier: 300 train / 100 test rows, 2 tasks")
+    assert "test AUC" in out and out.splitlines()[-1].startswith("mean")
+
+
+def test_python_dash_m_help():
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "sklearn_mtr", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m sklearn_mtr")
+    for command in ("demo", "fit", "evaluate", "predict"):
+        assert command in result.stdout

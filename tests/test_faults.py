@@ -1,0 +1,159 @@
+"""Faults during training and prediction: divergence, interruption, resume, out of memory."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, Checkpoint, LoadInitState
+
+from sklearn_mtr import MMoEClassifier
+from sklearn_mtr._net import MultiTaskNet
+from sklearn_mtr.datasets import make_multitask_classification
+
+TINY = {
+    "n_experts": 2,
+    "expert_hidden_sizes": (8,),
+    "tower_hidden_sizes": (4,),
+    "embedding_dim": 4,
+    "batch_size": 50,
+    "random_state": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_multitask_classification(n_samples=200, n_features=5, n_categorical=2, as_frame=True, random_state=0)
+
+
+class InterruptAt(Callback):
+    """Raises ``error`` after training step ``step`` of epoch ``epoch``, keeping a copy of the
+    weights of every completed step. Fires once (a continuation keeps the fit's callbacks)."""
+
+    def __init__(self, epoch, step, error=KeyboardInterrupt):
+        self.epoch, self.step, self.error = epoch, step, error
+        self.fired = False
+
+    def initialize(self):
+        self.snapshots = []
+        return self
+
+    def on_batch_end(self, net, training, **kwargs):
+        if not training:
+            return
+        self.snapshots.append(copy.deepcopy(net.module_.state_dict()))
+        steps = sum("train_loss" in b for b in net.history[-1, "batches"])
+        if len(net.history) == self.epoch and steps == self.step and not self.fired:
+            self.fired = True
+            raise self.error()
+
+
+def _nan_on_task(monkeypatch, task, from_epoch):
+    forward = MultiTaskNet._forward
+
+    def poisoned(self, X):
+        logits, aux = forward(self, X)
+        if self.module_.training and len(self.history) >= from_epoch:
+            logits = logits.clone()
+            logits[:, task] = float("nan")
+        return logits, aux
+
+    monkeypatch.setattr(MultiTaskNet, "_forward", poisoned)
+
+
+def test_a_non_finite_loss_names_the_task_and_epoch_and_leaves_a_fresh_fit_unfitted(data, monkeypatch):
+    X, Y = data
+    _nan_on_task(monkeypatch, task=1, from_epoch=2)
+    clf = MMoEClassifier(**TINY, max_epochs=3)
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 1: the loss of task 'task1' \(nan\)"):
+        clf.fit(X, Y)
+    assert not clf.__sklearn_is_fitted__()
+
+
+def test_a_diverged_step_never_reaches_the_weights_of_a_fitted_model(data, monkeypatch):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=1).fit(X, Y)
+    before = clf.predict_proba(X)
+    _nan_on_task(monkeypatch, task=0, from_epoch=0)
+    with pytest.raises(FloatingPointError, match="task 'task0'"):
+        clf.partial_fit(X, Y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    assert clf.n_iter_ == 1
+
+
+@pytest.mark.filterwarnings("ignore:fit was interrupted")
+def test_keyboard_interrupt_keeps_the_last_weights_and_a_usable_estimator(data):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=5, callbacks=[("interrupt", InterruptAt(epoch=2, step=2))])
+    with pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 2 training step"):
+        clf.fit(X, Y)
+    assert clf.n_iter_ == 1 and len(clf.history_[:, "train_loss"]) == 1  # completed epochs only
+    last = dict(clf.net_.callbacks_)["interrupt"].snapshots[-1]
+    for name, tensor in clf.net_.module_.state_dict().items():
+        torch.testing.assert_close(tensor, last[name], rtol=0, atol=0)
+    assert np.isfinite(clf.predict_proba(X)).all()
+    clf.set_params(warm_start=True, max_epochs=1, callbacks=None).fit(X, Y)
+    assert clf.n_iter_ == 2
+
+
+def test_warm_start_continuation_repeats_an_uninterrupted_run(data):
+    X, Y = data
+    params = dict(TINY, dropout=0.3)  # random draws during training must line up too
+    full = MMoEClassifier(**params, max_epochs=4).fit(X, Y)
+    resumed = MMoEClassifier(**params, max_epochs=2).fit(X, Y)
+    resumed.set_params(warm_start=True).fit(X, Y)
+    np.testing.assert_array_equal(resumed.predict_proba(X), full.predict_proba(X))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "uw"])
+def test_checkpoint_and_resume_in_a_new_estimator_repeats_an_uninterrupted_run(optimizer, data, tmp_path):
+    X, Y = data
+    params = dict(TINY, dropout=0.3, optimizer=optimizer)
+    full = MMoEClassifier(**params, max_epochs=4).fit(X, Y)
+    # Methods with a state of their own (UW's log-variances) name it as skorch's f_<module>.
+    extra = {"f_mto_state": "mto_state.pt"} if optimizer == "uw" else {}
+
+    def checkpoint():
+        return Checkpoint(monitor=None, dirname=str(tmp_path), **extra)  # saved after every epoch
+
+    crashing = MMoEClassifier(
+        **params, max_epochs=4, callbacks=[checkpoint(), ("crash", InterruptAt(3, 1, error=RuntimeError))]
+    )
+    with pytest.raises(RuntimeError):
+        crashing.fit(X, Y)  # the "process" dies in epoch 3; epochs 1-2 are on disk
+    cp = checkpoint()
+    resumed = MMoEClassifier(**params, max_epochs=2, callbacks=[cp, LoadInitState(cp)]).fit(X, Y)
+    assert resumed.n_iter_ == 4
+    np.testing.assert_array_equal(resumed.predict_proba(X), full.predict_proba(X))
+
+
+def _oom(*args, **kwargs):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_cuda_out_of_memory_in_fit_suggests_a_smaller_batch_size(data, monkeypatch):
+    X, Y = data
+    monkeypatch.setattr(MultiTaskNet, "train_step", _oom)
+    clf = MMoEClassifier(**TINY, max_epochs=1)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="batch_size=50 .*lower batch_size"):
+        clf.fit(X, Y)
+    assert not clf.__sklearn_is_fitted__()
+
+
+def test_cuda_out_of_memory_in_predict_retries_with_batch_size_then_says_what_to_do(data, monkeypatch):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=1).fit(X, Y)
+    expected = clf.predict_proba(X)
+    predict_logits = MultiTaskNet.predict_logits
+
+    def small_batches_only(self, X, batch_size):
+        if batch_size > 64:
+            _oom()
+        return predict_logits(self, X, batch_size)
+
+    monkeypatch.setattr(MultiTaskNet, "predict_logits", small_batches_only)
+    with pytest.warns(RuntimeWarning, match="retrying with batch_size=50"):
+        np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=0, atol=1e-7)
+    monkeypatch.setattr(MultiTaskNet, "predict_logits", _oom)
+    with pytest.warns(RuntimeWarning), pytest.raises(torch.cuda.OutOfMemoryError, match="smaller batch_size"):
+        clf.predict_proba(X)

@@ -1,0 +1,75 @@
+"""benchmarks/render_results.py renders the stored numbers, not something else."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _stat(values):
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return {"mean": mean, "std": std, "n": len(values), "values": values}
+
+
+CENSUS_OPTIMIZERS = {
+    "config": {"methods": ["pub"]},
+    "summary": {
+        "MMoE": {
+            "ew": {"seeds": [0, 1], "test_auc": {"income": _stat([0.90, 0.92]), "married": _stat([0.80, 0.82])}},
+            "pub": {
+                "seeds": [0, 1],
+                "test_auc": {"income": _stat([0.93, 0.95]), "married": _stat([0.79, 0.79])},
+                "paired_gain_vs_ew": {"seeds": [0, 1], "income": _stat([0.03, 0.03]), "married": _stat([-0.01, -0.03])},
+            },
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def render_results():
+    spec = importlib.util.spec_from_file_location("render_results", ROOT / "benchmarks" / "render_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_page_holds_the_json_numbers_and_plots(render_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("census_baselines.json", "optimizer_synthetic_8epochs.json"):
+        if not (RESULTS / name).exists():
+            pytest.skip(f"{name} is not in benchmarks/results")
+        shutil.copy(RESULTS / name, results / name)
+    (results / "toy_scaling.json").write_text(
+        json.dumps({"benchmark": "toy_scaling", "rows": [{"n": 10, "seconds": 0.5}, {"n": 100000, "seconds": 4.25}]})
+    )
+    (results / "census_optimizers.json").write_text(json.dumps({"benchmark": "census_optimizers", **CENSUS_OPTIMIZERS}))
+    (results / "toy_quick.json").write_text(json.dumps({"benchmark": "toy", "config": {"quick": True}}))
+    out, img = tmp_path / "docs" / "page.md", tmp_path / "docs" / "img"
+    out.parent.mkdir()
+    render_results.render(results, out, img)
+    page = out.read_text()
+
+    census = json.loads((RESULTS / "census_baselines.json").read_text())["models"]["MMoE"]["test_auc"]["income"]
+    assert f"| MMoE | {census['mean']:.4f} ± {census['std']:.4f} |" in page
+    synthetic = json.loads((RESULTS / "optimizer_synthetic_8epochs.json").read_text())["results"]
+    pub = synthetic["0.0"]["pub"]["mean_auc_minus_adam"]["mean"]
+    assert f"{pub:+.4f}" in page
+    # Generic rendering of an unknown benchmark; smoke runs are listed, not rendered.
+    assert "| n | seconds |" in page and "| 100,000 | 4.25 |" in page
+    assert "not rendered: `toy_quick.json`" in page
+    assert "| ew | 2 | 0.9100 ± 0.0141 | 0.8100 ± 0.0141 | – | – | – |" in page
+    assert "| pub | 2 | 0.9400 ± 0.0141 | 0.7900 ± 0.0000 | +0.0300 | -0.0200 | – |" in page
+    pngs = ("census_baselines_tradeoff", "census_baselines_curves", "optimizer_synthetic_8epochs_tradeoff")
+    for png in (*pngs, "census_optimizers_tradeoff"):
+        assert (img / f"{png}.png").stat().st_size > 1000
+        assert f"](img/{png}.png)" in page

@@ -205,3 +205,36 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def fit_select_on_valid(clf, train_epoch, score_valid, max_epochs: int, patience: int) -> dict:
+    """Train one epoch per ``train_epoch()`` call and keep the weights of the best epoch.
+
+    ``score_valid()`` returns a dict with at least ``"valid_mean_auc"`` (the selection metric)
+    plus anything else to record per epoch. Training stops after ``patience`` epochs without
+    an improvement of 1e-5 or at ``max_epochs``; ``clf`` ends with the best epoch's weights.
+    Returns ``best_epoch``, ``epochs_trained`` and ``valid_curve`` (one dict per epoch).
+    """
+    import copy
+
+    curve, best, best_state, best_epoch, since = [], -np.inf, None, 0, 0
+    for epoch in range(1, max_epochs + 1):
+        train_epoch()
+        entry = {"epoch": epoch, **score_valid()}
+        curve.append(entry)
+        if entry["valid_mean_auc"] > best + 1e-5:
+            best, best_epoch, since = entry["valid_mean_auc"], epoch, 0
+            best_state = copy.deepcopy(clf.net_.module_.state_dict())
+        else:
+            since += 1
+            if since >= patience:
+                break
+    clf.net_.module_.load_state_dict(best_state)
+    return {"best_epoch": best_epoch, "epochs_trained": len(curve), "valid_curve": curve}
+
+
+def valid_mean_auc(Y_valid, proba) -> dict:
+    """``{"valid_mean_auc": mean per-task ROC AUC}``, the selection score of most benchmarks."""
+    from sklearn_mtr.metrics import per_task_roc_auc
+
+    return {"valid_mean_auc": float(np.mean(per_task_roc_auc(np.asarray(Y_valid, dtype=float), proba)))}

@@ -29,7 +29,6 @@ smoke run (4,000 training rows, 1 epoch, 1 seed). Writes
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 
@@ -117,21 +116,14 @@ def _train_seconds(clf) -> float:
 
 def fit_select_on_valid(clf, data, max_epochs: int, patience: int):
     """``partial_fit`` epoch by epoch on train, keep the epoch with the best valid mean AUC."""
-    curve, best, best_state, best_epoch, since = [], -np.inf, None, 0, 0
-    for epoch in range(1, max_epochs + 1):
-        clf.partial_fit(data.X_train, data.Y_train)
+
+    def score_valid():
         auc, ll = _metrics(data.Y_valid.to_numpy(), clf.predict_proba(data.X_valid))
-        mean_auc = float(np.mean(list(auc.values())))
-        curve.append({"epoch": epoch, "valid_auc": auc, "valid_log_loss": ll, "valid_mean_auc": mean_auc})
-        if mean_auc > best + 1e-5:
-            best, best_epoch, since = mean_auc, epoch, 0
-            best_state = copy.deepcopy(clf.net_.module_.state_dict())
-        else:
-            since += 1
-            if since >= patience:
-                break
-    clf.net_.module_.load_state_dict(best_state)
-    return {"best_epoch": best_epoch, "epochs_trained": len(curve), "valid_curve": curve}
+        return {"valid_auc": auc, "valid_log_loss": ll, "valid_mean_auc": float(np.mean(list(auc.values())))}
+
+    return _common.fit_select_on_valid(
+        clf, lambda: clf.partial_fit(data.X_train, data.Y_train), score_valid, max_epochs, patience
+    )
 
 
 def run_one(model: str, seed: int, data, args) -> dict:

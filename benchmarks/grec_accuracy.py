@@ -25,7 +25,6 @@ and ``--output`` split a long run into parts); ``--quick`` is a smoke run. Write
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 
@@ -100,32 +99,22 @@ def make_estimator(model: str, seed: int, dataset: str, args):
 
 
 def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: int) -> dict:
-    from sklearn_mtr.metrics import per_task_roc_auc
 
     clf = make_estimator(model, seed, dataset, args)
     t0 = time.perf_counter()
-    curve, best, best_state, best_epoch, since = [], -np.inf, None, 0, 0
-    Yv = data["Y_valid"].to_numpy(dtype=float)
-    for epoch in range(1, max_epochs + 1):
-        clf.partial_fit(data["X_train"], data["Y_train"])
-        mean_auc = float(np.mean(per_task_roc_auc(Yv, clf.predict_proba(data["X_valid"]))))
-        curve.append({"epoch": epoch, "valid_mean_auc": mean_auc})
-        if mean_auc > best + 1e-5:
-            best, best_epoch, since = mean_auc, epoch, 0
-            best_state = copy.deepcopy(clf.net_.module_.state_dict())
-        else:
-            since += 1
-            if since >= args.patience:
-                break
-    clf.net_.module_.load_state_dict(best_state)
+    selection = _common.fit_select_on_valid(
+        clf,
+        lambda: clf.partial_fit(data["X_train"], data["Y_train"]),
+        lambda: _common.valid_mean_auc(data["Y_valid"], clf.predict_proba(data["X_valid"])),
+        max_epochs,
+        args.patience,
+    )
     fit_seconds = time.perf_counter() - t0
     P = np.asarray(clf.predict_proba(data["X_test"]), dtype=float)
     out = _metrics(data["Y_test"].to_numpy(), P, data["groups_test"], args.k, tasks)
     out.update(
         seed=seed,
-        best_epoch=best_epoch,
-        epochs_trained=len(curve),
-        valid_curve=curve,
+        **selection,
         fit_seconds=fit_seconds,
         n_parameters=int(sum(p.numel() for p in clf.net_.module_.parameters())),
     )

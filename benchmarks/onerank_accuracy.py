@@ -31,7 +31,6 @@ with ``--max-epochs 4 --patience 1`` (``*_4epochs.json``).
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 
@@ -113,20 +112,13 @@ def run_one(model: str, seed: int, data, args, grouped: bool) -> dict:
         return clf.predict_proba(data[f"X_{part}"])
 
     t0 = time.perf_counter()
-    curve, best, best_state, best_epoch, since = [], -np.inf, None, 0, 0
-    Yv = data.Y_valid.to_numpy(dtype=float)
-    for epoch in range(1, args.max_epochs + 1):
-        clf.partial_fit(data.X_train, data.Y_train, **fit_groups)
-        mean_auc = float(np.mean(per_task_roc_auc(Yv, proba("valid"))))
-        curve.append({"epoch": epoch, "valid_mean_auc": mean_auc})
-        if mean_auc > best + 1e-5:
-            best, best_epoch, since = mean_auc, epoch, 0
-            best_state = copy.deepcopy(clf.net_.module_.state_dict())
-        else:
-            since += 1
-            if since >= args.patience:
-                break
-    clf.net_.module_.load_state_dict(best_state)
+    selection = _common.fit_select_on_valid(
+        clf,
+        lambda: clf.partial_fit(data.X_train, data.Y_train, **fit_groups),
+        lambda: _common.valid_mean_auc(data.Y_valid, proba("valid")),
+        args.max_epochs,
+        args.patience,
+    )
     fit_seconds = time.perf_counter() - t0
     P = np.asarray(proba("test"), dtype=float)
     Y = data.Y_test.to_numpy(dtype=float)
@@ -136,7 +128,7 @@ def run_one(model: str, seed: int, data, args, grouped: bool) -> dict:
         out["gauc_request"] = dict(zip(tasks, map(float, group_auc_score(Y, P, data.requests_test))))
         out["gauc_user"] = dict(zip(tasks, map(float, group_auc_score(Y, P, data.users_test))))
     n_params = sum(p.numel() for p in clf.net_.module_.parameters())
-    return {**out, "best_epoch": best_epoch, "valid_curve": curve, "fit_seconds": fit_seconds, "parameters": n_params}
+    return {**out, **selection, "fit_seconds": fit_seconds, "parameters": n_params}
 
 
 def main(argv=None) -> int:

@@ -136,7 +136,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 raise ValueError("X has duplicate column names.")
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
-                raise ValueError("Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required." % (X.shape,))
+                raise ValueError(
+                    "Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required." % (X.shape,)
+                )
             if X.shape[1] == 0:
                 raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
             frame = X.reset_index(drop=True)
@@ -186,7 +188,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             if not first:
                 unknown = np.setdiff1d(classes, self.classes_)
                 if len(unknown):
-                    raise ValueError(f"y contains labels {unknown.tolist()} not seen in the first fit: {self.classes_.tolist()}.")
+                    raise ValueError(
+                        f"y contains labels {unknown.tolist()} not seen in the first fit: {self.classes_.tolist()}."
+                    )
                 encoded = np.searchsorted(self.classes_, y)
                 classes = self.classes_
             info = {"binary_": True, "classes_": classes, "task_names_": np.array(["y"], dtype=object)}
@@ -207,7 +211,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             try:
                 col = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
             except (TypeError, ValueError):
-                raise ValueError(f"task {names[k]!r} holds non-numeric labels; Y must hold 0/1 (NaN = missing).") from None
+                raise ValueError(
+                    f"task {names[k]!r} holds non-numeric labels; Y must hold 0/1 (NaN = missing)."
+                ) from None
             present = col[~np.isnan(col)]
             bad = np.setdiff1d(np.unique(present), [0.0, 1.0])
             if len(bad):
@@ -251,7 +257,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             return torch.ones(n_tasks)
         weights = np.asarray(self.task_weights, dtype=np.float64).ravel()
         if weights.shape != (n_tasks,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-            raise ValueError(f"task_weights must be {n_tasks} non-negative numbers, one per task; got {self.task_weights!r}.")
+            raise ValueError(
+                f"task_weights must be {n_tasks} non-negative numbers, one per task; got {self.task_weights!r}."
+            )
         return torch.tensor(weights, dtype=torch.float32)
 
     # ------------------------------------------------------------------ fitting
@@ -326,7 +334,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         self._check_task_labels(y, info["task_names_"])
         if n < 2:
             raise ValueError(f"n_samples = {n}: at least 2 samples are needed to fit.")
-        w = None if sample_weight is None else _check_sample_weight(sample_weight, frame, dtype=np.float64, ensure_non_negative=True)
+        w = (
+            None
+            if sample_weight is None
+            else _check_sample_weight(sample_weight, frame, dtype=np.float64, ensure_non_negative=True)
+        )
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != (n,):
@@ -351,7 +363,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         use_valid = self.early_stopping and epochs is None
         if use_valid:
             train_ds, valid_ds = (
-                TensorDataset(Xs, *yw) for Xs, yw in (data.take(torch.from_numpy(i)) for i in self._validation_split(n, groups))
+                TensorDataset(Xs, *yw)
+                for Xs, yw in (data.take(torch.from_numpy(i)) for i in self._validation_split(n, groups))
             )
         else:
             train_ds, valid_ds = data, None
@@ -372,7 +385,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                     self.net_.set_params(lr=self.lr)
                 self.net_.train_split = None if valid_ds is None else predefined_split(valid_ds)
                 self.net_.callbacks = [
-                    ("early_stopping", self._early_stopping_callback(use_valid)) if name == "early_stopping" else (name, cb)
+                    ("early_stopping", self._early_stopping_callback(use_valid))
+                    if name == "early_stopping"
+                    else (name, cb)
                     for name, cb in self.net_.callbacks
                 ]
                 self.net_.initialize_callbacks()
@@ -457,10 +472,15 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------------------ prediction
-    def _predict_task_proba(self, X) -> np.ndarray:
+    def _request_codes(self, groups, n_rows: int) -> torch.Tensor | None:
+        """Request codes ``(n_rows,)`` for architectures that score a request's rows as a set
+        (OneRank); None, the default, means rows are predicted independently."""
+        return None
+
+    def _predict_task_proba(self, X, groups=None) -> np.ndarray:
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        logits = self._predict_logits(frame)
+        logits = self._predict_logits(frame, self._request_codes(groups, len(frame)))
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():
             raise FloatingPointError(
@@ -470,75 +490,73 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         proba = logits.astype(np.float64)
         return expit(proba, out=proba)  # in place: no second array of the output's size
 
-    def _predict_logits(self, frame: pd.DataFrame) -> np.ndarray:
-        """Logits of ``frame``, encoded and predicted ``_PREDICT_CHUNK`` rows at a time so that
-        memory beyond the input and the output stays bounded however many rows there are."""
+    def _predict_logits(self, frame: pd.DataFrame, codes: torch.Tensor | None = None) -> np.ndarray:
+        """Logits of ``frame``, encoded and predicted about ``_PREDICT_CHUNK`` rows at a time so
+        that memory beyond the input and the output stays bounded however many rows there are.
+
+        With request ``codes`` the rows are taken request by request (a chunk ends on a request
+        boundary, so every request is scored whole) and the logits put back in row order.
+        """
+        n = len(frame)
+        order = None if codes is None else torch.argsort(codes, stable=True).numpy()
+        sorted_codes = None if codes is None else codes.numpy()[order]
         batch_size = max(self.batch_size, 4096)
-        logits = None
-        for start in range(0, len(frame), _PREDICT_CHUNK):
-            encoded = self.feature_encoder_.transform(frame.iloc[start : start + _PREDICT_CHUNK])
-            while True:
-                try:
-                    part = self.net_.predict_logits(encoded, batch_size)
-                    break
-                except torch.cuda.OutOfMemoryError as exc:
-                    if batch_size <= self.batch_size:
-                        raise torch.cuda.OutOfMemoryError(
-                            f"CUDA ran out of memory while predicting in batches of {batch_size} rows on "
-                            f"{self.device_}; set a smaller batch_size (set_params(batch_size=...)): predict "
-                            "then uses batches of batch_size rows."
-                        ) from exc
-                    # Predict batches default to at least 4096 rows: fall back to batch_size rows.
-                    warnings.warn(
-                        f"CUDA ran out of memory predicting {batch_size} rows per batch; retrying with "
-                        f"batch_size={self.batch_size}.",
-                        RuntimeWarning,
-                    )
-                    torch.cuda.empty_cache()
-                    batch_size = self.batch_size
+        logits, start = None, 0
+        while start < n:
+            stop = min(start + _PREDICT_CHUNK, n)
+            if order is None:
+                rows, encoded = slice(start, stop), self.feature_encoder_.transform(frame.iloc[start:stop])
+            else:
+                stop = int(np.searchsorted(sorted_codes, sorted_codes[stop - 1], side="right"))
+                rows = order[start:stop]
+                encoded = self.feature_encoder_.transform(frame.iloc[rows])
+                encoded["group"] = torch.from_numpy(sorted_codes[start:stop])
+            part, batch_size = self._predict_chunk(encoded, batch_size)
             if logits is None:
-                logits = np.empty((len(frame), part.shape[1]), dtype=part.dtype)
-            logits[start : start + len(part)] = part
+                logits = np.empty((n, part.shape[1]), dtype=part.dtype)
+            logits[rows] = part
+            start = stop
         return logits
 
-    def predict_proba(self, X):
-        """Probability of the positive label for every task.
+    def _predict_chunk(self, encoded: dict, batch_size: int) -> tuple[np.ndarray, int]:
+        """Logits of one encoded chunk, and the batch size that fitted on the device."""
+        while True:
+            try:
+                return self.net_.predict_logits(encoded, batch_size), batch_size
+            except torch.cuda.OutOfMemoryError as exc:
+                if batch_size <= self.batch_size:
+                    raise torch.cuda.OutOfMemoryError(
+                        f"CUDA ran out of memory while predicting in batches of {batch_size} rows on "
+                        f"{self.device_}; set a smaller batch_size (set_params(batch_size=...)): predict "
+                        "then uses batches of batch_size rows."
+                    ) from exc
+                # Predict batches default to at least 4096 rows: fall back to batch_size rows.
+                warnings.warn(
+                    f"CUDA ran out of memory predicting {batch_size} rows per batch; retrying with "
+                    f"batch_size={self.batch_size}.",
+                    RuntimeWarning,
+                )
+                torch.cuda.empty_cache()
+                batch_size = self.batch_size
 
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_tasks), or (n_samples, 2) for a 1-D ``y``
-            Column ``k`` is task ``k``'s probability, in the order of ``task_names_``
-            (the marginal probability of that label). A binary classifier returns the
-            usual two columns, ordered as ``classes_``.
-        """
-        proba = self._predict_task_proba(X)
+    def _proba_output(self, proba: np.ndarray) -> np.ndarray:
+        """Task probabilities as ``predict_proba`` returns them (two columns for a 1-D ``y``)."""
         if self.binary_:
             return np.column_stack([1.0 - proba[:, 0], proba[:, 0]])
         return proba
 
-    def predict(self, X):
-        """0/1 decisions per task (probability > 0.5), shape (n_samples, n_tasks).
-
-        With a 1-D ``y`` the predicted class labels, shape (n_samples,).
-        """
-        proba = self._predict_task_proba(X)
+    def _decisions(self, proba: np.ndarray) -> np.ndarray:
+        """Task probabilities as ``predict`` returns them: 0/1 per task, or class labels."""
         if self.binary_:
             return self.classes_[(proba[:, 0] > 0.5).astype(int)]
         return (proba > 0.5).astype(np.int64)
 
-    def score(self, X, y, sample_weight=None):
-        """Mean over tasks of the ROC AUC of ``predict_proba`` (not accuracy).
-
-        Missing labels (NaN) are left out per task; a task with a single class in ``Y`` (a
-        cross-validation fold where it is constant, say) is skipped with an
-        ``UndefinedMetricWarning``, and the score is NaN, with the same warning, when every
-        task is. This is what ``GridSearchCV`` maximises when ``scoring`` is not given.
-        """
+    def _mean_task_auc(self, proba: np.ndarray, y, sample_weight) -> float:
+        """What :meth:`score` returns, from already predicted task probabilities."""
         from sklearn.exceptions import UndefinedMetricWarning
 
         from .metrics import per_task_roc_auc
 
-        proba = self._predict_task_proba(X)
         y, _ = self._validate_y(y, first=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -552,6 +570,35 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 UndefinedMetricWarning,
             )
         return float(np.nanmean(aucs)) if not undefined.all() else float("nan")
+
+    def predict_proba(self, X):
+        """Probability of the positive label for every task.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_tasks), or (n_samples, 2) for a 1-D ``y``
+            Column ``k`` is task ``k``'s probability, in the order of ``task_names_``
+            (the marginal probability of that label). A binary classifier returns the
+            usual two columns, ordered as ``classes_``.
+        """
+        return self._proba_output(self._predict_task_proba(X))
+
+    def predict(self, X):
+        """0/1 decisions per task (probability > 0.5), shape (n_samples, n_tasks).
+
+        With a 1-D ``y`` the predicted class labels, shape (n_samples,).
+        """
+        return self._decisions(self._predict_task_proba(X))
+
+    def score(self, X, y, sample_weight=None):
+        """Mean over tasks of the ROC AUC of ``predict_proba`` (not accuracy).
+
+        Missing labels (NaN) are left out per task; a task with a single class in ``Y`` (a
+        cross-validation fold where it is constant, say) is skipped with an
+        ``UndefinedMetricWarning``, and the score is NaN, with the same warning, when every
+        task is. This is what ``GridSearchCV`` maximises when ``scoring`` is not given.
+        """
+        return self._mean_task_auc(self._predict_task_proba(X), y, sample_weight)
 
 
 def store_init_params(estimator: BaseEstimator, params: dict) -> None:

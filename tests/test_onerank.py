@@ -349,6 +349,19 @@ def test_fit_predict_with_groups_scores_requests_as_sets():
     assert 0.0 <= clf.score(X, Y, groups=groups) <= 1.0
 
 
+def test_chunked_prediction_keeps_requests_whole(monkeypatch):
+    # predict encodes about _PREDICT_CHUNK rows at a time; with requests a chunk must end on a
+    # request boundary, and shuffled rows must come back in their own order.
+    import sklearn_mtr._base as base
+
+    X, Y, groups = request_data(n_requests=12, size=5)
+    clf = OneRankClassifier(context_features=["user"], **TINY).fit(X, Y, groups=groups)
+    order = np.random.default_rng(1).permutation(len(X))
+    whole = clf.predict_proba(X.iloc[order], groups=groups[order])
+    monkeypatch.setattr(base, "_PREDICT_CHUNK", 7)  # splits every request if chunks ignored them
+    np.testing.assert_allclose(clf.predict_proba(X.iloc[order], groups=groups[order]), whole, atol=1e-6)
+
+
 def test_fitted_with_groups_warns_when_predicting_without():
     X, Y, groups = request_data()
     clf = OneRankClassifier(context_features=["user"], **TINY).fit(X, Y, groups=groups)

@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.utils.validation import check_is_fitted
 
 from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
 from ..models import OneRank
@@ -215,21 +214,17 @@ class OneRankClassifier(MultiTaskClassifierBase):
         )
 
     # ------------------------------------------------------------------ prediction
-    def _predict_task_proba(self, X, groups=None) -> np.ndarray:
-        check_is_fitted(self)
-        frame = self._validate_X(X, reset=False)
-        inputs = self.feature_encoder_.transform(frame)
+    def _request_codes(self, groups, n_rows):
         if groups is not None:
-            inputs["group"] = _group_codes(groups, len(frame))
-        elif getattr(self, "fitted_with_groups_", False):
+            return _group_codes(groups, n_rows)
+        if getattr(self, "fitted_with_groups_", False):
             warnings.warn(
                 "OneRankClassifier was fitted with groups but predict is called without them: every row "
                 "is scored as a request of its own. Pass groups= to score each request as a set.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        logits = self.net_.predict_logits(inputs, max(self.batch_size, 4096))
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        return None
 
     def predict_proba(self, X, groups=None):
         """Probability of the positive label for every task.
@@ -247,30 +242,17 @@ class OneRankClassifier(MultiTaskClassifierBase):
         proba : ndarray of shape (n_samples, n_tasks), or (n_samples, 2) for a 1-D ``y``
             Column ``k`` is task ``k``'s probability, in the order of ``task_names_``.
         """
-        proba = self._predict_task_proba(X, groups)
-        if self.binary_:
-            return np.column_stack([1.0 - proba[:, 0], proba[:, 0]])
-        return proba
+        return self._proba_output(self._predict_task_proba(X, groups))
 
     def predict(self, X, groups=None):
         """0/1 decisions per task (probability > 0.5), shape (n_samples, n_tasks); with a 1-D
         ``y`` the predicted class labels. ``groups`` as in :meth:`predict_proba`."""
-        proba = self._predict_task_proba(X, groups)
-        if self.binary_:
-            return self.classes_[(proba[:, 0] > 0.5).astype(int)]
-        return (proba > 0.5).astype(np.int64)
+        return self._decisions(self._predict_task_proba(X, groups))
 
     def score(self, X, y, sample_weight=None, groups=None):
         """Mean over tasks of the ROC AUC of ``predict_proba(X, groups)`` (not accuracy);
         see :meth:`MultiTaskClassifierBase.score`."""
-        from ..metrics import per_task_roc_auc
-
-        proba = self._predict_task_proba(X, groups)
-        y, _ = self._validate_y(y, first=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            aucs = per_task_roc_auc(y, proba, sample_weight=sample_weight)
-        return float(np.nanmean(aucs)) if not np.all(np.isnan(aucs)) else float("nan")
+        return self._mean_task_auc(self._predict_task_proba(X, groups), y, sample_weight)
 
 
 def _group_codes(groups, n: int) -> torch.Tensor:

@@ -331,6 +331,29 @@ def test_end_to_end_with_the_baselines(Estimator, params, mode, data):
     np.testing.assert_allclose(proba[:, 0], 1 / (1 + np.exp(-_manual_primary_logit(clf, X))), rtol=1e-5, atol=1e-6)
 
 
+class _SplitFrozenOff(DRGrad):
+    """The split wrapper with ``T1''`` switched off (mixing frozen at (1, 0)) and no routing."""
+
+    def wrap_module(self, model, n_tasks):
+        module = super().wrap_module(model, n_tasks)
+        module.mixing.copy_(torch.tensor([1.0, 0.0]))
+        return module
+
+    def _route_split(self, model, n_tasks):
+        return {}
+
+
+@pytest.mark.parametrize("Estimator, params", ESTIMATORS[:2], ids=lambda v: getattr(v, "__name__", ""))
+def test_split_wrapper_with_the_split_tower_off_trains_exactly_the_backbone(Estimator, params, data):
+    # The control of benchmarks/drgrad_ablation.py: adding T1'' must not move the backbone's
+    # initialisation or batch order, so that any difference to equal weights is the method's.
+    X, Y = data
+    plain = Estimator(optimizer="ew", **params, **TINY).fit(X, Y)
+    off = Estimator(optimizer=_SplitFrozenOff(), **params, **TINY).fit(X, Y)
+    assert isinstance(off.net_.module_, _SplitPrimary)
+    np.testing.assert_allclose(off.predict_proba(X), plain.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "method", [DRGrad(primary_task=1), DRGrad(mode="tower", symmetric=True, primary_task=2)], ids=["split", "tower"]
 )

@@ -20,17 +20,19 @@ task grouped by request and by user. Mean ± sample std over seeds.
 
 Run ``python benchmarks/onerank_accuracy.py --seeds 3``; writes
 ``benchmarks/results/onerank_accuracy.json`` (``--out`` renames it). The figures in
-``docs/onerank.md`` come from four runs on a shared 2-core machine (hence 2 seeds and the
-Census subsample): ``--datasets movielens --seeds 2 --max-epochs 12 --patience 2`` with
-``--models OneRank --out onerank_accuracy_movielens`` and with ``--models MMoE PLE ResFlow
---out onerank_accuracy_movielens_baselines``; ``--datasets census --seeds 2 --max-epochs 5
---patience 2 --census-rows 50000 --out onerank_accuracy_census``; and the same MovieLens runs
-with ``--max-epochs 4 --patience 1`` (``*_4epochs.json``).
+``docs/onerank.md`` come from runs on a shared 2-core machine (hence the Census subsample):
+``--datasets movielens --max-epochs 12 --patience 2`` with ``--models OneRank`` and with
+``--models MMoE PLE ResFlow``, once with ``--seeds 2`` and once with ``--seeds 3 --seed-start 2``,
+each pair merged with ``--merge PART1 PART2 --out onerank_accuracy_movielens[_baselines]``;
+``--datasets census --seeds 2 --max-epochs 5 --patience 2 --census-rows 50000 --out
+onerank_accuracy_census``; and the MovieLens runs with ``--max-epochs 4 --patience 1``
+(``*_4epochs.json``, 2 seeds).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -131,17 +133,50 @@ def run_one(model: str, seed: int, data, args, grouped: bool) -> dict:
     return {**out, **selection, "fit_seconds": fit_seconds, "parameters": n_params}
 
 
+def summarise(runs: list[dict], tasks: list[str]) -> dict:
+    """Mean ± std over seeds of every per-task metric the runs hold."""
+    return {
+        metric: {t: _common.summary([r[metric][t] for r in runs]) for t in tasks}
+        for metric in ("auc", "gauc_request", "gauc_user")
+        if metric in runs[0]
+    }
+
+
+def merge(names: list[str], out: str) -> dict:
+    """One result file from several runs' files (e.g. seeds 0-1 and seeds 2-4), runs concatenated
+    per data set and model, summaries recomputed; each part's commit and arguments are kept."""
+    merged: dict = {"description": __doc__, "parts": [], "datasets": {}}
+    for name in names:
+        part = json.loads((_common.RESULTS_DIR / f"{name}.json").read_text())
+        merged["parts"].append({"name": name, "args": part["args"], "environment": part.get("environment")})
+        for dataset, entry in part["datasets"].items():
+            target = merged["datasets"].setdefault(dataset, {**entry, "models": {}})
+            for model, res in entry["models"].items():
+                runs = target["models"].setdefault(model, {"runs": []})["runs"]
+                runs.extend(res["runs"])
+                runs.sort(key=lambda r: r["seed"])
+                target["models"][model]["summary"] = summarise(runs, entry["tasks"])
+    _common.write_results(out, merged)
+    return merged
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["movielens", "census"], choices=["movielens", "census"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-start", type=int, default=0, help="first seed (to add seeds to an earlier run)")
     parser.add_argument("--max-epochs", type=int, default=8)
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--census-rows", type=int, default=0, help="subsample the Census training set (0 = all)")
     parser.add_argument("--out", default="onerank_accuracy")
+    parser.add_argument("--merge", nargs="+", default=None, help="merge these result files (names) into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        print(f"merged {args.merge} into {args.out}")
+        return 0
     torch.set_num_threads(1)
     results = {"description": __doc__, "args": vars(args), "datasets": {}}
     for dataset in args.datasets:
@@ -161,16 +196,11 @@ def main(argv=None) -> int:
             }
         for model in args.models:
             runs = []
-            for seed in range(args.seeds):
+            for seed in range(args.seed_start, args.seed_start + args.seeds):
                 run = run_one(model, seed, data, args, grouped)
                 runs.append(run)
                 print(f"{dataset} {model} seed {seed}: auc {run['auc']} ({run['fit_seconds']:.0f}s)", flush=True)
-            summary = {
-                metric: {t: _common.summary([r[metric][t] for r in runs]) for t in entry["tasks"]}
-                for metric in ("auc", "gauc_request", "gauc_user")
-                if metric in runs[0]
-            }
-            entry["models"][model] = {"summary": summary, "runs": runs}
+            entry["models"][model] = {"summary": summarise(runs, entry["tasks"]), "runs": runs}
             results["datasets"][dataset] = entry
             _common.write_results(args.out, results)  # partial results survive an interrupted run
     path = _common.write_results(args.out, results)

@@ -28,6 +28,25 @@ _PRECISIONS = ("fp32", "bf16")
 # Rows encoded at once by predict: bounds its memory beyond the input and the output.
 _PREDICT_CHUNK = 1 << 16
 _SCORING = ("auc", "loss")
+# Parameters a continuation (warm_start, partial_fit) applies; every other one is fixed by the
+# first fit (architecture, features, optimizer, ...) and may not change in between.
+_CONTINUATION_PARAMS = frozenset(
+    {
+        "batch_size",
+        "callbacks",
+        "device",
+        "early_stopping",
+        "lr",
+        "max_epochs",
+        "n_iter_no_change",
+        "random_state",
+        "scoring",
+        "tol",
+        "validation_fraction",
+        "verbose",
+        "warm_start",
+    }
+)
 
 
 class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
@@ -203,6 +222,10 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Y must be 1-D (one binary task) or 2-D (n_samples, n_tasks); got shape {np.shape(Y)}.")
         if isinstance(Y, pd.DataFrame):
             names = np.array([str(c) for c in Y.columns], dtype=object)
+            # the names key history_, the reports and the CLI's output columns
+            repeated = sorted({c for c in names if list(names).count(c) > 1})
+            if repeated:
+                raise ValueError(f"Y's column names must be unique, one per task; {repeated} appear more than once.")
         else:
             names = np.array([f"task{k}" for k in range(frame.shape[1])], dtype=object)
         values = np.empty(frame.shape, dtype=np.float32)
@@ -326,6 +349,15 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes):
         self._check_params()
+        fixed = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in _CONTINUATION_PARAMS}
+        # Older fitted models (joblib / safe files) have no record: nothing to compare with.
+        changed = [k for k, v in getattr(self, "_fixed_params_", fixed).items() if fixed.get(k) != v]
+        if not first and changed:
+            raise ValueError(
+                f"{changed} changed since the model was built; a continuation (warm_start=True or "
+                "partial_fit) keeps the architecture, features and optimizer of the first fit. Set "
+                "warm_start=False (or clone the estimator) to train a new model with them."
+            )
         frame = self._validate_X(X, reset=first)
         y, info = self._validate_y(Y, first, classes)
         n = len(frame)
@@ -349,13 +381,14 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             self.binary_, self.classes_, self.task_names_ = info["binary_"], info["classes_"], info["task_names_"]
             self.n_tasks_ = y.shape[1]
             self._column_keys_ = list(frame.columns)
+            self._fixed_params_ = fixed
             # Under torchrun: one GPU per rank, and rank 0's seed everywhere (see _distributed).
             self.device_ = setup_device(self._resolve_device())
             self.seed_ = same_on_all_ranks(int(rng.randint(np.iinfo(np.int32).max)))
             encoder = TabularEncoder(self.categorical_features, self.sequence_features, self.text_features)
             self.feature_encoder_ = encoder.fit(frame)
         data = TensorDataset(
-            {**self.feature_encoder_.transform(frame), **self._extra_inputs(y, groups)},
+            {**self._encode(frame, reset=first), **self._extra_inputs(y, groups)},
             torch.from_numpy(y),
             None if w is None else torch.from_numpy(w.astype(np.float32)),
         )
@@ -420,6 +453,12 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             )
 
     def _validation_split(self, n, groups):
+        if groups is not None and len(pd.unique(groups)) < 2:
+            # GroupShuffleSplit would speak of "n_samples=1", meaning the groups
+            raise ValueError(
+                "early_stopping holds out whole groups for validation, but groups has a single value; "
+                "pass at least two groups (or groups=None to split rows)."
+            )
         splitter = (GroupShuffleSplit if groups is not None else ShuffleSplit)(
             n_splits=1, test_size=self.validation_fraction, random_state=self.seed_
         )
@@ -505,11 +544,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         while start < n:
             stop = min(start + _PREDICT_CHUNK, n)
             if order is None:
-                rows, encoded = slice(start, stop), self.feature_encoder_.transform(frame.iloc[start:stop])
+                rows, encoded = slice(start, stop), self._encode(frame.iloc[start:stop])
             else:
                 stop = int(np.searchsorted(sorted_codes, sorted_codes[stop - 1], side="right"))
                 rows = order[start:stop]
-                encoded = self.feature_encoder_.transform(frame.iloc[rows])
+                encoded = self._encode(frame.iloc[rows])
                 encoded["group"] = torch.from_numpy(sorted_codes[start:stop])
             part, batch_size = self._predict_chunk(encoded, batch_size)
             if logits is None:
@@ -517,6 +556,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             logits[rows] = part
             start = stop
         return logits
+
+    def _encode(self, frame: pd.DataFrame, reset: bool = False) -> dict[str, torch.Tensor]:
+        """The model's input tensors for ``frame`` (``reset``: the first fit, which may record
+        what the network is built from). Subclasses add inputs computed outside the feature layer."""
+        return self.feature_encoder_.transform(frame)
 
     def _predict_chunk(self, encoded: dict, batch_size: int) -> tuple[np.ndarray, int]:
         """Logits of one encoded chunk, and the batch size that fitted on the device."""
@@ -670,7 +714,9 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         or a ``(name, callback)`` pair; copied at fit time.
     warm_start : bool, default=False
         When True, ``fit`` continues training the fitted model (same features and tasks)
-        instead of starting over.
+        instead of starting over. A continuation applies the training parameters (``lr``,
+        ``batch_size``, ``max_epochs``, early stopping, ...); changing a parameter that built
+        the model (architecture, features, ``optimizer``, ...) in between is a ``ValueError``.
 
     Attributes
     ----------

@@ -36,6 +36,7 @@ scikit-learn checks ``Y`` for stratification and rejects the NaN.
 
 from __future__ import annotations
 
+import inspect
 from numbers import Real
 
 import numpy as np
@@ -566,7 +567,14 @@ class _MultiTaskProbaScorer(_Scorer):
                 "(sklearn.set_config(enable_metadata_routing=True)) and pass groups "
                 "to fit, e.g. GridSearchCV(...).fit(X, Y, groups=groups)."
             )
-        y_score = _task_probabilities(estimator.predict_proba(X), y_true)
+        # a model that scores a request's rows together (OneRank) must see the same groups
+        # the metric uses, or every row would be scored as a request of its own
+        groups = scoring_kwargs.get("groups")
+        takes_groups = "groups" in inspect.signature(estimator.predict_proba).parameters
+        proba = estimator.predict_proba(X, groups=groups) if groups is not None and takes_groups else None
+        if proba is None:
+            proba = estimator.predict_proba(X)
+        y_score = _task_probabilities(proba, y_true)
         return self._sign * self._score_func(y_true, y_score, **scoring_kwargs)
 
 
@@ -609,7 +617,10 @@ It requests ``groups`` through metadata routing, so it needs
 ``sklearn.set_config(enable_metadata_routing=True)``; the groups passed to ``fit`` of
 :class:`~sklearn.model_selection.GridSearchCV` (or as ``params={"groups": ...}`` to
 :func:`~sklearn.model_selection.cross_val_score`) then reach the scorer, restricted
-to each validation fold.
+to each validation fold. The estimator's ``fit`` takes ``groups`` too, so routing asks it to
+say what to do with them: ``set_fit_request(groups=True)`` (or ``False`` to ignore them).
+A model that scores a request's rows together (``OneRankClassifier``) gets the same groups
+in ``predict_proba``.
 """
 
 

@@ -22,6 +22,11 @@ Source = PathLike | Sequence[PathLike] | Callable[[], Iterable[pd.DataFrame]]
 
 
 def _parquet_files(source) -> list[str]:
+    if callable(source) or not isinstance(source, (str, os.PathLike, Iterable)):
+        raise TypeError(
+            f"source must be a Parquet file, a folder or a list of them; got {type(source).__name__} "
+            "(only fit_streaming takes a function returning DataFrames)."
+        )
     paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if not paths:
         raise ValueError("source holds no Parquet file.")
@@ -236,6 +241,14 @@ def fit_streaming(
     if not target_list:
         raise ValueError("targets must name at least one label column.")
     extra = [c for c in (sample_weight, groups) if c is not None]
+    clash = [c for c in (features or []) if c in target_list + extra]
+    if clash:  # a label among the inputs would train on the answer
+        raise ValueError(f"columns {clash} are given both as features and as targets / sample_weight / groups.")
+    if not callable(source) and isinstance(source, Iterator):
+        raise TypeError(
+            f"source is a {type(source).__name__}, which can be read once only; pass a function that returns "
+            "the chunks (called once per epoch), e.g. lambda: pd.read_csv(path, chunksize=...)."
+        )
     columns = None if features is None else list(dict.fromkeys(list(features) + target_list + extra))
     warned = False
     for _ in range(epochs):

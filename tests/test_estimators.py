@@ -177,6 +177,22 @@ def test_warm_start_continues_training(frame):
     assert cold.n_iter_ == 3
 
 
+def test_continuation_rejects_a_changed_architecture(frame):
+    # warm_start / partial_fit continue the model built by the first fit: a parameter that
+    # built it must not be silently ignored when it changes in between.
+    X, Y = frame
+    clf = tiny(warm_start=True).fit(X, Y)
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError, match=r"\['embedding_dim'\] changed"):
+        clf.set_params(embedding_dim=7).fit(X, Y)
+    with pytest.raises(ValueError, match=r"\['optimizer'\] changed"):
+        clf.set_params(embedding_dim=tiny().embedding_dim, optimizer="pub").partial_fit(X, Y)
+    assert clf.n_iter_ == 3
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    clf.set_params(optimizer="adam", warm_start=False, embedding_dim=7).fit(X, Y)  # a new model is fine
+    assert clf.n_iter_ == 3
+
+
 class _Boom(Callback):
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) == 2:
@@ -367,3 +383,16 @@ def test_mismatched_lengths_are_rejected(frame):
         tiny().fit(X, Y, groups=np.arange(5))
     with pytest.raises(ValueError, match="sample_weight|Negative"):
         tiny().fit(X, Y, sample_weight=-np.ones(len(X)))
+
+
+def test_repeated_task_names_are_rejected(frame):
+    # task names key history_ ("train_loss_<task>") and the reports: two tasks may not share one
+    X, Y = frame
+    with pytest.raises(ValueError, match=r"unique, one per task; \['a'\]"):
+        tiny().fit(X, Y.set_axis(["a", "a"], axis=1))
+
+
+def test_early_stopping_with_a_single_group_names_the_groups(frame):
+    X, Y = frame
+    with pytest.raises(ValueError, match="holds out whole groups .* single value"):
+        tiny(early_stopping=True).fit(X, Y, groups=np.zeros(len(X)))

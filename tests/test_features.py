@@ -644,3 +644,18 @@ def test_declared_categories_fix_the_vocabulary_for_later_chunks():
     assert enc.schema_.categorical_cardinalities == (3 + 2,)
     codes = enc.transform(later.astype({"c": object}))["categorical"][:, 0].tolist()
     assert codes[0] >= 2 and codes[1] >= 2 and codes[2] == 1
+
+
+@pytest.mark.parametrize(
+    "fit_values, new_values",
+    [([3, 1, 2], ["3", "1", "2"]), (["3", "1", "2"], [3, 1, 2]), (["a", "b", "c"], [1.5, np.nan, 2.0])],
+)
+def test_categorical_receiving_values_of_the_other_kind_raises(fit_values, new_values):
+    # ids read as integers in fit and as text later (or the reverse) would all be unseen
+    enc = TabularEncoder(categorical_features=["k"]).fit(pd.DataFrame({"k": fit_values}))
+    with pytest.raises(ValueError, match="column 'k' is categorical with .* values from fit but holds"):
+        enc.transform(pd.DataFrame({"k": new_values}))
+    for same_kind in ([1.0, np.nan, 99], [None, None, None], [np.nan] * 3):  # float ids, all missing: fine
+        if isinstance(fit_values[0], str) and same_kind[0] == 1.0:
+            same_kind = ["3", None, "zz"]
+        assert enc.transform(pd.DataFrame({"k": same_kind}))["categorical"].shape == (3, 1)

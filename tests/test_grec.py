@@ -434,3 +434,137 @@ def test_every_optimizer_trains_grec(name):
     proba = clf.fit(X, Y).predict_proba(X)
     assert proba.shape == (96, 2) and np.isfinite(proba).all()
     assert np.isfinite(clf.history_[-1, "train_loss"])
+
+
+# --------------------------------------------------------------------------------------
+# pluggable sentence encoder
+# --------------------------------------------------------------------------------------
+
+
+TEXT = {"sequence_features": {"history": "item"}, "text_features": ["title"]}
+
+
+def char_hash_encoder(texts):
+    """Deterministic toy sentence encoder: character codes hashed into 8 bins, plus the length."""
+    out = np.zeros((len(texts), 8))
+    for i, text in enumerate(texts):
+        assert isinstance(text, str)
+        for j, char in enumerate(text):
+            out[i, (ord(char) * 31 + j) % 7] += 1.0
+        out[i, 7] = len(text) / 10.0
+    return out
+
+
+def test_sentence_encoder_fits_predicts_and_replaces_the_word_encoder():
+    X, Y = messy_frame(), messy_labels()
+    seen = []
+
+    def encoder(texts):
+        seen.append(list(texts))
+        return char_hash_encoder(texts)
+
+    clf = GRecClassifier(**TEXT, sentence_encoder=encoder, max_epochs=2, **EST).fit(X, Y)
+    assert clf.sentence_dims_ == {"title": 8}
+    assert seen[0][:7] == ["Red shoes", "", "", "café crème 世界", "ÅNGSTRÖM ångström", "the the the", "🙂 emoji"]
+    model = clf.net_.module_
+    assert set(model.sentence_projections) == {"title"} and "title" not in model.text_encoders
+    assert not model.embedding.own_tables["text__title"].weight.requires_grad  # never read: frozen
+    proba = clf.predict_proba(X)
+    assert proba.shape == (24, 2) and np.isfinite(proba).all()
+    X_new = X.copy()
+    X_new["title"] = [None, "", "völlig neue wörter", np.nan] * 6
+    assert np.isfinite(clf.predict_proba(X_new)).all()
+    assert seen[-1][:4] == ["", "", "völlig neue wörter", ""]
+    # the vectors reach the model: another encoder output, other predictions
+    clf.set_params(sentence_encoder=lambda texts: char_hash_encoder(texts)[:, ::-1] * 3.0)
+    assert np.abs(clf.predict_proba(X) - proba).max() > 1e-4
+    # and the word encoder path is unchanged without one
+    plain = GRecClassifier(**TEXT, max_epochs=1, **EST).fit(X, Y)
+    assert plain.sentence_dims_ == {} and len(plain.net_.module_.sentence_projections) == 0
+
+
+def test_sentence_encoder_tensor_output_and_pickling():
+    X, Y = messy_frame(), messy_labels()
+    clf = GRecClassifier(
+        sequence_features={"history": "item"},
+        text_features=["title"],
+        sentence_encoder=char_hash_encoder,
+        max_epochs=1,
+        **EST,
+    ).fit(X, Y)
+    proba = clf.predict_proba(X)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), proba)
+    joblib = pytest.importorskip("joblib")
+    import io
+
+    buffer = io.BytesIO()
+    joblib.dump(clf, buffer)
+    buffer.seek(0)
+    np.testing.assert_array_equal(joblib.load(buffer).predict_proba(X), proba)
+    # a torch tensor output is accepted too
+    clf.set_params(sentence_encoder=lambda texts: torch.from_numpy(char_hash_encoder(texts)))
+    np.testing.assert_allclose(clf.predict_proba(X), proba, rtol=1e-6)
+
+
+def test_sentence_encoder_get_params_and_clone():
+    from sklearn.base import clone
+
+    clf = GRecClassifier(text_features=["title"], sentence_encoder=char_hash_encoder)
+    assert clf.get_params()["sentence_encoder"] is char_hash_encoder
+    cloned = clone(clf)
+    assert cloned.get_params()["sentence_encoder"] is char_hash_encoder
+    assert GRecClassifier().get_params()["sentence_encoder"] is None
+
+
+@pytest.mark.parametrize(
+    ("encoder", "match"),
+    [
+        (lambda texts: np.zeros(len(texts)), r"shape \(n, d\) = \(24, d >= 1\).*'title'.*got shape \(24,\)"),
+        (lambda texts: np.zeros((len(texts) - 1, 4)), r"'title'.*got shape \(23, 4\)"),
+        (lambda texts: np.zeros((len(texts), 0)), r"'title'.*got shape \(24, 0\)"),
+        (
+            lambda texts: np.where(np.arange(len(texts))[:, None] == 3, np.nan, 1.0) * np.ones((1, 4)),
+            r"non-finite.*'title'.*row 3",
+        ),
+        (lambda texts: [["a", "b"]] * len(texts), r"array of floats.*'title'"),
+        ("not callable", "sentence_encoder must be a callable"),
+    ],
+)
+def test_bad_sentence_encoder_output_raises(encoder, match):
+    X, Y = messy_frame(), messy_labels()
+    with pytest.raises(ValueError, match=match):
+        GRecClassifier(**TEXT, sentence_encoder=encoder, max_epochs=1, **EST).fit(X, Y)
+
+
+def test_sentence_dimension_must_not_change_at_predict():
+    X, Y = messy_frame(), messy_labels()
+    clf = GRecClassifier(**TEXT, sentence_encoder=char_hash_encoder, max_epochs=1, **EST).fit(X, Y)
+    clf.set_params(sentence_encoder=lambda texts: char_hash_encoder(texts)[:, :5])
+    with pytest.raises(ValueError, match=r"dimension 5 for text column 'title'.*fitted on dimension 8"):
+        clf.predict_proba(X)
+    clf.set_params(sentence_encoder=lambda texts: np.full((len(texts), 8), np.inf))
+    with pytest.raises(ValueError, match="non-finite.*'title'"):
+        clf.predict_proba(X)
+
+
+def test_sentence_dims_validated_by_the_model():
+    schema, _ = encoded(messy_frame())
+    with pytest.raises(ValueError, match="'price', which is not a text column"):
+        build(schema, sentence_dims={"price": 4})
+    with pytest.raises(ValueError, match=r"sentence_dims\['title'\] must be a positive integer"):
+        build(schema, sentence_dims={"title": 0})
+    model = build(schema, sentence_dims={"title": 3})
+    _, batch = encoded(messy_frame())
+    with pytest.raises(ValueError, match="no 'sentence__title'"):
+        model(batch)
+    logits, _ = model({**batch, "sentence__title": torch.randn(24, 3)})
+    assert logits.shape == (24, 2)
+
+
+def test_safe_save_refuses_a_sentence_encoder(tmp_path):
+    from sklearn_mtr.persistence import save
+
+    clf = GRecClassifier(text_features=["title"], sentence_encoder=char_hash_encoder)
+    with pytest.raises(ValueError, match="sentence_encoder"):
+        save(clf, tmp_path / "model.mtr")

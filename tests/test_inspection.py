@@ -215,3 +215,22 @@ def test_missing_matplotlib_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install sklearn-mtr\[plot\]"):
         disp.plot()
+
+
+def test_displays_accept_a_fitted_pipeline(data):
+    # A user's model usually sits at the end of a Pipeline: the displays read history_ and the
+    # task names from its last step and score the whole pipeline.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, Y = data
+    pipe = make_pipeline(StandardScaler(), MMoEClassifier(**SMALL, optimizer="pub", random_state=0)).fit(X, Y)
+    model = pipe[-1]
+    curves = TaskLearningCurveDisplay.from_estimator(pipe, metric="loss")
+    np.testing.assert_allclose(curves.lines_["train"][0].get_ydata(), model.history_[:, "train_loss_click"])
+    assert curves.estimator_name == "MMoEClassifier"
+    diag = OptimizerDiagnosticsDisplay.from_estimator(pipe)
+    assert diag.diagnostics
+    disp = TaskTradeoffDisplay.from_estimators({"pipe": pipe}, X, Y)
+    np.testing.assert_allclose(disp.scores[0], per_task_roc_auc(Y.to_numpy(), pipe.predict_proba(X)))
+    assert disp.task_names == TASKS

@@ -484,3 +484,18 @@ def test_early_stopping_keeps_requests_whole_and_pickles():
     assert np.isfinite(clf.history_[-1, "valid_loss"])
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(restored.predict_proba(X, groups=groups), clf.predict_proba(X, groups=groups))
+
+
+def test_gauc_scorer_passes_the_groups_to_predict_proba():
+    # In a search with gauc_scorer the routed groups must reach OneRank's predict_proba too,
+    # otherwise every row is scored as a request of its own (and it warns).
+    import sklearn
+
+    from sklearn_mtr.metrics import gauc_scorer, mean_group_auc_score
+
+    X, Y, groups = request_data()
+    clf = OneRankClassifier(context_features=["user"], **TINY).fit(X, Y, groups=groups)
+    with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
+        warnings.simplefilter("error")
+        score = gauc_scorer(clf, X, Y, groups=groups)
+    assert score == pytest.approx(mean_group_auc_score(Y, clf.predict_proba(X, groups=groups), groups))

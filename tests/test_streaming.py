@@ -89,3 +89,18 @@ def test_streaming_bad_input(tmp_path):
         fit_streaming(_clf(), tmp_path / "missing.parquet", ["click"])
     with pytest.raises(ValueError, match="batch_rows"):
         next(iter_parquet(tmp_path, batch_rows=0))
+
+
+def test_streaming_rejects_a_label_among_the_features_and_a_one_shot_source():
+    frame = _frame(50, 7)
+    # the label as an input would be trained on (the CLI refuses the same clash)
+    with pytest.raises(ValueError, match=r"\['click'\] are given both as features and as targets"):
+        fit_streaming(_clf(), lambda: [frame], ["click", "buy"], features=["x1", "click"])
+    with pytest.raises(ValueError, match=r"\['w'\] are given both"):
+        fit_streaming(_clf(), lambda: [frame.assign(w=1.0)], ["click"], features=["x1", "w"], sample_weight="w")
+    # a generator is exhausted after one epoch: ask for a function instead of failing on a chunk
+    with pytest.raises(TypeError, match="read once only; pass a function"):
+        fit_streaming(_clf(), (c for c in [frame]), ["click"], epochs=2)
+    # scan_categories reads Parquet only: a function gets a TypeError saying so
+    with pytest.raises(TypeError, match="must be a Parquet file.*got function"):
+        scan_categories(lambda: [frame], ["city"])

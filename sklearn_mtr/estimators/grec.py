@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import torch
 from skorch.callbacks import Callback
 
@@ -46,7 +48,7 @@ class GRecClassifier(MultiTaskClassifierBase):
     and a wide layer), one **behaviour-sequence** token per ``sequence_features`` column
     (a parallel Transformer with multi-query attention, rotary positions and a padding
     mask), one **text** token per ``text_features`` column (a trainable word embedding
-    and the same encoder), a **candidate item** token (``item_features``) and a **task**
+    and the same encoder, or a projected vector of a ``sentence_encoder``), a **candidate item** token (``item_features``) and a **task**
     token. Each (sample, task) pair forms one sentence: the shared tokens, computed once
     per sample, plus that task's token. A parallel Transformer block mixes the sentence, a
     Switch-style sparse mixture of experts transforms it (top-k routing with expert
@@ -64,9 +66,11 @@ class GRecClassifier(MultiTaskClassifierBase):
     has a residual, and capacity in sentence mode counts sentences, so a sentence is never
     partly dropped.
 
-    A pretrained sentence encoder (the paper's MiniLM head) is not built in: nothing is
-    downloaded at run time and raw strings do not reach the model. To use one, embed the
-    strings yourself and pass the vectors as numeric columns (they enter the wide part).
+    A pretrained sentence encoder (the paper's MiniLM) can be plugged in with
+    ``sentence_encoder``: any callable the user has locally (nothing is downloaded at run
+    time, and none is bundled). Reading taken: its vectors are frozen features (the paper
+    fine-tunes its text tower; here the callable is never trained) and each text column's
+    token is a learned ``Linear(d, d_model)`` of its vector, in place of the word encoder.
 
     Parameters
     ----------
@@ -117,6 +121,15 @@ class GRecClassifier(MultiTaskClassifierBase):
         Widths of each task's private layers before its output unit.
     dropout : float, default=0.0
         Dropout in the attention, the experts, after the MoE and in the head.
+    sentence_encoder : callable, default=None
+        A function mapping a list of ``n`` strings to an array-like ``(n, d)`` of finite
+        floats, e.g. the ``encode`` method of a locally installed sentence-transformers
+        model. When given, every ``text_features`` column's strings (None / NaN become
+        ``""``) are embedded by it, at fit and at predict time, and the column's text token
+        is a learned linear projection of the vector (``d`` to ``d_model``) instead of the
+        trainable word encoder; the callable itself is not trained. ``d`` is read at fit
+        time and must not change afterwards. Such an estimator can be pickled (joblib) when
+        the callable can; :func:`sklearn_mtr.persistence.save` refuses it.
     %(common)s
 
     The history also holds ``router_dropped_fraction`` and ``router_expert_load`` per epoch
@@ -146,6 +159,16 @@ class GRecClassifier(MultiTaskClassifierBase):
     ...                      max_epochs=2, random_state=0).fit(X, Y)
     >>> clf.predict_proba(X).shape
     (40, 2)
+
+    With a sentence encoder (here a toy one; e.g. ``SentenceTransformer(path).encode``):
+
+    >>> import numpy as np
+    >>> def encode(texts):
+    ...     return np.array([[len(t), t.count(" "), float("e" in t)] for t in texts])
+    >>> clf = GRecClassifier(sequence_features={"history": "item"}, text_features=["query"],
+    ...                      sentence_encoder=encode, max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.sentence_dims_
+    {'query': 3}
     """
 
     def __init__(
@@ -170,6 +193,7 @@ class GRecClassifier(MultiTaskClassifierBase):
         head_hidden_sizes=(64,),
         tower_hidden_sizes=(),
         dropout=0.0,
+        sentence_encoder=None,
         optimizer="adam",
         lr=1e-3,
         weight_decay=0.0,
@@ -218,7 +242,59 @@ class GRecClassifier(MultiTaskClassifierBase):
             head_hidden_sizes=self.head_hidden_sizes,
             tower_hidden_sizes=self.tower_hidden_sizes,
             dropout=self.dropout,
+            sentence_dims=getattr(self, "sentence_dims_", None),
         )
+
+    def _encode(self, frame, reset=False):
+        encoded = super()._encode(frame, reset)
+        if reset:
+            self.sentence_dims_ = {}
+        if self.sentence_encoder is None:
+            return encoded
+        if not callable(self.sentence_encoder):
+            raise ValueError(  # noqa: TRY004 - a bad parameter value, as everywhere in sklearn
+                "sentence_encoder must be a callable mapping a list of strings to an (n, d) array, "
+                f"got {self.sentence_encoder!r}."
+            )
+        for text in self.feature_encoder_.schema_.texts:
+            vectors = self._sentence_vectors(frame[text.name], text.name)
+            if reset:
+                self.sentence_dims_[text.name] = vectors.shape[1]
+            elif vectors.shape[1] != self.sentence_dims_.get(text.name):
+                raise ValueError(
+                    f"sentence_encoder returned vectors of dimension {vectors.shape[1]} for text column "
+                    f"{text.name!r}; the model was fitted on dimension {self.sentence_dims_.get(text.name)}."
+                )
+            encoded[f"sentence__{text.name}"] = torch.from_numpy(vectors)
+        return encoded
+
+    def _sentence_vectors(self, column: pd.Series, name: str) -> np.ndarray:
+        """The encoder's ``(n, d)`` float32 vectors of one text column (missing values: ``""``)."""
+        texts = [
+            v if isinstance(v, str) else "" if v is None or (np.ndim(v) == 0 and pd.isna(v)) else str(v) for v in column
+        ]
+        out = self.sentence_encoder(texts)
+        if isinstance(out, torch.Tensor):
+            out = out.detach().cpu()
+        try:
+            vectors = np.asarray(out, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"sentence_encoder must return an (n, d) array of floats; for text column {name!r} it "
+                f"returned {type(out).__name__}, which is not one ({exc})."
+            ) from exc
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts) or vectors.shape[1] < 1:
+            raise ValueError(
+                f"sentence_encoder must return an array of shape (n, d) = ({len(texts)}, d >= 1) for the "
+                f"{len(texts)} strings of text column {name!r}; got shape {vectors.shape}."
+            )
+        if not np.isfinite(vectors).all():
+            bad = int(np.argmax(~np.isfinite(vectors).all(axis=1)))
+            raise ValueError(
+                f"sentence_encoder returned non-finite values (NaN or inf) for text column {name!r} "
+                f"(first at row {bad}: {texts[bad]!r})."
+            )
+        return np.ascontiguousarray(vectors)
 
     def _make_net(self, valid_ds):
         net = super()._make_net(valid_ds)

@@ -29,6 +29,25 @@ def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
     return values
 
 
+_NUMBER_KINDS = frozenset({"integer", "floating", "mixed-integer-float", "decimal"})
+
+
+def _check_value_kind(series: pd.Series, vocabulary: Vocabulary, col: Any) -> None:
+    """Numbers where the vocabulary holds strings (or the reverse) would all be unseen: the
+    ids of a column read once as integers and once as text. Say so instead of predicting
+    every row with the out-of-vocabulary embedding."""
+    values = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else series.dropna()
+    if len(values) == 0 or len(vocabulary) == 0:
+        return  # missing values are simply unseen
+    now = pd.api.types.infer_dtype(values, skipna=True)
+    fitted = pd.api.types.infer_dtype(vocabulary.index_, skipna=True)
+    if (now == "string" and fitted in _NUMBER_KINDS) or (now in _NUMBER_KINDS and fitted == "string"):
+        raise ValueError(
+            f"{column_label(col)} is categorical with {fitted} values from fit but holds {now} values "
+            "now, which would all be unseen; give it the type it had in fit (e.g. read ids with the same dtype)."
+        )
+
+
 def _scaled_stat(stat, values: np.ndarray, empty: float) -> float:
     """``stat(values)`` computed on values divided by their largest magnitude, so that huge
     values (ids near 2**64, 1e300) do not overflow to an infinite mean or scale, which would
@@ -129,6 +148,7 @@ class TabularEncoder:
                 series = X[col]
                 if pd.api.types.is_object_dtype(series.dtype) and infer_kind(series) == "list":
                     raise ValueError(f"{column_label(col)} is categorical but holds list values.")
+                _check_value_kind(series, self.vocabularies_[col], col)
                 codes[:, j] = self.vocabularies_[col].encode(series)
             batch["categorical"] = torch.from_numpy(codes)
         if self.numeric_:

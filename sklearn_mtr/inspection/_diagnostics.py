@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ._plotting import history_epochs, history_rows, history_task_names, import_pyplot
+from ._plotting import final_estimator, history_epochs, history_rows, history_task_names, import_pyplot
 
 _PREFIX = "optim_"
 # y-axis labels of the keys the bundled methods record; any other key is shown by name.
@@ -94,7 +94,7 @@ class OptimizerDiagnosticsDisplay:
         Parameters
         ----------
         estimator : fitted multi-task classifier
-            Any sklearn-mtr estimator (its ``history_`` is read).
+            Any sklearn-mtr estimator (its ``history_`` is read), or a Pipeline ending in one.
         keys : list of str, default=None
             Keys to draw, with or without the ``optim_`` prefix; every recorded one by default.
         ax : matplotlib Axes or array-like of Axes, default=None
@@ -109,6 +109,7 @@ class OptimizerDiagnosticsDisplay:
         -------
         display : OptimizerDiagnosticsDisplay
         """
+        estimator = final_estimator(estimator)
         if name is None:
             optimizer = getattr(estimator, "optimizer", None)
             label = optimizer if isinstance(optimizer, str) else type(optimizer).__name__

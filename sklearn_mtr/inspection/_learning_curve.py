@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._plotting import check_task, history_column, history_epochs, history_rows, history_task_names, resolve_ax
+from ._plotting import (
+    check_task,
+    final_estimator,
+    history_column,
+    history_epochs,
+    history_rows,
+    history_task_names,
+    resolve_ax,
+)
 
 _METRICS = {"auc": "ROC AUC", "loss": "log loss"}
 _SUBSETS = ("train", "valid")
@@ -75,7 +83,7 @@ class TaskLearningCurveDisplay:
         Parameters
         ----------
         estimator : fitted multi-task classifier
-            Any sklearn-mtr estimator (its ``history_`` is read).
+            Any sklearn-mtr estimator (its ``history_`` is read), or a Pipeline ending in one.
         metric : {"auc", "loss"}, default="auc"
             Per-task ROC AUC (``<subset>_auc_<task>``) or per-task log loss
             (``<subset>_loss_<task>``).
@@ -95,6 +103,7 @@ class TaskLearningCurveDisplay:
         -------
         display : TaskLearningCurveDisplay
         """
+        estimator = final_estimator(estimator)
         name = type(estimator).__name__ if name is None else name
         return cls.from_history(estimator, metric=metric, subsets=subsets, tasks=tasks, ax=ax, name=name, **kwargs)
 

@@ -30,8 +30,16 @@ def resolve_ax(ax, caller: str):
     return ax, ax.figure
 
 
+def final_estimator(estimator):
+    """The last step of a ``Pipeline`` (where ``history_`` and the task names live), else ``estimator``."""
+    from sklearn.pipeline import Pipeline
+
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
 def history_rows(source) -> list[dict]:
     """The per-epoch rows of a fitted estimator's ``history_``, a skorch ``History`` or a list of dicts."""
+    source = final_estimator(source)
     if hasattr(source, "history_") or hasattr(source, "get_params"):
         check_is_fitted(source, "history_")
         source = source.history_

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._plotting import check_task, resolve_ax
+from ._plotting import check_task, final_estimator, resolve_ax
 
 # metric -> (axis label, greater is better)
 _METRICS = {"auc": ("ROC AUC", True), "gauc": ("GAUC", True), "loss": ("log loss", False)}
@@ -99,7 +99,7 @@ class TaskTradeoffDisplay:
         Parameters
         ----------
         estimators : list of fitted estimators, or dict of name to fitted estimator
-            Multi-task classifiers fitted on the same tasks.
+            Multi-task classifiers (or Pipelines ending in one) fitted on the same tasks.
         X : DataFrame or array-like of shape (n_samples, n_features)
             Evaluation features.
         Y : array-like of shape (n_samples, n_tasks)
@@ -134,7 +134,7 @@ class TaskTradeoffDisplay:
         estimators = list(estimators)
         if not estimators:
             raise ValueError("estimators is empty; pass at least one fitted estimator.")
-        names = [type(e).__name__ for e in estimators] if names is None else [str(n) for n in names]
+        names = [type(final_estimator(e)).__name__ for e in estimators] if names is None else [str(n) for n in names]
         if len(names) != len(estimators):
             raise ValueError(f"got {len(names)} names for {len(estimators)} estimators.")
         if len(set(names)) != len(names):
@@ -145,10 +145,12 @@ class TaskTradeoffDisplay:
         task_names = None
         rows = []
         for name, est in zip(names, estimators):
-            check_is_fitted(est)
-            if getattr(est, "binary_", False) or getattr(est, "n_tasks_", 0) < 2:
+            # a Pipeline predicts as a whole, but its last step holds the task metadata
+            model = final_estimator(est)
+            check_is_fitted(model)
+            if getattr(model, "binary_", False) or getattr(model, "n_tasks_", 0) < 2:
                 raise ValueError(f"estimator {name!r} is not a multi-task model; a trade-off needs two tasks or more.")
-            own = [str(t) for t in est.task_names_]
+            own = [str(t) for t in model.task_names_]
             if task_names is None:
                 task_names = own
             elif own != task_names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -41,7 +41,9 @@ class GRec(MultiTaskModule):
       ``max_sequence_length`` items, mean ‖ max pooled over the real positions;
     - one **text** token per text column: the same encoder over the first
       ``max_text_length`` word tokens (a trainable word embedding; the feature layer's
-      vocabulary is the tokenizer);
+      vocabulary is the tokenizer); or, for the columns of ``sentence_dims``, a learned
+      ``Linear(d, d_model)`` of a precomputed sentence vector read from
+      ``batch["sentence__<column>"]`` (``(B, d)`` floats, e.g. a frozen pretrained encoder's);
     - the **candidate item**: the embeddings of the ``item_features`` columns, projected;
     - the **task token**: one learned vector per task, plus (optionally) a projection of
       the ``task_features`` columns' embeddings (GRec's auxiliary task tokens).
@@ -92,8 +94,16 @@ class GRec(MultiTaskModule):
         head_hidden_sizes: Sequence[int] = (64,),
         tower_hidden_sizes: Sequence[int] = (),
         dropout: float = 0.0,
+        sentence_dims: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
+        sentence_dims = dict(sentence_dims or {})
+        texts = [t.name for t in schema.texts]
+        for name, dim in sentence_dims.items():
+            if name not in texts:
+                raise ValueError(f"sentence_dims names {name!r}, which is not a text column; text columns: {texts}.")
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+                raise ValueError(f"sentence_dims[{name!r}] must be a positive integer, got {dim!r}.")
         for name, value in (
             ("d_model", d_model),
             ("n_heads", n_heads),
@@ -158,8 +168,18 @@ class GRec(MultiTaskModule):
             }
         )
         self.text_encoders = nn.ModuleDict(
-            {t.name: SequenceEncoder(embedding_dim, d_model, n_text_layers, n_heads, dropout) for t in schema.texts}
+            {
+                t.name: SequenceEncoder(embedding_dim, d_model, n_text_layers, n_heads, dropout)
+                for t in schema.texts
+                if t.name not in sentence_dims
+            }
         )
+        # sentence vectors (frozen, computed outside) replace the word encoder: a learned projection
+        self.sentence_projections = nn.ModuleDict(
+            {name: nn.Linear(dim, d_model) for name, dim in sentence_dims.items()}
+        )
+        for name in sentence_dims:  # the word table is never read for these columns
+            self.embedding.own_tables[f"text__{name}"].requires_grad_(False)
         self.item = nn.Linear(len(item) * embedding_dim, d_model) if item else None
         self.task_tokens = nn.ParameterList(nn.Parameter(torch.randn(d_model) * 0.1) for _ in range(n_tasks))
         self.task_context = nn.Linear(len(task_cols) * embedding_dim, d_model, bias=False) if task_cols else None
@@ -254,6 +274,12 @@ class GRec(MultiTaskModule):
                 embedded = self.embedding.categorical(ids + self.embedding._offset_of[seq.shared_with])
             tokens.append(self.sequence_encoders[seq.name](embedded, lengths))
         for text in schema.texts:
+            if text.name in self.sentence_projections:
+                key = f"sentence__{text.name}"
+                if key not in batch:
+                    raise ValueError(f"the batch has no {key!r}: text column {text.name!r} reads sentence vectors.")
+                tokens.append(self.sentence_projections[text.name](batch[key]))
+                continue
             ids, lengths = self._window(
                 batch[f"text__{text.name}"], batch[f"len__{text.name}"], self.max_text_length, last=False
             )

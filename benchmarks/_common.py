@@ -67,7 +67,7 @@ def census_dir() -> Path:
 def _version(module_name: str) -> str | None:
     try:
         module = __import__(module_name)
-    except Exception:  # noqa: BLE001 - absent or broken: just report None
+    except Exception:
         return None
     return getattr(module, "__version__", None)
 
@@ -82,7 +82,7 @@ def _git_commit() -> str | None:
             timeout=10,
             check=False,
         )
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     if out.returncode != 0:
         return None
@@ -96,7 +96,7 @@ def _git_commit() -> str | None:
             timeout=10,
             check=False,
         ).stdout.strip()
-    except Exception:  # noqa: BLE001
+    except Exception:
         dirty = ""
     return commit + ("-dirty" if dirty else "")
 
@@ -119,13 +119,13 @@ def environment(device: str = "cpu") -> dict:
         n_threads = torch.get_num_threads()
         cuda = torch.cuda.is_available()
         gpu = torch.cuda.get_device_name(0) if cuda else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         n_threads, cuda, gpu = None, False, None
     try:
         from importlib.metadata import version as _dist_version
 
         rechub = _dist_version("torch-rechub")
-    except Exception:  # noqa: BLE001
+    except Exception:
         rechub = None
     return {
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -110,7 +110,7 @@ def _metrics(Y_true, P):
 def _train_seconds(clf) -> float:
     try:
         return float(sum(clf.history_[:, "dur"]))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return float("nan")
 
 

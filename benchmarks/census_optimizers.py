@@ -382,7 +382,7 @@ def main(argv=None) -> int:
                     continue
                 try:
                     res = run_one(model, method, seed, data, args)
-                except Exception as exc:  # noqa: BLE001 - record and go on: one method must not sink the run
+                except Exception as exc:
                     failures.append(
                         {
                             "model": model,

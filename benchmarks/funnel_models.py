@@ -430,7 +430,7 @@ def main(argv=None) -> int:
             for seed in range(args.seeds):
                 try:
                     res = run_one(model, seed, data, args, tasks)
-                except Exception as exc:  # noqa: BLE001 - record and go on
+                except Exception as exc:
                     errors.append({"seed": seed, "error": f"{type(exc).__name__}: {exc}"})
                     print(f"{dataset:>9} {model:>8} seed {seed}: ERROR {type(exc).__name__}: {exc}", flush=True)
                     continue

@@ -102,10 +102,10 @@ def history_train_seconds(clf) -> float | None:
     """Sum of the per-epoch durations skorch recorded (training loop only)."""
     try:
         return float(sum(clf.history_[:, "dur"]))
-    except Exception:  # noqa: BLE001
+    except Exception:
         try:
             return float(sum(clf.net_.history[:, "dur"]))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
 
 
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
             y_rh = np.array(Y.to_numpy(dtype=np.float32))  # writable copy
             run_rechub(features, x_rh, y_rh, 1, 0, max_batches=2)  # warm-up / smoke
             contenders.append("rechub")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             rechub_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             print(f"torch-rechub unavailable: {rechub_error}", flush=True)
     run_plain(fresh_copy(template, 0), batch, Yt, 1, 0, max_batches=2)  # warm-up

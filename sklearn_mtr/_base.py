@@ -155,9 +155,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 raise ValueError("X has duplicate column names.")
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
-                raise ValueError(
-                    "Found array with 0 sample(s) (shape=%s) while a minimum of 1 is required." % (X.shape,)
-                )
+                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
             if X.shape[1] == 0:
                 raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
             frame = X.reset_index(drop=True)

@@ -31,8 +31,8 @@ class TensorDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def to(self, device) -> "TensorDataset":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    def to(self, device) -> TensorDataset:
+        move = lambda t: None if t is None else t.to(device)
         return TensorDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w))
 
     def take(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple]:
@@ -182,7 +182,9 @@ class TaskScoring(Callback):
             w = None if parts[0][2] is None else torch.cat([p[2] for p in parts])
             losses = task_losses(logits, y, w, net._pos_weight(logits)).cpu().numpy()
             auc = per_task_roc_auc(
-                y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy(), sample_weight=None if w is None else w.cpu().numpy()
+                y.cpu().numpy(),
+                torch.sigmoid(logits).cpu().numpy(),
+                sample_weight=None if w is None else w.cpu().numpy(),
             )
             for name, loss_k, auc_k in zip(self.task_names, losses, auc):
                 net.history.record(f"{prefix}_loss_{name}", float(loss_k))

@@ -548,7 +548,7 @@ def task_metrics(Y, proba: np.ndarray, task_names: list[str], *, groups=None, sa
 # ---------------------------------------------------------------------------------------- tables
 def _parquet_engine(action: str) -> None:
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow  # noqa: F401  (only its presence is checked)
     except ImportError:
         raise ImportError(
             f"{action} Parquet needs pyarrow, an optional dependency: `pip install sklearn-mtr[parquet]`."

@@ -32,7 +32,7 @@ __all__ = ["load_census_income", "make_funnel_classification", "make_multitask_c
 def _check_int(value, name, *, min_value):
     # bool is an Integral subclass; reject it so that ``n_tasks=True`` is an error
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")  # noqa: TRY004
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
     if value < min_value:
         raise ValueError(f"{name} must be >= {min_value}, got {value}.")
     return int(value)
@@ -40,7 +40,7 @@ def _check_int(value, name, *, min_value):
 
 def _check_real(value, name):
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ValueError(f"{name} must be a real number, got {value!r}.")  # noqa: TRY004
+        raise ValueError(f"{name} must be a real number, got {value!r}.")
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}.")
@@ -231,7 +231,7 @@ def make_multitask_classification(
     if label_mode not in ("median", "bernoulli"):
         raise ValueError(f"label_mode must be 'median' or 'bernoulli', got {label_mode!r}.")
     if not isinstance(as_frame, (bool, np.bool_)):
-        raise ValueError(f"as_frame must be a bool, got {as_frame!r}.")  # noqa: TRY004
+        raise ValueError(f"as_frame must be a bool, got {as_frame!r}.")
     rng = check_random_state(random_state)
 
     X, Y_cont, _ = _make_multitask_continuous(n_samples, n_features, n_tasks, task_correlation, n_sinusoids, noise, rng)
@@ -504,7 +504,7 @@ def load_census_income(
     dtype: float64
     """
     if not isinstance(drop_leaky, (bool, np.bool_)):
-        raise ValueError(f"drop_leaky must be a bool, got {drop_leaky!r}.")  # noqa: TRY004
+        raise ValueError(f"drop_leaky must be a bool, got {drop_leaky!r}.")
     if path is None:
         env_path = os.environ.get(_CENSUS_ENV)
         if not env_path:
@@ -689,7 +689,7 @@ def make_funnel_classification(
             f"n_categorical must be <= n_features, got n_categorical={n_categorical} and n_features={n_features}."
         )
     if not isinstance(as_frame, (bool, np.bool_)):
-        raise ValueError(f"as_frame must be a bool, got {as_frame!r}.")  # noqa: TRY004
+        raise ValueError(f"as_frame must be a bool, got {as_frame!r}.")
     rng = check_random_state(random_state)
 
     X = rng.standard_normal((n_samples, n_features))

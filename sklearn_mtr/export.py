@@ -106,7 +106,7 @@ def export_onnx(estimator, path: str | os.PathLike, X=None, *, opset: int = DEFA
     """
     check_is_fitted(estimator)
     try:
-        import onnx  # noqa: F401 - torch's exporter needs it
+        import onnx  # noqa: F401  (only its presence is checked)
     except ImportError:
         raise ImportError("export_onnx needs the onnx package: pip install sklearn-mtr[onnx].") from None
     if not isinstance(opset, int) or opset < 13:

@@ -376,7 +376,7 @@ def load(path: str | os.PathLike, device: str | None = None):
     estimator.device_ = str(torch.device(device))
     try:
         weights = torch.load(io.BytesIO(members["weights.pt"]), map_location=estimator.device_, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling error: the file is refused, never run
+    except Exception as exc:  # noqa: BLE001  (whatever the unpickler rejects, the file is corrupt)
         raise _corrupt(f"weights.pt cannot be read as tensors only ({type(exc).__name__}: {exc})") from None
 
     devices = [torch.device(estimator.device_)] if torch.device(estimator.device_).type == "cuda" else []

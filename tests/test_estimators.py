@@ -4,18 +4,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from skorch.callbacks import Callback, LRScheduler
 from sklearn.exceptions import NotFittedError
+from skorch.callbacks import Callback, LRScheduler
 
 from sklearn_mtr import MMoEClassifier, PLEClassifier, SharedBottomClassifier
 from sklearn_mtr._net import task_losses
 from sklearn_mtr.datasets import make_multitask_classification
 
-TINY = dict(embedding_dim=4, tower_hidden_sizes=(8,), max_epochs=3, batch_size=64, lr=0.01, random_state=0)
+TINY = {
+    "embedding_dim": 4,
+    "tower_hidden_sizes": (8,),
+    "max_epochs": 3,
+    "batch_size": 64,
+    "lr": 0.01,
+    "random_state": 0,
+}
 ARCH = {
-    SharedBottomClassifier: dict(bottom_hidden_sizes=(16,)),
-    MMoEClassifier: dict(n_experts=2, expert_hidden_sizes=(16,)),
-    PLEClassifier: dict(expert_hidden_sizes=(16,)),
+    SharedBottomClassifier: {"bottom_hidden_sizes": (16,)},
+    MMoEClassifier: {"n_experts": 2, "expert_hidden_sizes": (16,)},
+    PLEClassifier: {"expert_hidden_sizes": (16,)},
 }
 
 
@@ -357,16 +364,16 @@ def test_string_column_not_declared_categorical_is_rejected():
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(batch_size=0), "batch_size"),
-        (dict(lr=-1.0), "lr"),
-        (dict(validation_fraction=1.5), "validation_fraction"),
-        (dict(scoring="f1"), "scoring"),
-        (dict(precision="fp8"), "precision"),
-        (dict(optimizer="nope"), "optimizer='nope'"),
-        (dict(task_weights=[1.0]), "task_weights"),
-        (dict(tower_hidden_sizes=(-3,)), "positive integers"),
-        (dict(activation="swish!"), "activation"),
-        (dict(device="tpu:banana"), "device"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"scoring": "f1"}, "scoring"),
+        ({"precision": "fp8"}, "precision"),
+        ({"optimizer": "nope"}, "optimizer='nope'"),
+        ({"task_weights": [1.0]}, "task_weights"),
+        ({"tower_hidden_sizes": (-3,)}, "positive integers"),
+        ({"activation": "swish!"}, "activation"),
+        ({"device": "tpu:banana"}, "device"),
     ],
 )
 def test_invalid_parameters_raise_value_error_at_fit(frame, params, match):

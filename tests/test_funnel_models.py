@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_fixtures import SCHEMA, make_batch
 
 from sklearn_mtr import AITMClassifier, ESMMClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.estimators._funnel import check_funnel_labels
 from sklearn_mtr.models import AITM, ESMM, MODELS
 from sklearn_mtr.models.esmm import chained_product_logits
-from model_fixtures import SCHEMA, make_batch
 
 
 def esmm(n_tasks=2, seed=0, **kw):

@@ -14,7 +14,13 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-TINY = dict(expert_hidden_sizes=(16,), tower_hidden_sizes=(8,), embedding_dim=4, max_epochs=2, random_state=0)
+TINY = {
+    "expert_hidden_sizes": (16,),
+    "tower_hidden_sizes": (8,),
+    "embedding_dim": 4,
+    "max_epochs": 2,
+    "random_state": 0,
+}
 
 
 @pytest.fixture

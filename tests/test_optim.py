@@ -74,7 +74,12 @@ class _Balanced(MultiTaskOptimizer):
 def test_a_new_method_plugs_in_without_touching_the_estimator():
     X, Y = make_multitask_classification(n_samples=200, n_features=4, random_state=0)
     clf = MMoEClassifier(
-        n_experts=2, expert_hidden_sizes=(8,), tower_hidden_sizes=(4,), max_epochs=2, optimizer=_Balanced(), random_state=0
+        n_experts=2,
+        expert_hidden_sizes=(8,),
+        tower_hidden_sizes=(4,),
+        max_epochs=2,
+        optimizer=_Balanced(),
+        random_state=0,
     ).fit(X, Y)
     weights = clf.history_[-1, "optim_weights"]
     assert len(weights) == 2 and sum(weights) == pytest.approx(1.0, abs=1e-5)
@@ -121,7 +126,9 @@ def test_every_registered_method_trains_every_architecture(name, arch):
     X, Y = make_multitask_classification(n_samples=120, n_features=4, n_categorical=1, as_frame=True, random_state=0)
     cls = getattr(sklearn_mtr, arch)
     small = {"bottom_hidden_sizes": (8,)} if arch == "SharedBottomClassifier" else {"expert_hidden_sizes": (8,)}
-    clf = cls(**small, tower_hidden_sizes=(4,), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=name, random_state=0)
+    clf = cls(
+        **small, tower_hidden_sizes=(4,), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=name, random_state=0
+    )
     proba = clf.fit(X, Y).predict_proba(X)
     assert proba.shape == (120, 2) and np.isfinite(proba).all()
     assert np.isfinite(clf.history_[-1, "train_loss"])
@@ -139,7 +146,9 @@ def test_every_registered_method_trains_the_funnel_architectures(name, arch):
     # These towers are entangled (flows, products, transfers): DRGrad routes between them
     # without the split tower, which needs tower_inputs.
     optimizer = DRGrad(mode="tower") if name == "drgrad" else name
-    clf = cls(tower_hidden_sizes=(8, 8), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=optimizer, random_state=0)
+    clf = cls(
+        tower_hidden_sizes=(8, 8), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=optimizer, random_state=0
+    )
     proba = clf.fit(X, Y).predict_proba(X)
     assert proba.shape == (120, 2) and np.isfinite(proba).all()
 

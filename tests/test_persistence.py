@@ -12,7 +12,14 @@ from sklearn_mtr import MMoEClassifier, PLEClassifier
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.optim import EW
 
-TINY = dict(n_experts=2, expert_hidden_sizes=(8,), embedding_dim=4, tower_hidden_sizes=(4,), max_epochs=2, random_state=0)
+TINY = {
+    "n_experts": 2,
+    "expert_hidden_sizes": (8,),
+    "embedding_dim": 4,
+    "tower_hidden_sizes": (4,),
+    "max_epochs": 2,
+    "random_state": 0,
+}
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from model_fixtures import SCHEMA, make_batch
 
 from sklearn_mtr import ResFlowClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.models import MODELS, ResFlow
 from sklearn_mtr.models.resflow import Affine
-from model_fixtures import SCHEMA, make_batch
 
 
 def build(n_tasks=2, seed=0, **kwargs):
@@ -208,7 +208,7 @@ def test_resflow_pos_weight_raises_predicted_rates_and_is_validated():
     from sklearn_mtr.datasets import make_funnel_classification
 
     X, Y = make_funnel_classification(n_samples=400, random_state=0)
-    small = dict(tower_hidden_sizes=(8, 8), embedding_dim=4, max_epochs=3, random_state=0)
+    small = {"tower_hidden_sizes": (8, 8), "embedding_dim": 4, "max_epochs": 3, "random_state": 0}
     plain = ResFlowClassifier(**small).fit(X, Y).predict_proba(X).mean(0)
     weighted = ResFlowClassifier(**small, pos_weight=[5.0, 20.0]).fit(X, Y).predict_proba(X).mean(0)
     assert np.all(weighted > plain)

@@ -14,7 +14,14 @@ from sklearn_mtr import (
 )
 
 # Small and quick: one batch per epoch on the checks' data sets (tens of rows).
-SMALL = dict(embedding_dim=4, tower_hidden_sizes=(8,), max_epochs=15, lr=0.03, batch_size=512, random_state=0)
+SMALL = {
+    "embedding_dim": 4,
+    "tower_hidden_sizes": (8,),
+    "max_epochs": 15,
+    "lr": 0.03,
+    "batch_size": 512,
+    "random_state": 0,
+}
 ESTIMATORS = [
     SharedBottomClassifier(bottom_hidden_sizes=(16,), **SMALL),
     MMoEClassifier(n_experts=2, expert_hidden_sizes=(16,), **SMALL),

@@ -252,7 +252,7 @@ class GRecClassifier(MultiTaskClassifierBase):
         if self.sentence_encoder is None:
             return encoded
         if not callable(self.sentence_encoder):
-            raise ValueError(  # noqa: TRY004 - a bad parameter value, as everywhere in sklearn
+            raise ValueError(
                 "sentence_encoder must be a callable mapping a list of strings to an (n, d) array, "
                 f"got {self.sentence_encoder!r}."
             )

@@ -3,4 +3,4 @@
 from ._encoder import TabularEncoder
 from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, resolve_roles
 
-__all__ = ["TabularEncoder", "resolve_roles", "CATEGORICAL", "NUMERIC", "SEQUENCE", "TEXT"]
+__all__ = ["CATEGORICAL", "NUMERIC", "SEQUENCE", "TEXT", "TabularEncoder", "resolve_roles"]

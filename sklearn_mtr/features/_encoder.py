@@ -21,9 +21,7 @@ def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
     try:
         values = pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{column_label(name)} is numeric but holds values that are not numbers ({exc})."
-        ) from None
+        raise ValueError(f"{column_label(name)} is numeric but holds values that are not numbers ({exc}).") from None
     if np.isinf(values).any():
         raise ValueError(f"{column_label(name)} holds infinite values; replace them (NaN is allowed).")
     return values
@@ -85,7 +83,7 @@ class TabularEncoder:
         self.text_features = text_features
         self.max_text_vocabulary = max_text_vocabulary
 
-    def fit(self, X: pd.DataFrame) -> "TabularEncoder":
+    def fit(self, X: pd.DataFrame) -> TabularEncoder:
         if not isinstance(self.max_text_vocabulary, int) or self.max_text_vocabulary < 1:
             raise ValueError(f"max_text_vocabulary must be a positive integer, got {self.max_text_vocabulary!r}.")
         roles, shared = resolve_roles(X, self.categorical_features, self.sequence_features, self.text_features)
@@ -178,7 +176,9 @@ class TabularEncoder:
             token_lists = [self._tokens(v, col) for v in X[col].to_numpy()]
             lengths = np.array([len(t) for t in token_lists], dtype=np.int64)
             flat = [t for tokens in token_lists for t in tokens]
-            ids = self.vocabularies_[col].encode(np.asarray(flat, dtype=object)) if flat else np.empty(0, dtype=np.int64)
+            ids = (
+                self.vocabularies_[col].encode(np.asarray(flat, dtype=object)) if flat else np.empty(0, dtype=np.int64)
+            )
             batch[f"text__{col}"] = torch.from_numpy(pad(ids, lengths))
             batch[f"len__{col}"] = torch.from_numpy(lengths)
         return batch

@@ -55,7 +55,9 @@ def infer_kind(series: pd.Series) -> str:
         non_missing = [v for v in series.to_numpy() if not is_list_like_cell(v) and not is_missing_cell(v)]
         if any(is_list_like_cell(v) for v in series.to_numpy()):
             return "list"
-        if non_missing and all(isinstance(v, (str, int, float, np.integer, np.floating, bool, np.bool_)) for v in non_missing):
+        if non_missing and all(
+            isinstance(v, (str, int, float, np.integer, np.floating, bool, np.bool_)) for v in non_missing
+        ):
             return "string" if any(isinstance(v, str) for v in non_missing) else "numeric"
         return "other"
     return "other"

@@ -56,11 +56,15 @@ class Vocabulary:
             # Map the (few) categories once, then index by the integer codes.
             lookup = self.encode(np.asarray(values.cat.categories, dtype=object))
             codes = values.cat.codes.to_numpy()
-            return np.where(codes < 0, OOV_INDEX, lookup[np.maximum(codes, 0)]) if len(lookup) else np.full(len(codes), OOV_INDEX)
+            return (
+                np.where(codes < 0, OOV_INDEX, lookup[np.maximum(codes, 0)])
+                if len(lookup)
+                else np.full(len(codes), OOV_INDEX)
+            )
         codes = self.index_.get_indexer(pd.Index(np.asarray(values, dtype=object)))
         return np.where(codes < 0, OOV_INDEX, codes + N_RESERVED).astype(np.int64)
 
-    def merged_with(self, values: Iterable) -> "Vocabulary":
+    def merged_with(self, values: Iterable) -> Vocabulary:
         return Vocabulary(list(self.index_) + list(values))
 
 

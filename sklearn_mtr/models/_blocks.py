@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ class _ExpertGroup(nn.Module):
     def __init__(self, n_experts: int, dims: Sequence[int], batch_norm: bool) -> None:
         super().__init__()
         self.n_experts = n_experts
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(n_experts, a, b)) for a, b in zip(dims, dims[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(n_experts, a, b)) for a, b in pairwise(dims))
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_experts, b)) for b in dims[1:])
         self.norms = nn.ModuleList(nn.BatchNorm1d(n_experts * b) for b in dims[1:]) if batch_norm else None
         self.reset_parameters()

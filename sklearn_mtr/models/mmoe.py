@@ -34,7 +34,7 @@ class MMoE(MultiTaskModule):
         super().__init__()
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim)
-        layer = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         self.experts = BatchedExperts(n_experts, self.embedding.out_dim, expert_hidden_sizes, **layer)
         self.gates = nn.ModuleList(nn.Linear(self.embedding.out_dim, n_experts) for _ in range(n_tasks))
         self.towers = nn.ModuleList(

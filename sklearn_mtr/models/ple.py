@@ -72,10 +72,12 @@ class PLE(MultiTaskModule):
             raise ValueError(f"n_levels must be >= 1, got {n_levels}.")
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim)
-        layer = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         levels, dim = [], self.embedding.out_dim
         for i in range(n_levels):
-            level = _CGCLevel(n_tasks, dim, n_task_experts, n_shared_experts, expert_hidden_sizes, i == n_levels - 1, layer)
+            level = _CGCLevel(
+                n_tasks, dim, n_task_experts, n_shared_experts, expert_hidden_sizes, i == n_levels - 1, layer
+            )
             levels.append(level)
             dim = level.out_dim
         self.levels = nn.ModuleList(levels)

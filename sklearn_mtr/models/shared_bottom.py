@@ -30,7 +30,7 @@ class SharedBottom(MultiTaskModule):
         super().__init__()
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim)
-        layer = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         self.bottom = MLP(self.embedding.out_dim, bottom_hidden_sizes, **layer)
         self.towers = nn.ModuleList(
             MLP(self.bottom.out_dim, tower_hidden_sizes, **layer, output_dim=1) for _ in range(n_tasks)

@@ -54,21 +54,21 @@ def resolve_optimizer(spec: str | MultiTaskOptimizer) -> MultiTaskOptimizer:
 
 
 __all__ = [
-    "OPTIMIZERS",
-    "AdaTask",
-    "CAGrad",
-    "DRGrad",
     "DWA",
     "EW",
     "FAMO",
-    "GradNorm",
     "IMTLG",
     "MGDA",
+    "OPTIMIZERS",
+    "PUB",
+    "UW",
+    "AdaTask",
+    "CAGrad",
+    "DRGrad",
+    "GradNorm",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",
-    "PUB",
     "StepContext",
-    "UW",
     "resolve_optimizer",
 ]

@@ -32,22 +32,15 @@ import _common
 import numpy as np
 import pandas as pd
 import torch
+from funnel_models import ARCHITECTURES as FUNNEL_ARCHITECTURES
 from funnel_models import _metrics, _summarise, load_census, load_movielens
 
 COMMON = {"embedding_dim": 16, "lr": 1e-3, "optimizer": "adam", "weight_decay": 0.0}
+# the baselines exactly as in funnel_models.py, so the two benchmarks' numbers compare
 ARCHITECTURES = {
     "GRec": ("GRecClassifier", {}),
-    "MMoE": ("MMoEClassifier", {"n_experts": 4, "expert_hidden_sizes": (64, 32), "tower_hidden_sizes": (32,)}),
-    "PLE": (
-        "PLEClassifier",
-        {
-            "n_levels": 1,
-            "n_task_experts": 1,
-            "n_shared_experts": 2,
-            "expert_hidden_sizes": (64, 32),
-            "tower_hidden_sizes": (32,),
-        },
-    ),
+    "MMoE": FUNNEL_ARCHITECTURES["MMoE"],
+    "PLE": FUNNEL_ARCHITECTURES["PLE"],
 }
 HISTORY_LENGTH = 20
 

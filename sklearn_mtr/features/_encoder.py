@@ -151,8 +151,13 @@ class TabularEncoder:
             batch["categorical"] = torch.from_numpy(codes)
         if self.numeric_:
             raw = np.column_stack([_numeric_values(X[c], c) for c in self.numeric_])
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):
                 values = (raw - self.mean_) / self.scale_
+                # Near the float64 limit raw - mean can overflow although the standardised value
+                # is small: those cells are computed as raw / scale - mean / scale instead.
+                overflow = np.isinf(values) & np.isfinite(raw)
+                if overflow.any():
+                    values = np.where(overflow, raw / self.scale_ - self.mean_ / self.scale_, values)
             too_far = np.abs(np.nan_to_num(values)) > np.finfo(np.float32).max
             if too_far.any():
                 # float32 would make them infinite and the predictions NaN.

@@ -34,6 +34,7 @@ _CONTINUATION_PARAMS = frozenset(
     {
         "batch_size",
         "callbacks",
+        "compile",
         "device",
         "early_stopping",
         "lr",
@@ -78,6 +79,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -134,6 +136,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"scoring must be one of {_SCORING}, got {self.scoring!r}.")
         if self.precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
+        if not isinstance(self.compile, (bool, np.bool_, dict)):
+            raise ValueError(f"compile must be a bool or a dict of torch.compile arguments, got {self.compile!r}.")
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
 
@@ -412,6 +416,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             else:
                 # A continuation trains with the current parameters (set_params between calls).
                 self.net_.batch_size, self.net_.max_epochs = self.batch_size, self.max_epochs
+                self.net_.set_compile(self.compile)
                 if self.net_.lr != self.lr:
                     self.net_.set_params(lr=self.lr)
                 self.net_.train_split = None if valid_ds is None else predefined_split(valid_ds)
@@ -498,6 +503,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             task_names=[str(t) for t in self.task_names_],
             weight_decay=self.weight_decay,
             precision=self.precision,
+            compile_module=self.compile,
             seed=self.seed_,
             lr=self.lr,
             batch_size=self.batch_size,
@@ -702,6 +708,12 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Torch device; ``"auto"`` uses CUDA when available.
     precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"`` runs the forward pass under bfloat16 autocast (meant for GPUs).
+    compile : bool or dict, default=False
+        Run the network's forward pass through ``torch.compile`` (a dict is passed to it as
+        keyword arguments, e.g. ``{"mode": "max-autotune"}``). The first batches of each shape
+        and mode pay the compilation (tens of seconds); it pays off on GPUs and long fits. The
+        plain module is what is trained, saved and exported: the compiled function shares its
+        weights and is rebuilt after unpickling.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
         value gives identical predictions for repeated fits on CPU (GPU kernels may differ).

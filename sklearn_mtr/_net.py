@@ -196,6 +196,17 @@ class TaskScoring(Callback):
         self._parts = {"train": [], "valid": []}
 
 
+def _no_donated_buffers(active: bool):
+    """While ``torch.compile`` traces (forward and backward): keep the backward graph's buffers, since multi-task
+    methods run one backward pass per task on one graph (``retain_graph=True``), which
+    AOTAutograd's donated buffers forbid."""
+    if not active:
+        return contextlib.nullcontext()
+    from torch._functorch import config as functorch_config
+
+    return functorch_config.patch(donated_buffer=False)
+
+
 class MultiTaskNet(NeuralNet):
     """skorch ``NeuralNet`` whose step is driven by a :class:`MultiTaskOptimizer`."""
 
@@ -208,6 +219,7 @@ class MultiTaskNet(NeuralNet):
         task_names: list[str],
         weight_decay: float = 0.0,
         precision: str = "fp32",
+        compile_module: bool | dict = False,
         seed: int = 0,
         pos_weight: torch.Tensor | None = None,
         **kwargs,
@@ -218,6 +230,7 @@ class MultiTaskNet(NeuralNet):
         self.task_names = task_names
         self.weight_decay = weight_decay
         self.precision = precision
+        self.compile_module = compile_module
         self.seed = seed
         self.pos_weight = pos_weight
 
@@ -283,9 +296,33 @@ class MultiTaskNet(NeuralNet):
     def _pos_weight(self, logits: torch.Tensor) -> torch.Tensor | None:
         return None if self.pos_weight is None else self.pos_weight.to(logits.device)
 
+    def set_compile(self, compile_module: bool | dict) -> None:
+        """Switch ``torch.compile`` on or off (or change its arguments) between fits."""
+        if compile_module != self.compile_module:
+            self.compile_module = compile_module
+            self.__dict__.pop("_compiled_forward", None)
+
+    def _module_call(self):
+        """``module_`` itself, or its ``torch.compile`` wrapper (built once, sharing the weights:
+        optimizers, saving and export keep working on the plain module)."""
+        if not self.compile_module:
+            return self.module_
+        compiled = self.__dict__.get("_compiled_forward")
+        if compiled is None or compiled[0] is not self.module_:
+            options = self.compile_module if isinstance(self.compile_module, dict) else {}
+            compiled = (self.module_, torch.compile(self.module_, **options))
+            self._compiled_forward = compiled
+        return compiled[1]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_compiled_forward", None)  # compiled code does not pickle; rebuilt on use
+        return state
+
     def _forward(self, X):
-        with self._autocast():
-            out = self.module_(X)
+        module = self._module_call()
+        with self._autocast(), _no_donated_buffers(module is not self.module_):
+            out = module(X)
         if isinstance(out, tuple):
             return out[0].float(), out[1]
         return out.float(), None
@@ -325,7 +362,8 @@ class MultiTaskNet(NeuralNet):
             self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux, epoch=len(self.history) - 1
         )
         ctx.data_parallel = dp
-        diagnostics = self.mto.backward(losses, ctx)
+        with _no_donated_buffers(bool(self.compile_module)):  # backward graphs compile here
+            diagnostics = self.mto.backward(losses, ctx)
         if dp is not None:
             dp.sync_gradients(self.module_, ctx.state, already_summed=ctx.gradients_synced)
         self.notify(

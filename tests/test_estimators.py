@@ -403,3 +403,30 @@ def test_early_stopping_with_a_single_group_names_the_groups(frame):
     X, Y = frame
     with pytest.raises(ValueError, match="holds out whole groups .* single value"):
         tiny(early_stopping=True).fit(X, Y, groups=np.zeros(len(X)))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "pub"])
+def test_compile_trains_the_same_model_and_pickles(frame, optimizer):
+    # aot_eager runs TorchDynamo and AOTAutograd (what per-task autograd.grad goes through)
+    # without generating C++, so this stays fast; the default inductor backend differs only
+    # in the kernels it generates.
+    import pickle
+
+    X, Y = frame
+    params = {"optimizer": optimizer, "max_epochs": 2, "batch_size": 128, "random_state": 0}
+    plain = MMoEClassifier(**params).fit(X, Y)
+    compiled = MMoEClassifier(**params, compile={"backend": "aot_eager"}).fit(X, Y)
+    assert "_compiled_forward" in vars(compiled.net_)
+    np.testing.assert_allclose(compiled.predict_proba(X), plain.predict_proba(X), atol=1e-5)
+    loaded = pickle.loads(pickle.dumps(compiled))
+    assert "_compiled_forward" not in vars(loaded.net_)  # rebuilt on first use
+    np.testing.assert_allclose(loaded.predict_proba(X), plain.predict_proba(X), atol=1e-5)
+    # a continuation may switch it off: the plain module keeps the trained weights
+    loaded.set_params(compile=False, warm_start=True, max_epochs=1).fit(X, Y)
+    assert "_compiled_forward" not in vars(loaded.net_)
+
+
+def test_compile_rejects_other_values(frame):
+    X, Y = frame
+    with pytest.raises(ValueError, match="compile must be a bool or a dict"):
+        MMoEClassifier(compile="yes", max_epochs=1).fit(X, Y)

@@ -76,6 +76,7 @@ class AITMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,

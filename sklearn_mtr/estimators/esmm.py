@@ -68,6 +68,7 @@ class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,

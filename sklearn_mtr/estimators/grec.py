@@ -211,6 +211,7 @@ class GRecClassifier(MultiTaskClassifierBase):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,

@@ -66,6 +66,7 @@ class MMoEClassifier(MultiTaskClassifierBase):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,

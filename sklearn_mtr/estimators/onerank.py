@@ -156,6 +156,7 @@ class OneRankClassifier(MultiTaskClassifierBase):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,

@@ -62,6 +62,7 @@ class SharedBottomClassifier(MultiTaskClassifierBase):
         task_weights=None,
         device="auto",
         precision="fp32",
+        compile=False,
         random_state=None,
         verbose=0,
         callbacks=None,

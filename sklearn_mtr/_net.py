@@ -82,8 +82,8 @@ class EpochSeededBatches(BatchIterator):
     before it, so a run resumed with ``warm_start`` or from a checkpoint repeats an
     uninterrupted one."""
 
-    def __init__(self, net: NeuralNet, dataset: TensorDataset, generator: torch.Generator):
-        super().__init__(dataset, net.batch_size, shuffle=True, generator=generator)
+    def __init__(self, net: NeuralNet, dataset: TensorDataset):
+        super().__init__(dataset, net.batch_size, shuffle=True, generator=torch.Generator())
         self.net = net
 
     def __iter__(self):
@@ -278,14 +278,11 @@ class MultiTaskNet(NeuralNet):
         self.data_parallel_ = None  # the fitted net keeps nothing of the process group
 
     def get_iterator(self, dataset, training=False):
-        generator = None
-        if training:
-            generator = torch.Generator().manual_seed(self.seed + len(self.history))
-            if getattr(self, "data_parallel_", None) is not None:
-                dataset = self.data_parallel_.shard(dataset)  # this rank's rows of each global batch
-        if training:
-            return EpochSeededBatches(self, dataset, generator)
-        return BatchIterator(dataset, self.batch_size, shuffle=training, generator=generator)
+        if not training:
+            return BatchIterator(dataset, self.batch_size, shuffle=False, generator=None)
+        if getattr(self, "data_parallel_", None) is not None:
+            dataset = self.data_parallel_.shard(dataset)  # this rank's rows of each global batch
+        return EpochSeededBatches(self, dataset)
 
     # -- steps ----------------------------------------------------------------------------
     def _autocast(self):

@@ -90,17 +90,22 @@ def iter_parquet(
     """
     if not isinstance(batch_rows, (int, np.integer)) or isinstance(batch_rows, bool) or batch_rows < 1:
         raise ValueError(f"batch_rows must be a positive integer, got {batch_rows!r}.")
+    for batch in _arrow_batches(source, batch_rows, columns):
+        frame = batch.to_pandas()
+        if dtypes:
+            frame = frame.astype({c: t for c, t in dtypes.items() if c in frame.columns})
+        yield frame
+
+
+def _arrow_batches(source, batch_rows: int, columns: list[str] | None):
+    """pyarrow record batches of every file of ``source``, ``batch_rows`` rows at a time."""
     pq = _pyarrow_parquet()
     for path in _parquet_files(source):
         parquet = pq.ParquetFile(path)
         missing = sorted(set(columns or ()) - set(parquet.schema_arrow.names))
         if missing:
             raise ValueError(f"Parquet file {path!r} lacks the columns {missing}.")
-        for batch in parquet.iter_batches(batch_size=int(batch_rows), columns=columns):
-            frame = batch.to_pandas()
-            if dtypes:
-                frame = frame.astype({c: t for c, t in dtypes.items() if c in frame.columns})
-            yield frame
+        yield from parquet.iter_batches(batch_size=int(batch_rows), columns=columns)
 
 
 def scan_categories(
@@ -126,22 +131,17 @@ def scan_categories(
     >>> list(scan_categories(path, ["city"])["city"].categories)
     ['a', 'b']
     """
-    pq = _pyarrow_parquet()
+    _pyarrow_parquet()  # a clear error when pyarrow is missing
     import pyarrow as pa
     import pyarrow.compute as pc
 
     seen: dict[str, set] = {c: set() for c in columns}
-    for path in _parquet_files(source):
-        parquet = pq.ParquetFile(path)
-        missing = sorted(set(columns) - set(parquet.schema_arrow.names))
-        if missing:
-            raise ValueError(f"Parquet file {path!r} lacks the columns {missing}.")
-        for batch in parquet.iter_batches(batch_size=int(batch_rows), columns=list(columns)):
-            for name in columns:
-                column = batch.column(name)
-                if pa.types.is_dictionary(column.type):
-                    column = column.dictionary_decode()
-                seen[name].update(v for v in pc.unique(column).to_pylist() if v is not None)
+    for batch in _arrow_batches(source, batch_rows, list(columns)):
+        for name in columns:
+            column = batch.column(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            seen[name].update(v for v in pc.unique(column).to_pylist() if v is not None)
     return {
         name: pd.CategoricalDtype(sorted(values, key=lambda v: (type(v).__name__, v))) for name, values in seen.items()
     }

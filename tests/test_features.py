@@ -659,3 +659,11 @@ def test_categorical_receiving_values_of_the_other_kind_raises(fit_values, new_v
         if isinstance(fit_values[0], str) and same_kind[0] == 1.0:
             same_kind = ["3", None, "zz"]
         assert enc.transform(pd.DataFrame({"k": same_kind}))["categorical"].shape == (3, 1)
+
+
+def test_value_kind_is_recorded_at_fit_and_worked_out_for_older_vocabularies():
+    enc = TabularEncoder(categorical_features=["k"]).fit(pd.DataFrame({"k": [3, 1, 2]}))
+    assert enc.vocabularies_["k"].kind_ == "integer"
+    del enc.vocabularies_["k"].kind_  # as unpickled from a model saved before the attribute existed
+    with pytest.raises(ValueError, match="integer values from fit but holds string"):
+        enc.transform(pd.DataFrame({"k": ["3", "1"]}))

@@ -34,11 +34,12 @@ def _check_value_kind(series: pd.Series, vocabulary: Vocabulary, col: Any) -> No
     """Numbers where the vocabulary holds strings (or the reverse) would all be unseen: the
     ids of a column read once as integers and once as text. Say so instead of predicting
     every row with the out-of-vocabulary embedding."""
-    values = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else series.dropna()
-    if len(values) == 0 or len(vocabulary) == 0:
+    values = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else series
+    if len(vocabulary) == 0 or not values.notna().any():
         return  # missing values are simply unseen
     now = pd.api.types.infer_dtype(values, skipna=True)
-    fitted = pd.api.types.infer_dtype(vocabulary.index_, skipna=True)
+    # Models saved before vocabularies recorded their kind work out the fitted one here.
+    fitted = getattr(vocabulary, "kind_", None) or pd.api.types.infer_dtype(vocabulary.index_, skipna=True)
     if (now == "string" and fitted in _NUMBER_KINDS) or (now in _NUMBER_KINDS and fitted == "string"):
         raise ValueError(
             f"{column_label(col)} is categorical with {fitted} values from fit but holds {now} values "

@@ -42,6 +42,9 @@ class Vocabulary:
         except TypeError:
             index = pd.Index(sorted(index, key=lambda v: (type(v).__name__, str(v))), dtype=object)
         self.index_ = index
+        # pandas' name for the kind of values ("string", "integer", "mixed", ...), checked
+        # against what predict receives (TabularEncoder) without rescanning the vocabulary.
+        self.kind_ = pd.api.types.infer_dtype(index, skipna=True)
 
     def __len__(self) -> int:
         return len(self.index_)

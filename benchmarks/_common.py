@@ -238,3 +238,39 @@ def valid_mean_auc(Y_valid, proba) -> dict:
     from sklearn_mtr.metrics import per_task_roc_auc
 
     return {"valid_mean_auc": float(np.mean(per_task_roc_auc(np.asarray(Y_valid, dtype=float), proba)))}
+
+
+def merge_parts(names: list[str], output: str, model_entry, **top) -> dict:
+    """One result file from the files of several runs of one benchmark (other seeds, models or
+    data sets), shaped ``datasets -> {tasks, models -> {runs: [...]}}``.
+
+    Runs are concatenated per data set and model and sorted by seed (a seed given twice is an
+    error); ``model_entry(runs, tasks)`` builds each model's entry (summaries included). Each
+    part's name, configuration and environment (commit, machine) are kept under ``parts``; a
+    part that is itself a merge contributes its own parts. ``config`` is the first part's,
+    with ``seeds`` the seeds of all runs. ``top`` adds top-level keys.
+    """
+    merged: dict = {**top, "parts": [], "datasets": {}}
+    for name in names:
+        part = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+        if "config" in part and "config" not in merged:
+            merged["config"] = dict(part["config"])
+        merged["parts"] += part.get("parts") or [
+            {"name": name, "config": part.get("config", part.get("args")), "environment": part.get("environment")}
+        ]
+        for dataset, info in part["datasets"].items():
+            target = merged["datasets"].setdefault(dataset, {k: v for k, v in info.items() if k != "models"})
+            for model, entry in info["models"].items():
+                target.setdefault("models", {}).setdefault(model, []).extend(entry["runs"])
+    seeds = set()
+    for dataset, info in merged["datasets"].items():
+        for model, runs in info["models"].items():
+            found = [r["seed"] for r in runs]
+            if len(set(found)) != len(found):
+                raise ValueError(f"{dataset} / {model}: a seed appears in several parts ({sorted(found)}).")
+            seeds.update(found)
+            info["models"][model] = model_entry(sorted(runs, key=lambda r: r["seed"]), info["tasks"])
+    if "config" in merged:
+        merged["config"]["seeds"] = sorted(seeds)
+    write_results(output, merged)
+    return merged

@@ -119,26 +119,11 @@ def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: 
 
 def merge(parts: list[str], output: str) -> dict:
     """One result file from runs written by several invocations (different seeds / datasets)."""
-    import json
 
-    merged: dict = {"config": None, "parts": parts, "datasets": {}}
-    for part in parts:
-        data = json.loads((_common.RESULTS_DIR / f"{part}.json").read_text())
-        if merged["config"] is None:
-            merged["config"] = {k: v for k, v in data["config"].items() if k != "seeds"}
-        for dataset, info in data["datasets"].items():
-            target = merged["datasets"].setdefault(
-                dataset, {**{k: v for k, v in info.items() if k != "models"}, "models": {}}
-            )
-            for model, entry in info["models"].items():
-                target["models"].setdefault(model, {"runs": []})["runs"].extend(entry["runs"])
-    for info in merged["datasets"].values():
-        for model, entry in info["models"].items():
-            entry["runs"].sort(key=lambda r: r["seed"])
-            info["models"][model] = {"runs": entry["runs"], **_summarise(entry["runs"], info["tasks"])}
-            info["models"][model]["seeds"] = [r["seed"] for r in entry["runs"]]
-    _common.write_results(output, merged)
-    return merged
+    def model_entry(runs, tasks):
+        return {"runs": runs, **_summarise(runs, tasks), "seeds": [r["seed"] for r in runs]}
+
+    return _common.merge_parts(parts, output, model_entry)
 
 
 def print_tables(results: dict) -> None:

@@ -22,17 +22,15 @@ Run ``python benchmarks/onerank_accuracy.py --seeds 3``; writes
 ``benchmarks/results/onerank_accuracy.json`` (``--out`` renames it). The figures in
 ``docs/onerank.md`` come from runs on a shared 2-core machine (hence the Census subsample):
 ``--datasets movielens --max-epochs 12 --patience 2`` with ``--models OneRank`` and with
-``--models MMoE PLE ResFlow``, once with ``--seeds 2`` and once with ``--seeds 3 --seed-start 2``,
-each pair merged with ``--merge PART1 PART2 --out onerank_accuracy_movielens[_baselines]``;
-``--datasets census --seeds 2 --max-epochs 5 --patience 2 --census-rows 50000 --out
-onerank_accuracy_census``; and the MovieLens runs with ``--max-epochs 4 --patience 1``
-(``*_4epochs.json``, 2 seeds).
+``--models MMoE PLE ResFlow``, once with ``--seeds 2`` and once with ``--seeds 3 --seed-start 2``;
+``--datasets census --seeds 2 --max-epochs 5 --patience 2 --census-rows 50000``; all merged with
+``--merge PART ... --out onerank_accuracy`` (the parts' commits are kept under ``parts``). The
+MovieLens runs with ``--max-epochs 4 --patience 1`` (2 seeds) are ``onerank_accuracy_4epochs.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -143,21 +141,10 @@ def summarise(runs: list[dict], tasks: list[str]) -> dict:
 
 
 def merge(names: list[str], out: str) -> dict:
-    """One result file from several runs' files (e.g. seeds 0-1 and seeds 2-4), runs concatenated
-    per data set and model, summaries recomputed; each part's commit and arguments are kept."""
-    merged: dict = {"description": __doc__, "parts": [], "datasets": {}}
-    for name in names:
-        part = json.loads((_common.RESULTS_DIR / f"{name}.json").read_text())
-        merged["parts"].append({"name": name, "args": part["args"], "environment": part.get("environment")})
-        for dataset, entry in part["datasets"].items():
-            target = merged["datasets"].setdefault(dataset, {**entry, "models": {}})
-            for model, res in entry["models"].items():
-                runs = target["models"].setdefault(model, {"runs": []})["runs"]
-                runs.extend(res["runs"])
-                runs.sort(key=lambda r: r["seed"])
-                target["models"][model]["summary"] = summarise(runs, entry["tasks"])
-    _common.write_results(out, merged)
-    return merged
+    """One result file from several runs' files (other seeds, models or data sets)."""
+    return _common.merge_parts(
+        names, out, lambda runs, tasks: {"summary": summarise(runs, tasks), "runs": runs}, description=__doc__
+    )
 
 
 def main(argv=None) -> int:

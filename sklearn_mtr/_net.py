@@ -342,6 +342,14 @@ class MultiTaskNet(NeuralNet):
             "values, or try precision='fp32'."
         )
 
+    def _set_training(self, training: bool = True) -> None:
+        # skorch sets the mode before every step by walking every submodule (about 0.3 ms a
+        # step on an MMoE, 3% of a small model's step); walk only when the mode changes. A
+        # submodule a callback put in the other mode on purpose keeps it.
+        modules = [getattr(self, name + "_", None) for name in self._modules + self._criteria]
+        if any(isinstance(m, torch.nn.Module) and m.training != training for m in modules):
+            super()._set_training(training)
+
     def train_step(self, batch, **fit_params):
         self._set_training(True)
         X, (y, w) = batch
@@ -400,8 +408,7 @@ class MultiTaskNet(NeuralNet):
             return logits.numpy()
         out = []
         for start in range(0, len(dataset), batch_size):
-            index = torch.arange(start, min(start + batch_size, len(dataset)))
-            Xb, _ = dataset.take(index)
-            Xb = {k: v.to(self.device, non_blocking=True) for k, v in Xb.items()}
+            # slices are views: no copy of the rows before they move to the device
+            Xb = {k: v[start : start + batch_size].to(self.device, non_blocking=True) for k, v in X.items()}
             out.append(self._forward(Xb)[0].cpu())
         return torch.cat(out).numpy() if out else np.empty((0, len(self.task_names)), dtype=np.float32)

@@ -244,6 +244,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     _require_columns(frame, targets, args.data, "target")
     special = [c for c in (args.groups, args.sample_weight) if c is not None]
     _require_columns(frame, special, args.data, "--groups / --sample-weight")
+    if args.features is not None and args.exclude is not None:
+        raise CommandError("give either --features or --exclude, not both.")
     if args.features is not None:
         features = _column_list(args.features, "--features")
         _require_columns(frame, features, args.data, "feature")
@@ -253,6 +255,9 @@ def _run_fit(args: argparse.Namespace) -> int:
     else:
         excluded = _column_list(args.exclude, "--exclude") if args.exclude else []
         _require_columns(frame, excluded, args.data, "--exclude")
+        clash = sorted(set(excluded) & set(targets + special))
+        if clash:
+            raise CommandError(f"columns {clash} are given both to --exclude and as targets / groups / weights.")
         dropped = set(targets + special + excluded)
         features = [c for c in frame.columns if c not in dropped]
     if not features:

@@ -42,6 +42,7 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 import sklearn
+from scipy.stats import rankdata
 from sklearn.metrics import make_scorer, roc_auc_score
 from sklearn.metrics._scorer import _Scorer
 
@@ -186,8 +187,22 @@ def per_task_roc_auc(
         y, w = Y_true[rows, task], weight[rows]
         # undefined unless both classes carry some weight: NaN, not an exception
         if w[y == 1].sum() > 0 and w[y == 0].sum() > 0:
-            auc[task] = roc_auc_score(y, Y_score[rows, task], sample_weight=w)
+            if sample_weight is None:
+                auc[task] = _rank_auc(y, Y_score[rows, task])
+            else:
+                auc[task] = roc_auc_score(y, Y_score[rows, task], sample_weight=w)
     return auc
+
+
+def _rank_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Unweighted ROC AUC from the positives' rank sum (Mann-Whitney U): with average ranks
+    for ties it equals the trapezoidal ROC area, in about half of ``roc_auc_score``'s time
+    (it runs on every training epoch's predictions)."""
+    ranks = rankdata(score)
+    positive = y == 1
+    n_pos = float(positive.sum())
+    n_neg = float(len(y)) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def per_task_log_loss(

@@ -168,6 +168,8 @@ def test_request_models_get_the_groups(tmp_path):
         (["--targets", "click", "--param", "n_experts"], "is not KEY=VALUE"),
         (["--targets", "click", "--param", "lr=0.1", "--lr", "0.2"], "'lr' is set twice (also by --lr)"),
         (["--targets", "click", "--features", "x0,click"], "both as features and as targets"),
+        (["--targets", "click", "--exclude", "click"], "both to --exclude and as targets"),
+        (["--targets", "click", "--exclude", "city", "--features", "x0"], "either --features or --exclude"),
         (["--targets", "click", "--holdout", "1.5"], "--holdout must be in [0, 1)"),
         (["--targets", "click,,buy"], "empty column name"),
         (["--targets", "click", "--optimizer", "sgd"], "optimizer='sgd' is not supported"),

@@ -75,6 +75,11 @@ def test_one_dimensional_y_makes_a_binary_classifier_with_any_labels(frame):
     np.testing.assert_allclose(proba.sum(1), 1.0)
     assert set(clf.predict(X)) <= {"no", "yes"}
     assert np.array_equal(clf.predict(X), clf.classes_[proba.argmax(1)])
+    assert list(clf.task_names_) == ["y"]
+    named = tiny(max_epochs=1).fit(X, Y["click"])  # a named Series names its task
+    assert list(named.task_names_) == ["click"] and "train_auc_click" in named.history_[-1]
+    named.partial_fit(X, Y["click"].rename("renamed"))
+    assert list(named.task_names_) == ["click"]
 
 
 def test_score_is_mean_task_roc_auc(frame):
@@ -169,6 +174,31 @@ def test_partial_fit_runs_one_epoch_per_call(frame):
     binary = tiny().partial_fit(X[:5], np.zeros(5, dtype=int), classes=[0, 1])
     binary.partial_fit(X, y)
     assert list(binary.classes_) == [0, 1] and binary.predict_proba(X).shape == (len(X), 2)
+
+
+def test_training_steps_run_in_train_mode_and_predictions_in_eval_mode(frame):
+    # The net switches modes only when they change: a predict or a validation pass in
+    # between must still leave every training step in train mode (dropout and batch norm on).
+    X, Y = frame
+    seen = []
+
+    class Modes(Callback):
+        def on_batch_begin(self, net, training=False, **kwargs):
+            seen.append(training)
+
+        def on_batch_end(self, net, training=False, **kwargs):
+            mods = list(net.module_.modules())
+            assert all(m.training == training for m in mods), training
+
+    clf = tiny(dropout=0.5, batch_norm=True, early_stopping=True, max_epochs=2, callbacks=[Modes()]).fit(X, Y)
+    assert True in seen and False in seen
+    first = clf.predict_proba(X)
+    assert not clf.net_.module_.training
+    np.testing.assert_array_equal(clf.predict_proba(X), first)  # eval: dropout off
+    n_seen = len(seen)
+    clf.partial_fit(X, Y)  # no validation split: only training steps, checked by Modes
+    assert len(seen) > n_seen and all(seen[n_seen:])
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X))
 
 
 def test_warm_start_continues_training(frame):

@@ -64,6 +64,19 @@ def test_per_task_roc_auc_matches_sklearn(multitask_data):
     assert mean_roc_auc_score(Y_true, Y_score) == pytest.approx(np.mean(expected))
 
 
+def test_per_task_roc_auc_matches_sklearn_with_tied_scores():
+    # The unweighted path ranks the scores; ties (rounded probabilities, constant scores) take
+    # their average rank, which is the trapezoidal area sklearn computes.
+    rng = np.random.default_rng(1)
+    Y_true = rng.integers(0, 2, size=(500, 3)).astype(float)
+    Y_score = np.column_stack(
+        [np.round(rng.random(500) + 0.3 * Y_true[:, 0], 1), np.full(500, 0.5), rng.integers(0, 3, 500) * 0.1]
+    )
+    expected = [roc_auc_score(Y_true[:, k], Y_score[:, k]) for k in range(3)]
+    np.testing.assert_allclose(per_task_roc_auc(Y_true, Y_score), expected, rtol=0, atol=1e-12)
+    assert expected[1] == 0.5
+
+
 def test_per_task_roc_auc_masks_missing_labels(multitask_data):
     Y_true, Y_score, weight = multitask_data
     Y_missing = Y_true.copy()

@@ -73,3 +73,30 @@ def test_page_holds_the_json_numbers_and_plots(render_results, tmp_path):
     for png in (*pngs, "census_optimizers_tradeoff"):
         assert (img / f"{png}.png").stat().st_size > 1000
         assert f"](img/{png}.png)" in page
+
+
+def test_throughput_page_shows_every_cell_and_its_ratios(render_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    rates = {"ours": _stat([100.0, 120.0]), "plain": _stat([110.0, 110.0]), "rechub": _stat([40.0, 50.0])}
+    cell = {
+        "model": "mmoe",
+        "configuration": "rechub",
+        "samples_per_second": {"fit": rates, "predict": rates},
+        "ratios_median_of_rounds": {"fit ours/rechub": 2.45, "fit ours/plain": 0.99, "predict ours/rechub": 8.5},
+    }
+    data = {
+        "benchmark": "throughput_census",
+        "configurations": {"rechub": {"description": "the peer's own example"}},
+        "config": {"rows": 1000, "rounds": 2},
+        "cells": [cell],
+    }
+    (results / "throughput_census.json").write_text(json.dumps(data))
+    out, img = tmp_path / "page.md", tmp_path / "img"
+    render_results.render(results, out, img)
+    page = out.read_text()
+    assert "`rechub`: the peer's own example" in page
+    assert "| model | configuration | phase | ours | plain | rechub | ours/plain | ours/rechub |" in page
+    assert "| mmoe | rechub | fit | 110 ± 14 | 110 ± 0 | 45 ± 7 | 0.99 | 2.45 |" in page
+    assert "| mmoe | rechub | predict | 110 ± 14 | 110 ± 0 | 45 ± 7 | – | 8.50 |" in page
+    assert (img / "throughput_census_ratios.png").stat().st_size > 1000

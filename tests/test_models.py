@@ -1,5 +1,7 @@
 """Tests for the model contract (sklearn_mtr.models) and its building blocks."""
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -258,6 +260,35 @@ def test_batched_experts_match_per_expert_reference(groups, batch_norm, shared_i
     out = experts(x)
     assert out.shape == (6, n_experts, 4)
     torch.testing.assert_close(out, reference_experts(experts, x, activation), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("groups", [[3], [1, 2, 1]])
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_wide_experts_run_expert_by_expert_like_the_batched_product(groups, batch_norm, shared_input):
+    # Layers of 64 or more run expert by expert on a CPU: the same outputs, gradients and
+    # batch-norm running statistics as the one batched product (and the reference above).
+    torch.manual_seed(0)
+    per_expert = BatchedExperts(groups, 5, (64, 64), activation="relu", batch_norm=batch_norm)
+    batched = copy.deepcopy(per_expert)
+    n = sum(groups)
+    x = torch.randn(16, 5) if shared_input else torch.randn(16, n, 5)
+    out, ref = per_expert(x), batched._batched(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    out.pow(2).sum().backward()
+    ref.pow(2).sum().backward()
+    # float32 round-off relative to the largest gradient (a bias before batch norm has a
+    # gradient that is round-off only)
+    scale = max(float(q.grad.abs().max()) for q in batched.parameters())
+    for (name, p), q in zip(per_expert.named_parameters(), batched.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
+    for (name, b), c in zip(per_expert.named_buffers(), batched.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
+    if batch_norm:
+        assert int(per_expert.groups[0].norms[0].num_batches_tracked) == 1
+        _randomise_norms(per_expert)
+    per_expert.eval()
+    torch.testing.assert_close(per_expert(x), reference_experts(per_expert, x, "relu"), rtol=1e-5, atol=1e-5)
 
 
 def test_batched_experts_groups_are_separate_parameters():

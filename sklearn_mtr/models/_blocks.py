@@ -7,8 +7,12 @@ from itertools import pairwise
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .._schema import FeatureSchema
+
+# Experts whose every layer is at least this wide run expert by expert on a CPU.
+_PER_EXPERT_MIN_WIDTH = 64
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -148,7 +152,8 @@ class BatchedExperts(nn.Module):
         normed = [g.norms[i](p.reshape(p.shape[0], -1)).view_as(p) for g, p in zip(self.groups, parts)]
         return normed[0] if len(normed) == 1 else torch.cat(normed, dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _batched(self, x: torch.Tensor) -> torch.Tensor:
+        """All experts as one product per layer (the owners' weights joined)."""
         for i in range(len(self.activations)):
             w, b = self._layer(i)
             if x.dim() == 2:
@@ -160,6 +165,61 @@ class BatchedExperts(nn.Module):
                 h = self._normalise(i, h)
             x = self.dropout(self.activations[i](h))
         return x
+
+    def _group(self, group: _ExpertGroup, x: torch.Tensor) -> torch.Tensor:
+        """One owner's experts, ``(B, in)`` or ``(B, n, in)`` -> ``(B, n, out)``, expert by expert.
+
+        Each expert is a chain of contiguous ``(B, width)`` products; the group's batch norm
+        is applied to each expert's block of channels (see :func:`_blockwise_batch_norm`).
+        """
+        n = group.n_experts
+        parts = [x] * n if x.dim() == 2 else list(x.unbind(1))
+        for i, (w, b) in enumerate(zip(group.weights, group.biases)):
+            # unbind, not w[e]: one backward node that stacks the n gradients, instead of n
+            # full-size zero tensors with one slice filled each
+            parts = [torch.addmm(b_e, part, w_e) for part, w_e, b_e in zip(parts, w.unbind(0), b.unbind(0))]
+            if self.batch_norm:
+                parts = _blockwise_batch_norm(group.norms[i], parts)
+            parts = [self.dropout(self.activations[i](part)) for part in parts]
+        return parts[0].unsqueeze(1) if n == 1 else torch.stack(parts, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Measured on a CPU: narrow experts run faster as one batched product per layer (few
+        # operators), wide ones expert by expert, where the batched form's reshapes and its
+        # batch norm over one wide (B, n * out) matrix cost 5-40% of the step. GPUs keep the
+        # batched product, which launches fewer kernels.
+        narrow = min(w.shape[2] for w in self.groups[0].weights) < _PER_EXPERT_MIN_WIDTH
+        if narrow or x.device.type != "cpu":
+            return self._batched(x)
+        if len(self.groups) == 1:
+            return self._group(self.groups[0], x)
+        outputs, start = [], 0
+        for group in self.groups:
+            part = x if x.dim() == 2 else x[:, start : start + group.n_experts]
+            outputs.append(self._group(group, part))
+            start += group.n_experts
+        return torch.cat(outputs, dim=1)
+
+
+def _blockwise_batch_norm(norm: nn.BatchNorm1d, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``norm`` (over ``n * out`` channels) applied to ``n`` blocks of ``out`` channels.
+
+    The same result and running-statistics update as ``norm`` on the blocks joined side by
+    side, without joining them: the CPU kernel is about 3x slower on one wide matrix.
+    """
+    if len(parts) == 1:
+        return [norm(parts[0])]
+    if norm.training:
+        norm.num_batches_tracked.add_(1)
+    momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+    width = parts[0].shape[1]
+    # split views: the in-place running-statistics update reaches the buffers, and the
+    # parameters' gradient is joined once in backward
+    blocks = (t.split(width) for t in (norm.running_mean, norm.running_var, norm.weight, norm.bias))
+    return [
+        F.batch_norm(part, mean, var, weight, bias, training=norm.training, momentum=momentum, eps=norm.eps)
+        for part, mean, var, weight, bias in zip(parts, *blocks)
+    ]
 
 
 def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:

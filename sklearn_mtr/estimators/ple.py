@@ -13,7 +13,8 @@ class PLEClassifier(MultiTaskClassifierBase):
     ``n_levels`` stacked CGC levels: at every level each task has ``n_task_experts`` private
     experts and all tasks share ``n_shared_experts``; a task's gate mixes its own and the
     shared experts, and a shared gate (below the last level) mixes all experts for the level
-    above. All experts of a level run as one batched product.
+    above. All experts of a level run as one batched product (on a CPU, layers 64 or more
+    wide run expert by expert, which is faster there).
 
     Parameters
     ----------

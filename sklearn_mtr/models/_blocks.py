@@ -102,12 +102,13 @@ class _ExpertGroup(nn.Module):
 
 
 class BatchedExperts(nn.Module):
-    """Same-shaped expert MLPs evaluated as one batched matrix product per layer.
+    """Same-shaped expert MLPs, stored as one weight tensor per owner and layer.
 
     ``groups`` gives how many experts each owner has (``[8]`` for MMoE; one entry per task plus
     one for the shared experts in PLE). Each owner's weights are separate parameters, so a
-    multi-task optimizer can tell task-private experts from shared ones, but every layer still
-    runs as a single product over all experts.
+    multi-task optimizer can tell task-private experts from shared ones. Narrow experts (a
+    layer under 64 wide) and experts on a GPU run as a single product over all experts per
+    layer; wide experts on a CPU run expert by expert, with the same result.
 
     The input is ``(batch, in_dim)`` when every expert reads the same vector (the first layer
     of all experts is then one ``(batch, in) x (in, E*out)`` matmul) or

@@ -15,7 +15,8 @@ from ._blocks import MLP, BatchedExperts, InputEmbedding, mix, tower_logits
 class MMoE(MultiTaskModule):
     """Shared experts, mixed per task by a softmax gate on the input, then per-task towers.
 
-    All experts run as one batched product; each task owns its gate and tower.
+    Experts are :class:`BatchedExperts` (one batched product per layer, or expert by expert
+    for wide layers on a CPU); each task owns its gate and tower.
     """
 
     def __init__(

@@ -15,8 +15,8 @@ from ._blocks import MLP, BatchedExperts, InputEmbedding, mix, tower_logits
 class _CGCLevel(nn.Module):
     """One customized gate control level: task experts + shared experts, gated per task.
 
-    Experts are ordered ``[task 0 ..., task 1 ..., ..., shared ...]`` and run as one batched
-    product. Task ``t``'s gate mixes its own experts and the shared ones; the shared gate
+    Experts are ordered ``[task 0 ..., task 1 ..., ..., shared ...]`` and run as
+    :class:`BatchedExperts`. Task ``t``'s gate mixes its own experts and the shared ones; the shared gate
     (absent on the last level) mixes all experts and feeds the shared experts above.
     """
 

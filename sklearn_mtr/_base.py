@@ -711,7 +711,7 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Torch device; ``"auto"`` uses CUDA when available.
     precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"`` runs the forward pass under bfloat16 autocast: on GPUs, and on CPUs with
-        AVX512-BF16 or AMX, where it trained a large MMoE about 1.5x faster than fp32 (see
+        AVX512-BF16 or AMX, where it trained a large MMoE about 1.9x faster than fp32 (see
         the performance docs). Weights and optimizer state stay float32, and the logits are
         cast back to float32 before the losses and probabilities.
     compile : bool or dict, default=False

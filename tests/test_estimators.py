@@ -443,11 +443,14 @@ def test_compile_trains_the_same_model_and_pickles(frame, optimizer):
     import pickle
 
     X, Y = frame
-    params = {"optimizer": optimizer, "max_epochs": 2, "batch_size": 128, "random_state": 0}
+    # default widths run expert by expert on a CPU; batch norm updates its buffers through views
+    params = {"optimizer": optimizer, "max_epochs": 2, "batch_size": 128, "batch_norm": True, "random_state": 0}
     plain = MMoEClassifier(**params).fit(X, Y)
     compiled = MMoEClassifier(**params, compile={"backend": "aot_eager"}).fit(X, Y)
     assert "_compiled_forward" in vars(compiled.net_)
     np.testing.assert_allclose(compiled.predict_proba(X), plain.predict_proba(X), atol=1e-5)
+    running = [b for name, b in compiled.net_.module_.named_buffers() if name.endswith("running_mean")]
+    assert running and all(torch.count_nonzero(b) for b in running)
     loaded = pickle.loads(pickle.dumps(compiled))
     assert "_compiled_forward" not in vars(loaded.net_)  # rebuilt on first use
     np.testing.assert_allclose(loaded.predict_proba(X), plain.predict_proba(X), atol=1e-5)

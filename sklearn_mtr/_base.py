@@ -215,7 +215,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 encoded = np.searchsorted(self.classes_, y)
                 classes = self.classes_
             # a named Series keeps its name (history_ keys, reports); on continuation the first name stays
-            name = str(Y.name) if isinstance(Y, pd.Series) and Y.name is not None else "y"
+            name = str(Y.name) if isinstance(Y, pd.Series) and Y.name is not None else ""
+            name = name or "y"  # an unnamed or ""-named Series
             names = np.array([name], dtype=object) if first else self.task_names_
             info = {"binary_": True, "classes_": classes, "task_names_": names}
             return encoded.astype(np.float32).reshape(-1, 1), info

@@ -344,8 +344,9 @@ class MultiTaskNet(NeuralNet):
 
     def _set_training(self, training: bool = True) -> None:
         # skorch sets the mode before every step by walking every submodule (about 0.3 ms a
-        # step on an MMoE, 3% of a small model's step); walk only when the mode changes. A
-        # submodule a callback put in the other mode on purpose keeps it.
+        # step on an MMoE, 3% of a small model's step); walk only when the top-level mode
+        # changes. Every submodule is still reset at each change (a validation pass, a
+        # predict), so one a callback switched keeps its mode only until the next change.
         modules = [getattr(self, name + "_", None) for name in self._modules + self._criteria]
         if any(isinstance(m, torch.nn.Module) and m.training != training for m in modules):
             super()._set_training(training)

@@ -80,6 +80,7 @@ def test_one_dimensional_y_makes_a_binary_classifier_with_any_labels(frame):
     assert list(named.task_names_) == ["click"] and "train_auc_click" in named.history_[-1]
     named.partial_fit(X, Y["click"].rename("renamed"))
     assert list(named.task_names_) == ["click"]
+    assert list(tiny(max_epochs=1).fit(X, Y["click"].rename("")).task_names_) == ["y"]
 
 
 def test_score_is_mean_task_roc_auc(frame):

@@ -291,6 +291,21 @@ def test_wide_experts_run_expert_by_expert_like_the_batched_product(groups, batc
     torch.testing.assert_close(per_expert(x), reference_experts(per_expert, x, "relu"), rtol=1e-5, atol=1e-5)
 
 
+def test_wide_experts_with_cumulative_batch_norm_momentum():
+    # momentum=None (cumulative average) works in training and in eval before any training
+    torch.manual_seed(0)
+    experts = BatchedExperts([2, 1], 5, (64,), batch_norm=True)
+    for group in experts.groups:
+        group.norms[0].momentum = None
+    batched = copy.deepcopy(experts)
+    x = torch.randn(16, 5)
+    torch.testing.assert_close(experts.eval()(x), batched.eval()._batched(x))
+    for _ in range(3):
+        torch.testing.assert_close(experts.train()(x), batched.train()._batched(x), rtol=1e-5, atol=1e-5)
+    for b, c in zip(experts.buffers(), batched.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6)
+
+
 def test_batched_experts_groups_are_separate_parameters():
     torch.manual_seed(0)
     experts = BatchedExperts([2, 3], 5, (7, 4))

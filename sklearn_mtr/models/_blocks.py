@@ -178,6 +178,7 @@ class BatchedExperts(nn.Module):
         for i, (w, b) in enumerate(zip(group.weights, group.biases)):
             # unbind, not w[e]: one backward node that stacks the n gradients, instead of n
             # full-size zero tensors with one slice filled each
+            # (under bf16 autocast addmm also adds the bias in bf16; the batched path adds it in fp32)
             parts = [torch.addmm(b_e, part, w_e) for part, w_e, b_e in zip(parts, w.unbind(0), b.unbind(0))]
             if self.batch_norm:
                 parts = _blockwise_batch_norm(group.norms[i], parts)
@@ -210,9 +211,11 @@ def _blockwise_batch_norm(norm: nn.BatchNorm1d, parts: list[torch.Tensor]) -> li
     """
     if len(parts) == 1:
         return [norm(parts[0])]
+    momentum = norm.momentum or 0.0  # unused in eval
     if norm.training:
         norm.num_batches_tracked.add_(1)
-    momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        if norm.momentum is None:  # cumulative average, as nn.BatchNorm1d does
+            momentum = 1.0 / float(norm.num_batches_tracked)
     width = parts[0].shape[1]
     # split views: the in-place running-statistics update reaches the buffers, and the
     # parameters' gradient is joined once in backward

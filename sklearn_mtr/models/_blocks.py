@@ -108,7 +108,8 @@ class BatchedExperts(nn.Module):
     one for the shared experts in PLE). Each owner's weights are separate parameters, so a
     multi-task optimizer can tell task-private experts from shared ones. Narrow experts (a
     layer under 64 wide) and experts on a GPU run as a single product over all experts per
-    layer; wide experts on a CPU run expert by expert, with the same result.
+    layer; wide experts on a CPU run expert by expert, with the same result (dropout draws
+    one mask per expert there: the same distribution, other draws than the batched product).
 
     The input is ``(batch, in_dim)`` when every expert reads the same vector (the first layer
     of all experts is then one ``(batch, in) x (in, E*out)`` matmul) or

@@ -21,6 +21,7 @@ from skorch.helper import predefined_split
 from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
 from .features import TabularEncoder
+from .features._encoder import check_numeric_encoding
 from .models import MultiTaskModule
 from .optim import resolve_optimizer
 
@@ -75,6 +76,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         categorical_features="from_dtype",
         sequence_features=None,
         text_features=None,
+        numeric_encoding="piecewise",
+        numeric_bins=32,
         embedding_dim=16,
         task_weights=None,
         device="auto",
@@ -124,6 +127,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
 
         for name in ("batch_size", "max_epochs", "n_iter_no_change", "embedding_dim"):
             positive_int(name)
+        check_numeric_encoding(self.numeric_encoding, self.numeric_bins)
         for name in ("lr", "weight_decay", "tol"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
@@ -391,7 +395,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             # Under torchrun: one GPU per rank, and rank 0's seed everywhere (see _distributed).
             self.device_ = setup_device(self._resolve_device())
             self.seed_ = same_on_all_ranks(int(rng.randint(np.iinfo(np.int32).max)))
-            encoder = TabularEncoder(self.categorical_features, self.sequence_features, self.text_features)
+            encoder = TabularEncoder(
+                self.categorical_features,
+                self.sequence_features,
+                self.text_features,
+                numeric_encoding=self.numeric_encoding,
+                numeric_bins=self.numeric_bins,
+            )
             self.feature_encoder_ = encoder.fit(frame)
         data = TensorDataset(
             {**self._encode(frame, reset=first), **self._extra_inputs(y, groups)},
@@ -704,6 +714,20 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
     text_features : list, default=None
         String columns tokenised into words (lower-cased, ``\\w+``); a missing value is an
         empty text.
+    numeric_encoding : {"piecewise", "standard"}, default="piecewise"
+        How the network reads numeric columns. ``"piecewise"``: each column becomes an
+        ``embedding_dim`` vector, a learned linear map of its piecewise-linear code over
+        ``numeric_bins`` bins fitted on the training values (Gorishniy et al., arXiv
+        2203.05556), so the network can place thresholds on a heavy-tailed or zero-inflated
+        column as a tree does; a column with few distinct values gets one bin per value
+        (an embedding per value). ``"standard"``: the standardised value as one number.
+        Either way a missing value is the training mean plus a missing-indicator input.
+    numeric_bins : int or dict, default=32
+        Bins per numeric column for ``numeric_encoding="piecewise"``: edges at the training
+        quantiles, with a value holding more than ``1 / numeric_bins`` of the rows (the 0 of
+        a zero-inflated column) given edges of its own so the other values still get fine
+        bins. A dict maps columns to their bin edges (sorted numbers), fixed up front as
+        streaming fits need; the other columns get 32 fitted bins.
     embedding_dim : int, default=16
         Size of every embedding.
     task_weights : array-like of shape (n_tasks,), default=None

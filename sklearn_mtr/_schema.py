@@ -52,6 +52,10 @@ class FeatureSchema:
       feature, in the order of ``categorical_names`` (absent when there is none);
     - ``"numeric"``: ``FloatTensor (batch, n_numeric)``, standardised values followed by
       missing-value indicators (absent when there is none);
+
+    ``numeric_bins`` is None when the models read each numeric input as one number, or the
+    bin edges of each value column (in the standardised units of the batch) when they embed
+    it through its piecewise-linear code (``numeric_encoding="piecewise"``).
     - ``"seq__<name>"`` / ``"len__<name>"`` and ``"text__<name>"`` / ``"len__<name>"``.
     """
 
@@ -61,6 +65,7 @@ class FeatureSchema:
     sequences: tuple[SequenceInput, ...] = ()
     texts: tuple[TextInput, ...] = ()
     numeric_names: tuple[str, ...] = field(default=())
+    numeric_bins: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def n_categorical(self) -> int:

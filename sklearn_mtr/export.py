@@ -11,7 +11,9 @@ serving side from the fitted encoder (``estimator.feature_encoder_``):
   (0 is padding and never appears here);
 - ``numeric``: float32 ``(n, n_numeric)``, ``(x - mean_) / scale_`` per numeric column in
   the order of ``feature_encoder_.numeric_``, a missing value as 0, followed by one 0/1
-  missing-indicator column for every column whose ``has_missing_`` is true;
+  missing-indicator column for every column whose ``has_missing_`` is true (with
+  ``numeric_encoding="piecewise"`` the graph computes the piecewise-linear codes from these
+  standardised values itself, so the input is the same for both encodings);
 - ``seq__<col>`` int64 ``(n, max_len)`` and ``len__<col>`` int64 ``(n,)`` per sequence column:
   each row's item codes (in the vocabulary of the column, or of the categorical column it
   shares) left-aligned and padded with 0, and its length;

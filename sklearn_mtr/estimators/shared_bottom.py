@@ -58,6 +58,8 @@ class SharedBottomClassifier(MultiTaskClassifierBase):
         categorical_features="from_dtype",
         sequence_features=None,
         text_features=None,
+        numeric_encoding="piecewise",
+        numeric_bins=32,
         embedding_dim=16,
         task_weights=None,
         device="auto",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import torch
 
 from .._schema import FeatureSchema, SequenceInput, TextInput
+from ._bins import bin_edges
 from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, column_label, infer_kind, resolve_roles
 from ._vocab import Vocabulary, flatten_lists, pad, text_vocabulary, tokenize
 
@@ -57,19 +59,50 @@ def _scaled_stat(stat, values: np.ndarray, empty: float) -> float:
     return float(stat(values / top) * top) if top > 0 else 0.0
 
 
+NUMERIC_ENCODINGS = ("piecewise", "standard")
+
+
+def check_numeric_encoding(encoding: Any, n_bins: Any) -> None:
+    """ValueError unless ``numeric_encoding`` / ``numeric_bins`` are valid."""
+    if encoding not in NUMERIC_ENCODINGS:
+        raise ValueError(f"numeric_encoding must be one of {NUMERIC_ENCODINGS}, got {encoding!r}.")
+    if isinstance(n_bins, Mapping):
+        return  # edges are checked per column at fit
+    if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or not 2 <= n_bins <= 1024:
+        raise ValueError(
+            f"numeric_bins must be an integer in [2, 1024] or a dict of bin edges per column, got {n_bins!r}."
+        )
+
+
+def check_bin_edges(edges: Any, col: Any) -> np.ndarray:
+    """Declared bin edges of ``col`` as a float array: finite, strictly increasing, 2 to 1025 of them."""
+    try:
+        array = np.asarray(edges, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"numeric_bins[{col!r}] must be a 1-D array of numbers, got {edges!r}.") from None
+    if array.ndim != 1 or not 2 <= array.size <= 1025:
+        raise ValueError(f"numeric_bins[{col!r}] must hold between 2 and 1025 edges, got shape {array.shape}.")
+    if not np.isfinite(array).all() or np.any(np.diff(array) <= 0):
+        raise ValueError(f"numeric_bins[{col!r}] must be finite and strictly increasing.")
+    return array
+
+
 class TabularEncoder:
     """Learn how to turn a table into the tensors the models take.
 
     - categorical columns: a vocabulary per column (index 1 = missing or unseen);
     - numeric columns: standardised with the training mean and standard deviation; a
       missing value becomes 0 (the training mean) and, for every column that had missing
-      values during fit, a 0/1 missing-indicator column is appended;
+      values during fit, a 0/1 missing-indicator column is appended. With
+      ``numeric_encoding="piecewise"`` each column also gets bin edges fitted on its training
+      values (:func:`~sklearn_mtr.features._bins.bin_edges`, or given per column in
+      ``numeric_bins``), which the schema hands to the models in standardised units;
     - sequence columns (list-valued cells): padded id matrices plus lengths, with a vocabulary
       of their own or shared with a categorical column (then built from both columns' values);
     - text columns: lower-cased word tokens, the ``max_text_vocabulary`` most frequent ones.
 
-    Parameters mirror the estimators' ``categorical_features``, ``sequence_features`` and
-    ``text_features``.
+    Parameters mirror the estimators' ``categorical_features``, ``sequence_features``,
+    ``text_features``, ``numeric_encoding`` and ``numeric_bins``.
     """
 
     def __init__(
@@ -78,15 +111,20 @@ class TabularEncoder:
         sequence_features: Any = None,
         text_features: Any = None,
         max_text_vocabulary: int = 50_000,
+        numeric_encoding: str = "standard",
+        numeric_bins: Any = 32,
     ) -> None:
         self.categorical_features = categorical_features
         self.sequence_features = sequence_features
         self.text_features = text_features
         self.max_text_vocabulary = max_text_vocabulary
+        self.numeric_encoding = numeric_encoding
+        self.numeric_bins = numeric_bins
 
     def fit(self, X: pd.DataFrame) -> TabularEncoder:
         if not isinstance(self.max_text_vocabulary, int) or self.max_text_vocabulary < 1:
             raise ValueError(f"max_text_vocabulary must be a positive integer, got {self.max_text_vocabulary!r}.")
+        check_numeric_encoding(self.numeric_encoding, self.numeric_bins)
         roles, shared = resolve_roles(X, self.categorical_features, self.sequence_features, self.text_features)
         self.roles_ = roles
         self.shared_ = shared
@@ -112,6 +150,7 @@ class TabularEncoder:
         std = np.array([_scaled_stat(np.nanstd, v, 1.0) for v in numeric])
         self.scale_ = np.where(std > 0, std, 1.0)
         self.has_missing_ = np.array([bool(np.isnan(v).any()) for v in numeric], dtype=bool)
+        self.bin_edges_ = self._fit_bin_edges(numeric) if self.numeric_encoding == "piecewise" else None
 
         self.schema_ = FeatureSchema(
             categorical_names=tuple(str(c) for c in self.categorical_),
@@ -128,8 +167,31 @@ class TabularEncoder:
                 for c in self.sequence_
             ),
             texts=tuple(TextInput(name=str(c), vocab_size=self.vocabularies_[c].size) for c in self.text_),
+            numeric_bins=None if self.bin_edges_ is None else tuple(self._standardised_edges()),
         )
         return self
+
+    def _fit_bin_edges(self, numeric: list[np.ndarray]) -> list[np.ndarray]:
+        """Each numeric column's bin edges: given in ``numeric_bins`` or fitted on its values."""
+        given = self.numeric_bins if isinstance(self.numeric_bins, Mapping) else {}
+        unknown = [c for c in given if c not in self.numeric_]
+        if unknown:
+            raise ValueError(f"numeric_bins names {unknown}, which are not numeric columns of X.")
+        n_bins = 32 if isinstance(self.numeric_bins, Mapping) else self.numeric_bins
+        edges = []
+        for col, values in zip(self.numeric_, numeric):
+            if col in given:
+                edges.append(check_bin_edges(given[col], col))
+            else:
+                edges.append(bin_edges(values, n_bins))
+        return edges
+
+    def _standardised_edges(self):
+        # computed exactly as transform standardises values, so a value on an edge stays on it
+        for edges, mean, scale in zip(self.bin_edges_, self.mean_, self.scale_):
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = (edges - mean) / scale
+            yield tuple(float(v) for v in np.unique(scaled[np.isfinite(scaled)].astype(np.float32)))
 
     @staticmethod
     def _tokens(value: Any, col: Any) -> list[str]:

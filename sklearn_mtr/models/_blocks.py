@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._schema import FeatureSchema
+from ._numeric import PiecewiseLinearEmbedding
 
 # Experts whose every layer is at least this wide run expert by expert on a CPU.
 _PER_EXPERT_MIN_WIDTH = 64
@@ -246,8 +247,9 @@ class InputEmbedding(nn.Module):
     Categorical columns share one concatenated table (one lookup for all fields); a sequence
     that shares a categorical column's vocabulary looks up that column's slice of it, so
     candidate item and history items have the same embedding. Sequences and texts are
-    mean-pooled over their non-padding positions; numeric values are appended as they are
-    (the feature layer has standardised them).
+    mean-pooled over their non-padding positions. Numeric inputs are appended as they are
+    (the feature layer has standardised them), or, when the schema has ``numeric_bins``, as
+    one ``embedding_dim`` vector each (:class:`PiecewiseLinearEmbedding`).
     """
 
     def __init__(self, schema: FeatureSchema, embedding_dim: int) -> None:
@@ -267,7 +269,18 @@ class InputEmbedding(nn.Module):
                 self.own_tables[f"seq__{seq.name}"] = nn.Embedding(seq.vocab_size, embedding_dim)
         for text in schema.texts:
             self.own_tables[f"text__{text.name}"] = nn.Embedding(text.vocab_size, embedding_dim)
-        self.out_dim = embedding_dim * (len(cards) + len(schema.sequences) + len(schema.texts)) + schema.n_numeric
+        bins = schema.numeric_bins
+        self.numeric = (
+            None
+            if bins is None or not schema.n_numeric
+            else PiecewiseLinearEmbedding(bins, schema.n_numeric - len(bins), embedding_dim)
+        )
+        # what each numeric input becomes: one number, or one embedding
+        self.numeric_width = 1 if self.numeric is None else embedding_dim
+        self.out_dim = (
+            embedding_dim * (len(cards) + len(schema.sequences) + len(schema.texts))
+            + schema.n_numeric * self.numeric_width
+        )
         if self.out_dim == 0:
             raise ValueError("the model has no input: X has no usable column.")
         self.reset_parameters()
@@ -294,11 +307,18 @@ class InputEmbedding(nn.Module):
             parts.append(masked_mean(embedded, batch[f"len__{text.name}"]).unsqueeze(1))
         return torch.cat(parts, dim=1) if parts else None
 
+    def numeric_fields(self, batch: dict[str, torch.Tensor], columns: Sequence[int] | None = None) -> torch.Tensor:
+        """Numeric inputs (all, or the given ``columns`` of ``batch["numeric"]``) as
+        ``(B, n_columns, numeric_width)``: the values themselves, or their embeddings."""
+        numeric = batch["numeric"]
+        out = numeric.unsqueeze(-1) if self.numeric is None else self.numeric(numeric)
+        return out if columns is None else out[:, columns]
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         fields = self.fields(batch)
         flat = [] if fields is None else [fields.flatten(1)]
         if self.schema.n_numeric:
-            flat.append(batch["numeric"])
+            flat.append(self.numeric_fields(batch).flatten(1))
         return torch.cat(flat, dim=1) if len(flat) > 1 else flat[0]
 
 

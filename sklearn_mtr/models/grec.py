@@ -150,7 +150,7 @@ class GRec(MultiTaskModule):
         self.register_buffer("context_columns", torch.tensor(context, dtype=torch.long), persistent=False)
 
         # context token: deep half on categorical embeddings, wide half on numeric columns
-        n_numeric = schema.n_numeric
+        n_numeric = schema.n_numeric * self.embedding.numeric_width  # numbers, or their embeddings
         deep_dim = (d_model + 1) // 2 if context and n_numeric else (d_model if context else 0)
         wide_dim = d_model - deep_dim if n_numeric else 0
         self.deep = (
@@ -261,7 +261,7 @@ class GRec(MultiTaskModule):
             if self.deep is not None:
                 parts.append(self.deep(self._lookup(batch, self.context_columns)))
             if self.wide is not None:
-                parts.append(self.wide(batch["numeric"]))
+                parts.append(self.wide(self.embedding.numeric_fields(batch).flatten(1)))
             tokens.append(torch.cat(parts, dim=-1))
         schema = self.embedding.schema
         for seq in schema.sequences:

@@ -333,18 +333,20 @@ class OneRank(MultiTaskModule):
         e = embedding_dim
 
         # candidate token: one projection of the candidate fields (A.13)
-        cand_in = e * (len(self.cand_cat) + len(self.cand_text)) + len(self.cand_num)
+        w = self.embedding.numeric_width  # 1 per number, or its embedding
+        cand_in = e * (len(self.cand_cat) + len(self.cand_text)) + len(self.cand_num) * w
         if cand_in == 0:
             raise ValueError("OneRank needs at least one candidate feature: every column is a context feature.")
         self.candidate = nn.Linear(cand_in, d_model)
-        # context field tokens: a projection per embedded field, value * w_f + b_f per number
+        # context field tokens: a projection per embedded field, and per number (value * w_f + b_f
+        # for a standardised value)
         n_emb_fields = len(self.ctx_cat) + len(self.ctx_text)
         self.field_weight = nn.Parameter(torch.randn(n_emb_fields, e, d_model) / math.sqrt(e))
         self.field_bias = nn.Parameter(torch.zeros(n_emb_fields, d_model))
-        self.number_weight = nn.Parameter(torch.randn(len(self.ctx_num), d_model))
+        self.number_weight = nn.Parameter(torch.randn(len(self.ctx_num), w, d_model) / math.sqrt(w))
         self.number_bias = nn.Parameter(torch.zeros(len(self.ctx_num), d_model))
         # situational descriptor from the context fields (A.5, A.12-4); a learned vector without any
-        ctx_in = e * n_emb_fields + len(self.ctx_num)
+        ctx_in = e * n_emb_fields + len(self.ctx_num) * w
         self.situation = nn.Sequential(nn.Linear(ctx_in, d_model), nn.LayerNorm(d_model)) if ctx_in else None
         self.situation_const = nn.Parameter(torch.randn(d_model) * 0.02) if not ctx_in else None
         # history: item tokens through the candidate projection's block of the shared item column
@@ -417,7 +419,7 @@ class OneRank(MultiTaskModule):
         fields = self._field_embeddings(batch, self.cand_cat, self.cand_text)
         parts = [] if fields is None else [fields.flatten(1)]
         if self.cand_num:
-            parts.append(batch["numeric"][:, self.cand_num])
+            parts.append(self.embedding.numeric_fields(batch, self.cand_num).flatten(1))
         return self.candidate(torch.cat(parts, dim=1))
 
     def _situation(self, request: dict[str, torch.Tensor], fields: torch.Tensor | None, n: int) -> torch.Tensor:
@@ -425,7 +427,7 @@ class OneRank(MultiTaskModule):
             return self.situation_const.expand(n, -1)
         parts = [] if fields is None else [fields.flatten(1)]
         if self.ctx_num:
-            parts.append(request["numeric"][:, self.ctx_num])
+            parts.append(self.embedding.numeric_fields(request, self.ctx_num).flatten(1))
         return self.situation(torch.cat(parts, dim=1))
 
     def _history(self, batch: dict[str, torch.Tensor], seq) -> tuple[torch.Tensor, torch.Tensor]:
@@ -457,7 +459,8 @@ class OneRank(MultiTaskModule):
         if fields is not None:
             tokens.append(torch.einsum("bfe,fed->bfd", fields, self.field_weight) + self.field_bias)
         if self.ctx_num:
-            tokens.append(batch["numeric"][:, self.ctx_num, None] * self.number_weight + self.number_bias)
+            numbers = self.embedding.numeric_fields(batch, self.ctx_num)
+            tokens.append(torch.einsum("bcw,cwd->bcd", numbers, self.number_weight) + self.number_bias)
         n_fields = sum(t.shape[1] for t in tokens)
         valid = [torch.ones(n, n_fields, dtype=torch.bool, device=device)]
         for seq in self.schema.sequences:

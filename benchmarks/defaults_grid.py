@@ -1,0 +1,143 @@
+"""Where the training defaults come from: a small grid of learning rate, batch size and weight
+decay, against the estimator's own default fit.
+
+For each data set (``--datasets``) and estimator (``--models``), every grid point is the
+estimator with its defaults except ``lr`` / ``batch_size`` / ``weight_decay``, trained one
+epoch at a time (``partial_fit``) with the epoch chosen on the validation split (best mean
+validation AUC, ``--patience`` epochs without improvement stop it, at most ``--max-epochs``).
+The ``default`` row is the estimator exactly as a user gets it (``fit`` on the training
+split, its own early stopping, no validation split of ours): the issue's criterion is that it
+lands within noise of the grid's best point. Seeds pair every row (same ``random_state``).
+
+Data sets: ``census`` (Census-Income KDD, the MMoE split), ``movielens`` (MovieLens-100K like /
+love, global temporal split, as in ``funnel_models.py``) and ``synthetic``
+(``make_multitask_classification``, 40,000 / 10,000 / 10,000 rows, task correlation 0.5).
+
+Run ``python benchmarks/defaults_grid.py --datasets census --seeds 3``. Writes
+``benchmarks/results/defaults_grid_<dataset>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import _common
+import numpy as np
+from funnel_models import Split, load_census, load_movielens
+from numeric_encoding import paired
+
+
+def load_synthetic() -> Split:
+    from sklearn_mtr.datasets import make_multitask_classification
+
+    X, Y = make_multitask_classification(
+        n_samples=60_000, n_features=16, task_correlation=0.5, as_frame=True, random_state=0
+    )
+    data = Split()
+    for part, sl in {"train": slice(0, 40_000), "valid": slice(40_000, 50_000), "test": slice(50_000, None)}.items():
+        data[f"X_{part}"] = X.iloc[sl].reset_index(drop=True)
+        data[f"Y_{part}"] = Y.iloc[sl].reset_index(drop=True)
+    data["description"] = "make_multitask_classification(60,000 rows, 16 features, correlation 0.5), 40k/10k/10k"
+    return data
+
+
+LOADERS = {"census": load_census, "movielens": load_movielens, "synthetic": load_synthetic}
+
+
+def _auc(Y, proba) -> list[float]:
+    from sklearn_mtr.metrics import per_task_roc_auc
+
+    return [float(a) for a in per_task_roc_auc(np.asarray(Y, dtype=float), proba)]
+
+
+def run_point(model: str, params: dict, seed: int, data, args) -> dict:
+    import sklearn_mtr
+
+    clf = getattr(sklearn_mtr, model)(random_state=seed, **{k: v for k, v in params.items() if k != "_default"})
+    t0 = time.perf_counter()
+    if params.get("_default"):
+        clf.fit(data.X_train, data.Y_train)
+        info = {"epochs_trained": int(clf.n_iter_)}
+    else:
+        info = _common.fit_select_on_valid(
+            clf,
+            lambda: clf.partial_fit(data.X_train, data.Y_train),
+            lambda: _common.valid_mean_auc(data.Y_valid, clf.predict_proba(data.X_valid)),
+            args.max_epochs,
+            args.patience,
+        )
+        info.pop("valid_curve")
+    seconds = time.perf_counter() - t0
+    auc = _auc(data.Y_test, clf.predict_proba(data.X_test))
+    return {"seed": seed, "test_auc": auc, "test_mean_auc": float(np.mean(auc)), "fit_seconds": seconds, **info}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", choices=list(LOADERS), default=["census"])
+    parser.add_argument("--models", nargs="+", default=["MMoEClassifier"])
+    parser.add_argument("--lr", nargs="+", type=float, default=[1e-3, 3e-3])
+    parser.add_argument("--batch-size", nargs="+", type=int, default=[256, 1024])
+    parser.add_argument("--weight-decay", nargs="+", type=float, default=[0.0])
+    parser.add_argument("--no-default", action="store_true", help="skip the default-fit row")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--max-train-rows", type=int, default=None)
+    parser.add_argument("--suffix", default="")
+    args = parser.parse_args(argv)
+    grid = {
+        f"lr={lr:g} batch={b} wd={wd:g}": {"lr": lr, "batch_size": b, "weight_decay": wd}
+        for lr, b, wd in itertools.product(args.lr, args.batch_size, args.weight_decay)
+    }
+    if not args.no_default:
+        grid["default"] = {"_default": True}
+    for dataset in args.datasets:
+        data = LOADERS[dataset]()
+        if args.max_train_rows:
+            keep = np.random.RandomState(0).permutation(len(data.X_train))[: args.max_train_rows]
+            data.X_train, data.Y_train = data.X_train.iloc[keep], data.Y_train.iloc[keep]
+        tasks = list(data.Y_train.columns)
+        models = {}
+        for model in args.models:
+            runs: dict = {name: [] for name in grid}
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                for name, params in grid.items():
+                    run = run_point(model, params, seed, data, args)
+                    runs[name].append(run)
+                    print(dataset, model, name, seed, [round(a, 4) for a in run["test_auc"]],
+                          f"{run['fit_seconds']:.0f}s", run["epochs_trained"], flush=True)
+            means = {name: np.mean([r["test_mean_auc"] for r in rs]) for name, rs in runs.items() if name != "default"}
+            best = max(means, key=means.get) if means else None
+            models[model] = {
+                "best_grid_point": best,
+                "points": {
+                    name: {
+                        "params": {k: v for k, v in grid[name].items() if not k.startswith("_")},
+                        "runs": rs,
+                        "test_auc": {t: _common.summary([r["test_auc"][k] for r in rs]) for k, t in enumerate(tasks)},
+                        "fit_seconds": _common.summary([r["fit_seconds"] for r in rs]),
+                        "paired_vs_best": None
+                        if best is None or name == best
+                        else {
+                            t: paired([r["test_auc"][k] for r in runs[best]], [r["test_auc"][k] for r in rs])
+                            for k, t in enumerate(tasks)
+                        },
+                    }
+                    for name, rs in runs.items()
+                },
+            }
+        config = {k: v for k, v in vars(args).items() if k != "datasets"}
+        path = _common.write_results(
+            f"defaults_grid_{dataset}{args.suffix}",
+            {"config": config, "dataset": dataset, "description": data.description, "tasks": tasks, "models": models},
+        )
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,7 +18,9 @@ class PiecewiseLinearEmbedding(nn.Module):
     column's code goes through a linear map of its own, so the column's embedding is a learned
     piecewise-linear function of its value, with a kink at every edge: the thresholds a ReLU
     network learns poorly from one standardised number. Values outside the training range are
-    clipped to it (an unseen extreme reads as the training extreme, as in trees).
+    clipped to it (an unseen extreme reads as the training extreme, as in trees). No separate
+    scaled value is needed next to the code: the clipped value itself is a linear function of
+    it (``b_0 + sum_t code_t * (b_t - b_{t-1})``), which the linear map can represent.
 
     Parameters
     ----------

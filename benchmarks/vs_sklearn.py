@@ -121,7 +121,8 @@ def load_movielens() -> dict:
         if part == "valid":
             continue
         known = X["movie_id"].notna().to_numpy()
-        if not (X["movie_id"].astype(str).to_numpy()[known] == df["movie_id"].iloc[rows].astype(str).to_numpy()[known]).all():
+        ids = df["movie_id"].iloc[rows].astype(str).to_numpy()
+        if not (X["movie_id"].astype(str).to_numpy()[known] == ids[known]).all():
             raise RuntimeError("row order differs from funnel_models.load_movielens")
         X = X.assign(
             zip_code=df["zip_code"].iloc[rows].astype(str).to_numpy(),
@@ -227,7 +228,8 @@ def make_baseline(seed: int, data: dict):
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     if baseline_kind(data) == "hgb":
-        return MultiOutputClassifier(HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed))
+        hgb = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
+        return MultiOutputClassifier(hgb)
     parts = [(f"tfidf_{c}", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), c) for c in data["text"]]
     if data["categorical"]:
         parts.append(("onehot", OneHotEncoder(handle_unknown="ignore"), list(data["categorical"])))
@@ -358,7 +360,8 @@ def print_table(name: str, info: dict) -> None:
                 ci = d.get("ci95")
                 cells.append(f"{d['mean']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""))
         ratio = e.get("fit_time_ratio")
-        cells += [f"{e['fit_seconds']['mean']:.1f}" if e["fit_seconds"]["n"] else "–", f"{ratio:.2f}" if ratio else ""]
+        fit = f"{e['fit_seconds']['mean']:.1f}" if e["fit_seconds"]["n"] else "–"
+        cells += [fit, f"{ratio:.2f}" if ratio else ""]
         rows.append([label, *cells])
     print(_common.markdown_table(header, rows))
     for model, reason in info.get("skipped", {}).items():
@@ -463,7 +466,8 @@ def main(argv=None) -> int:
                     else res["error"]
                 )
                 print(
-                    f"{dataset:>9} {label:>12} seed {seed}: AUC {shown} (elapsed {time.perf_counter() - started:.0f} s)",
+                    f"{dataset:>9} {label:>12} seed {seed}: AUC {shown} "
+                    f"(elapsed {time.perf_counter() - started:.0f} s)",
                     flush=True,
                 )
                 store()

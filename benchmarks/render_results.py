@@ -4,13 +4,14 @@
 
 Each result file is rendered by the renderer of its ``benchmark`` name (Census baselines,
 multi-task methods on Census, funnel and other per-data-set accuracy benchmarks, optimizer step
-time, optimizer accuracy on synthetic tasks, throughput); any other file gets the generic
-rendering: lists and dicts of flat records as tables, every other number in a quantity / value
-table. Smoke runs (``--quick``, ``*_smoke``) are listed, not rendered. Optimizer-accuracy
-files with the same setup (``*_others`` runs of more methods) are merged into one section. The
-trade-off plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay` and the learning
-curves :class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is generated: edit
-this script, not the page.
+time, optimizer accuracy on synthetic tasks, throughput, defaults against scikit-learn
+baselines); any other file gets the generic rendering: lists and dicts of flat records as
+tables, every other number in a quantity / value table. Smoke runs (``--quick``, ``*_smoke``)
+are listed, not rendered. Optimizer-accuracy files with the same setup (``*_others`` runs of
+more methods) are merged into one section. The trade-off plots are
+:class:`sklearn_mtr.inspection.TaskTradeoffDisplay` and the learning curves
+:class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is generated: edit this
+script, not the page.
 """
 
 from __future__ import annotations
@@ -325,6 +326,65 @@ def _signed(stat: dict | None) -> str:
     return f"{stat['mean']:+.4f}"
 
 
+def _delta_ci(stat: dict | None) -> str:
+    """``+0.0036 [-0.0010, +0.0082]``: a paired difference and its 95 % t-interval."""
+    if not isinstance(stat, dict) or stat.get("mean") is None:
+        return "–"
+    ci = stat.get("ci95")
+    if not ci:
+        return f"{stat['mean']:+.4f} (n={stat.get('n', 1)}, no interval)"
+    return f"{stat['mean']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def render_vs_sklearn(page: Page, stem: str, data: dict) -> None:
+    """Per data set: the estimators with their defaults against the scikit-learn baseline, one row
+    per model, per task the test AUC and the paired difference to the baseline, fit time as a
+    ratio; the null control (the baseline against itself) shows what difference is noise."""
+    config = data.get("config", {})
+    seeds = config.get("seeds", [])
+    rows_note = f", training rows sub-sampled to {config['max_train_rows']:,}" if config.get("max_train_rows") else ""
+    page.add(
+        f"Every estimator with its defaults (only `random_state`, `text_features` where there is text, and "
+        f"`groups` for OneRank where there are requests) against the scikit-learn baseline a user tries first. "
+        f"{len(seeds)} seed(s){rows_note}; test ROC AUC, mean ± sample std over seeds; Δ = mean paired difference "
+        "model − baseline (same seed) with its 95 % t-interval; fit time as a multiple of the baseline's. "
+        "The null-control row is the baseline against itself: differences inside its interval are noise.",
+        "",
+    )
+    for name, ds in data["datasets"].items():
+        tasks = ds["tasks"]
+        rows = ds.get("rows", {})
+        page.add(f"### {name}", "", ds.get("description", ""), "")
+        page.add(
+            f"{rows.get('train', 0):,} training / {rows.get('test', 0):,} test rows. "
+            f"Baseline: {ds.get('baseline_label', '?')}. Null control: {ds.get('null_control_label', '?')}.",
+            "",
+        )
+        header = ["model"]
+        for t in tasks:
+            header += [f"{t} AUC", f"{t} Δ vs baseline [95 % CI]"]
+        header += ["fit s", "fit time ÷ baseline"]
+        entries = [("scikit-learn baseline", ds.get("baseline"), True)]
+        entries += [(model, entry, False) for model, entry in ds.get("models", {}).items()]
+        entries += [("*null control: baseline vs itself*", ds.get("null_control"), False)]
+        table = []
+        for label, entry, is_baseline in entries:
+            if not entry:
+                continue
+            cells = [label]
+            for t in tasks:
+                delta = "(reference)" if is_baseline else _delta_ci(entry.get("delta_vs_baseline", {}).get(t))
+                cells += [pm(entry.get("auc", {}).get(t)), delta]
+            ratio = entry.get("fit_time_ratio")
+            cells += [pm(entry.get("fit_seconds"), 1), "1" if is_baseline else (f"{ratio:.2f}×" if ratio else "–")]
+            table.append(cells)
+        page.table(header, table)
+        notes = [f"{m} skipped: {why}." for m, why in ds.get("skipped", {}).items()]
+        notes += [f"{m}: {err}" for m, e in ds.get("models", {}).items() for err in e.get("errors", [])]
+        if notes:
+            page.add(*(f"- {n}" for n in notes), "")
+
+
 def render_throughput(page: Page, stem: str, data: dict) -> None:
     """One row per (model, configuration, phase): samples/s of every contender and the ratios
     (median of the per-round ratios), plus a plot of ours / torch-rechub and ours / plain."""
@@ -457,6 +517,7 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "optimizer_step_time": render_step_time,
     "optimizer_synthetic": render_synthetic,
     "throughput_census": render_throughput,
+    "vs_sklearn": render_vs_sklearn,
 }
 TITLES = {
     "census_baselines": "Census-Income baselines",
@@ -466,6 +527,7 @@ TITLES = {
     "optimizer_step_time": "Optimizer step time",
     "optimizer_synthetic": "Optimizers on synthetic tasks",
     "throughput_census": "Fit and predict throughput (MMoE, PLE)",
+    "vs_sklearn": "Defaults against scikit-learn baselines",
 }
 
 

@@ -100,3 +100,70 @@ def test_throughput_page_shows_every_cell_and_its_ratios(render_results, tmp_pat
     assert "| mmoe | rechub | fit | 110 ± 14 | 110 ± 0 | 45 ± 7 | 0.99 | 2.45 |" in page
     assert "| mmoe | rechub | predict | 110 ± 14 | 110 ± 0 | 45 ± 7 | – | 8.50 |" in page
     assert (img / "throughput_census_ratios.png").stat().st_size > 1000
+
+
+def test_vs_sklearn_table_has_auc_paired_delta_fit_ratio_and_null_control(render_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def delta(values, ci):
+        return {**_stat(values), "ci95": ci}
+
+    data = {
+        "benchmark": "vs_sklearn",
+        "config": {"seeds": [0, 1], "max_train_rows": 5000},
+        "datasets": {
+            "toy": {
+                "description": "a toy data set",
+                "tasks": ["click", "buy"],
+                "rows": {"train": 5000, "test": 1000},
+                "baseline_label": "HGB, one per task",
+                "null_control_label": "HGB with another seed",
+                "skipped": {"ESMM": "tasks are not nested"},
+                "baseline": {
+                    "auc": {"click": _stat([0.80, 0.82]), "buy": _stat([0.70, 0.70])},
+                    "fit_seconds": _stat([2.0, 2.0]),
+                },
+                "models": {
+                    "MMoE": {
+                        "auc": {"click": _stat([0.83, 0.85]), "buy": _stat([0.69, 0.71])},
+                        "delta_vs_baseline": {
+                            "click": delta([0.03, 0.03], [0.03, 0.03]),
+                            "buy": delta([-0.01, 0.01], [-0.1371, 0.1371]),
+                        },
+                        "fit_seconds": _stat([8.0, 10.0]),
+                        "fit_time_ratio": 4.5,
+                    }
+                },
+                "null_control": {
+                    "auc": {"click": _stat([0.80, 0.82]), "buy": _stat([0.70, 0.70])},
+                    "delta_vs_baseline": {"click": delta([0.0, 0.0], [0.0, 0.0]), "buy": delta([0.0, 0.0], [0.0, 0.0])},
+                    "fit_seconds": _stat([2.0, 2.0]),
+                    "fit_time_ratio": 1.0,
+                },
+            }
+        },
+    }
+    (results / "vs_sklearn.json").write_text(json.dumps(data))
+    (results / "vs_sklearn_quick.json").write_text(json.dumps({**data, "config": {"quick": True}}))
+    out, img = tmp_path / "page.md", tmp_path / "img"
+    render_results.render(results, out, img)
+    page = out.read_text()
+    assert "## Defaults against scikit-learn baselines" in page and "### toy" in page
+    header = (
+        "| model | click AUC | click Δ vs baseline [95 % CI] | buy AUC | buy Δ vs baseline [95 % CI] "
+        "| fit s | fit time ÷ baseline |"
+    )
+    assert header in page
+    baseline = (
+        "| scikit-learn baseline | 0.8100 ± 0.0141 | (reference) | 0.7000 ± 0.0000 | (reference) "
+        "| 2.0 ± 0.0 | 1 |"
+    )
+    assert baseline in page
+    assert (
+        "| MMoE | 0.8400 ± 0.0141 | +0.0300 [+0.0300, +0.0300] | 0.7000 ± 0.0141 | +0.0000 [-0.1371, +0.1371] "
+        "| 9.0 ± 1.4 | 4.50× |"
+    ) in page
+    assert "| *null control: baseline vs itself* | 0.8100 ± 0.0141 | +0.0000 [+0.0000, +0.0000] |" in page
+    assert "- ESMM skipped: tasks are not nested." in page
+    assert "not rendered: `vs_sklearn_quick.json`" in page

@@ -28,6 +28,9 @@ _PRECISIONS = ("fp32", "bf16")
 # Rows encoded at once by predict: bounds its memory beyond the input and the output.
 _PREDICT_CHUNK = 1 << 16
 _SCORING = ("auc", "loss")
+# early_stopping="auto" holds out validation rows above this many training rows, as
+# HistGradientBoostingClassifier does: small data keeps every row for training.
+_AUTO_EARLY_STOPPING_ROWS = 10_000
 # Parameters a continuation (warm_start, partial_fit) applies; every other one is fixed by the
 # first fit (architecture, features, optimizer, ...) and may not change in between.
 _CONTINUATION_PARAMS = frozenset(
@@ -67,7 +70,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         weight_decay=0.0,
         batch_size=256,
         max_epochs=10,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=3,
         scoring="auc",
@@ -130,6 +133,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        if not (
+            isinstance(self.early_stopping, (bool, np.bool_))
+            or (isinstance(self.early_stopping, str) and self.early_stopping == "auto")
+        ):
+            raise ValueError(f"early_stopping must be 'auto', True or False, got {self.early_stopping!r}.")
         if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}.")
         if self.scoring not in _SCORING:
@@ -399,7 +407,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             None if w is None else torch.from_numpy(w.astype(np.float32)),
         )
 
-        use_valid = self.early_stopping and epochs is None
+        # Decided per fit call from the rows it is given (a warm start on more rows may switch it on).
+        use_valid = epochs is None and self._early_stopping_on(n)
         if use_valid:
             train_ds, valid_ds = (
                 TensorDataset(Xs, *yw)
@@ -459,12 +468,20 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 RuntimeWarning,
             )
 
+    def _early_stopping_on(self, n_rows: int) -> bool:
+        """Whether a ``fit`` call on ``n_rows`` rows holds out validation rows and stops early."""
+        if isinstance(self.early_stopping, str):  # "auto", checked by _check_params
+            return n_rows > _AUTO_EARLY_STOPPING_ROWS
+        return bool(self.early_stopping)
+
     def _validation_split(self, n, groups):
         if groups is not None and len(pd.unique(groups)) < 2:
             # GroupShuffleSplit would speak of "n_samples=1", meaning the groups
+            auto = isinstance(self.early_stopping, str)
             raise ValueError(
                 "early_stopping holds out whole groups for validation, but groups has a single value; "
-                "pass at least two groups (or groups=None to split rows)."
+                "pass at least two groups (or groups=None to split rows), or set early_stopping=False"
+                + (f" (early_stopping='auto' turns it on above {_AUTO_EARLY_STOPPING_ROWS:,} rows)." if auto else ".")
             )
         splitter = (GroupShuffleSplit if groups is not None else ShuffleSplit)(
             n_splits=1, test_size=self.validation_fraction, random_state=self.seed_
@@ -678,10 +695,13 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Rows per training step.
     max_epochs : int, default=10
         Passes over the training data (``fit``); ``partial_fit`` always runs one.
-    early_stopping : bool, default=False
+    early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the rows (whole groups when ``groups`` is given),
         stop when ``scoring`` on it has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, and restore the best epoch's weights.
+        epochs, and restore the best epoch's weights. ``"auto"`` (as in
+        :class:`~sklearn.ensemble.HistGradientBoostingClassifier`) turns it on when the
+        ``fit`` call is given more than 10,000 rows and off otherwise, decided anew at each
+        call (a ``warm_start`` fit included); ``partial_fit`` never stops early.
     validation_fraction : float, default=0.1
         Share of rows held out for early stopping.
     n_iter_no_change : int, default=3

@@ -109,7 +109,11 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int)
     fit.add_argument("--lr", type=float)
     fit.add_argument("--random-state", type=int, default=0, help="seeds the model and the holdout split (default 0)")
-    fit.add_argument("--early-stopping", action="store_true", help="stop on an inner validation split")
+    fit.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop on an inner validation split (default: off; --param early_stopping=auto for the estimators' rule)",
+    )
     fit.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     fit.add_argument("--verbose", type=int, help="1 prints the per-epoch table")
     fit.add_argument(
@@ -369,6 +373,9 @@ def _estimator_params(cls: type, args: argparse.Namespace, X: pd.DataFrame) -> d
             flag = _DEDICATED.get(key)
             raise CommandError(f"--param {key!r} is set twice" + (f" (also by {flag})." if flag else "."))
         params[key] = value
+    # The command keeps its documented behaviour (no inner split unless asked) rather than the
+    # estimators' early_stopping="auto"; --param early_stopping=auto selects that.
+    params.setdefault("early_stopping", False)
     if args.optimizer_param:
         params["optimizer"] = _optimizer_instance(params.get("optimizer", "adam"), args.optimizer_param)
     return params

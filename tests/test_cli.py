@@ -201,6 +201,21 @@ def test_file_errors_are_clear(trained, tmp_path, capsys):
     assert "the model has 2 tasks" in capsys.readouterr().err
 
 
+def test_fit_keeps_early_stopping_off_unless_asked():
+    # The command's behaviour does not follow the estimators' early_stopping="auto" default.
+    from sklearn_mtr.cli import _estimator_params, build_parser
+
+    X = _table(n=10)[["x0", "city"]]
+
+    def params(*extra):
+        args = build_parser().parse_args(["fit", "d.csv", "--targets", "click", "-o", "m", *extra])
+        return _estimator_params(MMoEClassifier, args, X)
+
+    assert params()["early_stopping"] is False
+    assert params("--early-stopping")["early_stopping"] is True
+    assert params("--param", "early_stopping=auto")["early_stopping"] == "auto"
+
+
 def test_parse_param_reads_literals_only():
     assert parse_param("expert_hidden_sizes=(64, 32)") == ("expert_hidden_sizes", (64, 32))
     assert parse_param("task_weights=[1.0, 0.5]") == ("task_weights", [1.0, 0.5])

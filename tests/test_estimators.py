@@ -151,6 +151,29 @@ def test_early_stopping_stops_after_patience_and_can_monitor_loss(frame):
     assert "valid_loss_best" in clf.history_[-1]
 
 
+def test_early_stopping_auto_holds_out_validation_rows_above_10000_rows_only():
+    # The default, as in HistGradientBoostingClassifier: on for more than 10,000 rows.
+    X, Y = make_multitask_classification(n_samples=10_001, n_features=3, random_state=0)
+    fast = {"max_epochs": 1, "batch_size": 4096}
+    assert tiny().early_stopping == "auto"
+    big = tiny(**fast).fit(X, Y)
+    assert "valid_loss" in big.history_[-1] and "valid_auc_task0" in big.history_[-1]
+    small = tiny(**fast).fit(X[:10_000], Y[:10_000])
+    assert not [k for k in small.history_[-1] if k.startswith("valid_")]
+
+
+def test_early_stopping_auto_is_decided_per_fit_call_and_never_in_partial_fit():
+    X, Y = make_multitask_classification(n_samples=10_001, n_features=3, random_state=0)
+    clf = tiny(max_epochs=1, batch_size=4096, warm_start=True).fit(X[:500], Y[:500])
+    assert "valid_loss" not in clf.history_[-1]
+    clf.fit(X, Y)  # the continuation is given more than 10,000 rows
+    assert "valid_loss" in clf.history_[-1]
+    clf.partial_fit(X, Y)
+    assert "valid_loss" not in clf.history_[-1]
+    forced = tiny(max_epochs=1, early_stopping=False).fit(X, Y)  # False keeps its meaning
+    assert "valid_loss" not in forced.history_[-1]
+
+
 def test_early_stopping_keeps_groups_whole_in_the_split(frame):
     X, Y = frame
     groups = np.repeat(np.arange(30), 10)
@@ -399,6 +422,8 @@ def test_string_column_not_declared_categorical_is_rejected():
         ({"lr": -1.0}, "lr"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"scoring": "f1"}, "scoring"),
+        ({"early_stopping": "on"}, "early_stopping must be 'auto', True or False"),
+        ({"early_stopping": 1}, "early_stopping must be 'auto', True or False"),
         ({"precision": "fp8"}, "precision"),
         ({"optimizer": "nope"}, "optimizer='nope'"),
         ({"task_weights": [1.0]}, "task_weights"),

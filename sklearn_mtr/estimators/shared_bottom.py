@@ -50,7 +50,7 @@ class SharedBottomClassifier(MultiTaskClassifierBase):
         weight_decay=0.0,
         batch_size=256,
         max_epochs=10,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=3,
         scoring="auc",

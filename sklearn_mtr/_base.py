@@ -22,6 +22,7 @@ from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
 from .features import TabularEncoder
 from .models import MultiTaskModule
+from ._threads import check_n_threads, torch_threads
 from .optim import resolve_optimizer
 
 _PRECISIONS = ("fp32", "bf16")
@@ -43,6 +44,7 @@ _CONTINUATION_PARAMS = frozenset(
         "lr",
         "max_epochs",
         "n_iter_no_change",
+        "n_threads",
         "random_state",
         "scoring",
         "tol",
@@ -83,6 +85,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -146,6 +149,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
         if not isinstance(self.compile, (bool, np.bool_, dict)):
             raise ValueError(f"compile must be a bool or a dict of torch.compile arguments, got {self.compile!r}.")
+        check_n_threads(self.n_threads)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
 
@@ -351,7 +355,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         first = not ((incremental or self.warm_start) and self.__sklearn_is_fitted__())
         backup = dict(vars(self)) if not first else None
         try:
-            self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
+            with torch_threads(self.n_threads):
+                self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
         except BaseException:
             # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
             for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -544,7 +549,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     def _predict_task_proba(self, X, groups=None) -> np.ndarray:
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        logits = self._predict_logits(frame, self._request_codes(groups, len(frame)))
+        # getattr: models pickled before n_threads existed have no such attribute
+        with torch_threads(getattr(self, "n_threads", None)):
+            logits = self._predict_logits(frame, self._request_codes(groups, len(frame)))
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():
             raise FloatingPointError(
@@ -741,6 +748,12 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         and mode pay the compilation (tens of seconds); it pays off on GPUs and long fits. The
         plain module is what is trained, saved and exported: the compiled function shares its
         weights and is rebuilt after unpickling.
+    n_threads : int, default=None
+        Torch intra-op threads (``torch.set_num_threads``) for the duration of each ``fit``,
+        ``partial_fit``, ``predict_proba``, ``predict`` and ``score`` call; the previous count
+        is restored afterwards. None leaves torch's own setting (by default one thread per
+        core) alone. On a busy machine a small model can run much faster with 1; see the
+        performance docs.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
         value gives identical predictions for repeated fits on CPU (GPU kernels may differ).

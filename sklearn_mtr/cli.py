@@ -47,7 +47,9 @@ _DEDICATED = {
     "categorical_features": "--categorical-features",
     "device": "--device",
     "verbose": "--verbose",
+    "n_threads": "--threads",
 }
+_THREADS_HELP = "torch threads for the call (n_threads); default: torch's own setting, one per core"
 
 
 class CommandError(ValueError):
@@ -73,6 +75,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=10)
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--verbose", type=int, default=0)
+    demo.add_argument("--threads", type=int, help=_THREADS_HELP)
     demo.set_defaults(func=_run_demo)
 
     fit = commands.add_parser(
@@ -116,6 +119,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     )
     fit.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     fit.add_argument("--verbose", type=int, help="1 prints the per-epoch table")
+    fit.add_argument("--threads", type=int, help=_THREADS_HELP + "; saved with the model")
     fit.add_argument(
         "--param",
         action="append",
@@ -141,6 +145,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     evaluate.add_argument("--groups", help="request / user id column: GAUC, and requests for models that use them")
     evaluate.add_argument("--sample-weight", help="column of row weights")
     evaluate.add_argument("-o", "--output", help="write the JSON here instead of standard output")
+    evaluate.add_argument("--threads", type=int, help=_THREADS_HELP + "; default: the model's n_threads")
     evaluate.set_defaults(func=_run_evaluate)
 
     predict = commands.add_parser("predict", help="write per-task probabilities to a CSV / Parquet file")
@@ -149,6 +154,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", required=True, help="output .csv / .tsv / .parquet, or - for CSV on stdout")
     predict.add_argument("--id-column", help="comma-separated columns copied to the output first (ids)")
     predict.add_argument("--groups", help="request id column, for models that score a request's rows together")
+    predict.add_argument("--threads", type=int, help=_THREADS_HELP + "; default: the model's n_threads")
     predict.set_defaults(func=_run_predict)
     return parser
 
@@ -214,13 +220,15 @@ def _run_demo(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         batch_size=512,
         early_stopping=True,
+        n_threads=args.threads,
         random_state=args.random_state,
         verbose=args.verbose,
     )
     print(
         f"{type(clf).__name__}: {len(X_train)} train / {len(X_test)} test rows, {args.n_tasks} tasks "
         f"(task correlation {args.task_correlation}), {X.shape[1]} features, device "
-        f"{'cuda' if torch.cuda.is_available() else 'cpu'}"
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'}, "
+        f"{args.threads or torch.get_num_threads()} torch thread(s)"
     )
     start = time.perf_counter()
     clf.fit(X_train, Y_train)
@@ -357,6 +365,8 @@ def _estimator_params(cls: type, args: argparse.Namespace, X: pd.DataFrame) -> d
         value = getattr(args, key)
         if value is not None:
             params[key] = value
+    if args.threads is not None:
+        params["n_threads"] = args.threads
     if args.early_stopping:
         params["early_stopping"] = True
     if args.categorical_features:
@@ -462,8 +472,13 @@ def load_model(path: str):
 
 
 # ---------------------------------------------------------------------------------------- evaluate / predict
+def _with_threads(model, threads):
+    """The loaded model, predicting with ``--threads`` when given (else its saved n_threads)."""
+    return model if threads is None else model.set_params(n_threads=threads)
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
-    model = load_model(args.model_file)
+    model = _with_threads(load_model(args.model_file), args.threads)
     frame = read_table(args.data)
     task_names = [str(t) for t in model.task_names_]
     targets = _column_list(args.targets, "--targets") if args.targets else task_names
@@ -493,7 +508,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    model = load_model(args.model_file)
+    model = _with_threads(load_model(args.model_file), args.threads)
     frame = read_table(args.data)
     ids = _column_list(args.id_column, "--id-column") if args.id_column else []
     _require_columns(frame, ids, args.data, "--id-column")

@@ -167,6 +167,10 @@ def test_request_models_get_the_groups(tmp_path):
         (["--targets", "click", "--param", "n_experts=(3,"], "cannot read '(3,'"),
         (["--targets", "click", "--param", "n_experts"], "is not KEY=VALUE"),
         (["--targets", "click", "--param", "lr=0.1", "--lr", "0.2"], "'lr' is set twice (also by --lr)"),
+        (
+            ["--targets", "click", "--param", "n_threads=1", "--threads", "1"],
+            "'n_threads' is set twice (also by --threads)",
+        ),
         (["--targets", "click", "--features", "x0,click"], "both as features and as targets"),
         (["--targets", "click", "--exclude", "click"], "both to --exclude and as targets"),
         (["--targets", "click", "--exclude", "city", "--features", "x0"], "either --features or --exclude"),
@@ -214,6 +218,33 @@ def test_fit_keeps_early_stopping_off_unless_asked():
     assert params()["early_stopping"] is False
     assert params("--early-stopping")["early_stopping"] is True
     assert params("--param", "early_stopping=auto")["early_stopping"] == "auto"
+
+
+def test_threads_option_sets_n_threads_in_every_command(tmp_path, monkeypatch, capsys):
+    import torch
+
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _table(n=60).to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY]
+    assert main([*args, "--threads", "1"]) == 0
+    assert joblib.load(model).n_threads == 1  # saved with the model
+
+    n = 1 if torch.get_num_threads() != 1 else 2  # differs from torch's setting, so it shows
+    seen = []
+    original = MMoEClassifier._predict_logits
+
+    def spy(self, *a, **k):
+        seen.append(torch.get_num_threads())
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(MMoEClassifier, "_predict_logits", spy)
+    assert main(["predict", str(model), str(data), "-o", str(tmp_path / "p.csv"), "--threads", str(n)]) == 0
+    assert main(["evaluate", str(model), str(data), "-o", str(tmp_path / "e.json"), "--threads", str(n)]) == 0
+    assert seen == [n, n]
+    assert main(["predict", str(model), str(data), "-o", str(tmp_path / "p.csv"), "--threads", "0"]) == 1
+    assert "n_threads must be None or a positive integer, got 0" in capsys.readouterr().err
+    assert main(["demo", "--n-samples", "200", "--max-epochs", "1", "--threads", "1"]) == 0
+    assert "1 torch thread(s)" in capsys.readouterr().out
 
 
 def test_parse_param_reads_literals_only():

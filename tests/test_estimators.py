@@ -238,6 +238,79 @@ def test_warm_start_continues_training(frame):
     assert cold.n_iter_ == 3
 
 
+def _other_thread_count() -> int:
+    """A thread count that differs from torch's current one, so that setting it shows."""
+    return 1 if torch.get_num_threads() != 1 else 2
+
+
+def test_n_threads_holds_for_fit_and_predict_calls_and_is_restored(frame, monkeypatch):
+    X, Y = frame
+    before, n = torch.get_num_threads(), _other_thread_count()
+    seen = []
+
+    class Threads(Callback):
+        def on_batch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+
+    clf = tiny(n_threads=n, max_epochs=1, warm_start=True, callbacks=[Threads()]).fit(X, Y)
+    assert seen and set(seen) == {n}
+    assert torch.get_num_threads() == before
+    clf.partial_fit(X, Y)
+    assert set(seen) == {n} and torch.get_num_threads() == before
+
+    in_predict = []
+    predict_logits = clf.net_.predict_logits
+
+    def spy(*args, **kwargs):
+        in_predict.append(torch.get_num_threads())
+        return predict_logits(*args, **kwargs)
+
+    monkeypatch.setattr(clf.net_, "predict_logits", spy)
+    clf.predict_proba(X), clf.predict(X), clf.score(X, Y)
+    assert in_predict == [n, n, n] and torch.get_num_threads() == before
+
+    # a continuation parameter: it may change between warm-start fits, None leaves torch alone
+    seen.clear()
+    clf.set_params(n_threads=None).fit(X, Y)
+    assert set(seen) == {before}
+
+
+def test_n_threads_is_restored_when_the_call_raises(frame, monkeypatch):
+    X, Y = frame
+    before, n = torch.get_num_threads(), _other_thread_count()
+    seen = []
+
+    class Boom(Callback):
+        def on_batch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        tiny(n_threads=n, callbacks=[Boom()]).fit(X, Y)
+    assert seen == [n] and torch.get_num_threads() == before
+
+    clf = tiny(n_threads=n, max_epochs=1).fit(X, Y)
+
+    def boom(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("boom in predict")
+
+    monkeypatch.setattr(clf.net_, "predict_logits", boom)
+    with pytest.raises(RuntimeError, match="boom in predict"):
+        clf.predict_proba(X)
+    assert seen == [n, n] and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n_threads", [0, -1, 1.5, True, "2"])
+def test_invalid_n_threads_is_rejected_at_fit_and_predict(frame, n_threads):
+    X, Y = frame
+    with pytest.raises(ValueError, match="n_threads must be None or a positive integer"):
+        tiny(n_threads=n_threads).fit(X, Y)
+    clf = tiny(max_epochs=1).fit(X, Y).set_params(n_threads=n_threads)
+    with pytest.raises(ValueError, match="n_threads must be None or a positive integer"):
+        clf.predict_proba(X)
+
+
 def test_continuation_rejects_a_changed_architecture(frame):
     # warm_start / partial_fit continue the model built by the first fit: a parameter that
     # built it must not be silently ignored when it changes in between.

@@ -77,6 +77,7 @@ class AITMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,

@@ -69,6 +69,7 @@ class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,

@@ -212,6 +212,7 @@ class GRecClassifier(MultiTaskClassifierBase):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,

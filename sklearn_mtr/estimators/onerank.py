@@ -157,6 +157,7 @@ class OneRankClassifier(MultiTaskClassifierBase):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,

@@ -83,6 +83,7 @@ class ResFlowClassifier(MultiTaskClassifierBase):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,

@@ -45,6 +45,7 @@ _DEDICATED = {
     "random_state": "--random-state",
     "early_stopping": "--early-stopping",
     "categorical_features": "--categorical-features",
+    "text_features": "--text-features",
     "device": "--device",
     "verbose": "--verbose",
     "n_threads": "--threads",
@@ -84,7 +85,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
         description=(
             "Train an estimator on DATA. The features are every column except the targets, the "
             "--groups / --sample-weight columns and --exclude (or exactly --features). String "
-            "columns are categorical. A --holdout share of the rows (whole groups with --groups) is "
+            "columns are categorical, except the --text-features. A --holdout share of the rows (whole groups with --groups) is "
             "kept out of training and scored in the report."
         ),
     )
@@ -104,6 +105,9 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     fit.add_argument("--exclude", help="comma-separated columns that are not features (ids, timestamps, ...)")
     fit.add_argument(
         "--categorical-features", help="comma-separated columns embedded as categories, besides the string columns"
+    )
+    fit.add_argument(
+        "--text-features", help="comma-separated string columns read as words (text_features), not as categories"
     )
     fit.add_argument("--groups", help="request / session id column: whole groups in each split, and GAUC")
     fit.add_argument("--sample-weight", help="column of non-negative row weights")
@@ -369,26 +373,49 @@ def _estimator_params(cls: type, args: argparse.Namespace, X: pd.DataFrame) -> d
         params["n_threads"] = args.threads
     if args.early_stopping:
         params["early_stopping"] = True
-    if args.categorical_features:
-        declared = _column_list(args.categorical_features, "--categorical-features")
-        _require_columns(X, declared, "the features", "--categorical-features")
-        # The string columns stay categorical, as with the default "from_dtype".
-        strings = [c for c in X.columns if _is_string(X[c]) and c not in declared]
-        params["categorical_features"] = declared + strings
+    if args.text_features:
+        params["text_features"] = _column_list(args.text_features, "--text-features")
+        _require_columns(X, params["text_features"], "the features", "--text-features")
     for text in args.param:
         key, value = parse_param(text)
         if key not in valid:
             raise CommandError(f"--param {key!r}: {cls.__name__} has no such parameter; it has {sorted(valid)}.")
-        if key in params:
+        if key in params or (key == "categorical_features" and args.categorical_features):
             flag = _DEDICATED.get(key)
             raise CommandError(f"--param {key!r} is set twice" + (f" (also by {flag})." if flag else "."))
         params[key] = value
+    if args.categorical_features:  # after --param, which may give other roles (text, sequence)
+        params["categorical_features"] = _categorical_columns(args.categorical_features, X, params)
     # The command keeps its documented behaviour (no inner split unless asked) rather than the
     # estimators' early_stopping="auto"; --param early_stopping=auto selects that.
     params.setdefault("early_stopping", False)
     if args.optimizer_param:
         params["optimizer"] = _optimizer_instance(params.get("optimizer", "adam"), args.optimizer_param)
     return params
+
+
+def _categorical_columns(option: str, X: pd.DataFrame, params: dict) -> list:
+    """``--categorical-features`` plus the string columns, as the default "from_dtype" makes
+    them categorical; columns with another role (text, sequence) are left to it."""
+    from .features._roles import infer_kind, warn_free_text
+
+    declared = _column_list(option, "--categorical-features")
+    _require_columns(X, declared, "the features", "--categorical-features")
+    other = {}
+    for key in ("text_features", "sequence_features"):
+        value = params.get(key) or []
+        for column in [value] if isinstance(value, str) else list(value):  # a dict's keys are its columns
+            other.setdefault(column, key)
+    both = [c for c in declared if c in other]
+    if both:
+        raise CommandError(
+            f"column(s) {both} are given both to --categorical-features and as {other[both[0]]}; "
+            "a column has one role."
+        )
+    strings = [c for c in X.columns if _is_string(X[c]) and c not in declared and c not in other]
+    # Categorical without being named: the same free-text warning as "from_dtype" gives.
+    warn_free_text(X, [c for c in strings if infer_kind(X[c]) == "string"])
+    return declared + strings
 
 
 def _optimizer_instance(name, texts: list[str]):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import joblib
@@ -139,6 +140,55 @@ def test_categorical_columns_safe_format_and_other_models(tmp_path):
     assert clf.categorical_features == ["user", "city"]  # declared + the string columns
     assert main(["evaluate", str(model), str(data), "-o", str(tmp_path / "e.json")]) == 0
     assert set(json.loads((tmp_path / "e.json").read_text())["auc"]) == {"click", "buy"}
+
+
+def _reviews(n=240) -> pd.DataFrame:
+    """_table plus a free-text column: a different review of several words on every row."""
+    frame = _table(n=n)
+    frame["review"] = [f"the plot was {'good' if i % 2 else 'slow'} said viewer {i}" for i in range(n)]
+    return frame
+
+
+def test_text_features_are_left_out_of_the_automatic_categorical_list(tmp_path):
+    # --categorical-features adds the string columns; a --text-features column is not one of them
+    # (it used to be, and the estimator then refused a column both categorical and text).
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _reviews().to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY]
+    assert main([*args, "--categorical-features", "user", "--text-features", "review"]) == 0
+    clf = joblib.load(model)
+    assert clf.categorical_features == ["user", "city"] and clf.text_features == ["review"]
+    assert clf.feature_encoder_.roles_["review"] == "text"
+    # the same with text_features given through --param
+    assert main([*args, "--categorical-features", "user", "--param", "text_features=['review']"]) == 0
+    assert joblib.load(model).categorical_features == ["user", "city"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--categorical-features", "review", "--text-features", "review"], "['review'] are given both to"),
+        (["--text-features", "review", "--param", "text_features=['city']"], "'text_features' is set twice"),
+        (["--text-features", "nope"], "--text-features column(s) ['nope'] not found"),
+    ],
+)
+def test_text_features_errors_are_clear(tmp_path, capsys, extra, message):
+    data = tmp_path / "train.csv"
+    _reviews(n=40).to_csv(data, index=False)
+    assert main(["fit", str(data), "--targets", "click", "-o", str(tmp_path / "m.joblib"), *TINY, *extra]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["--categorical-features", "user"]])
+def test_fit_warns_about_a_free_text_column_made_categorical(tmp_path, extra):
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _reviews().to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY, *extra]
+    with pytest.warns(UserWarning, match=r"column 'review' looks like free text.*text_features=\['review'\]"):
+        assert main(args) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert main([*args, "--text-features", "review"]) == 0
 
 
 def test_request_models_get_the_groups(tmp_path):

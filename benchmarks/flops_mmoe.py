@@ -59,7 +59,9 @@ def setup(n_rows: int):
 
     data = load_census_income(_common.census_dir())
     X, Y = data.X_train.iloc[:n_rows], data.Y_train[TASKS].iloc[:n_rows]
-    clf = MMoEClassifier(**CONFIG, batch_size=BATCH, lr=1e-3, max_epochs=1, random_state=0, device="cpu")
+    clf = MMoEClassifier(
+        **CONFIG, batch_size=BATCH, lr=1e-3, max_epochs=1, early_stopping=False, random_state=0, device="cpu"
+    )
     clf.fit(X.iloc[: 2 * BATCH], Y.iloc[: 2 * BATCH])  # builds the net; the steps are timed below
     encoded = clf.feature_encoder_.transform(clf._validate_X(X, reset=False))
     y = torch.from_numpy(Y.to_numpy(dtype=np.float32, copy=True))

@@ -61,7 +61,7 @@ def make_estimator(model: str, setting: str):
 
     extra = {"sequence_features": {"history": "item"}, "text_features": ["title"]} if setting == "sequence_text" else {}
     cls = getattr(sklearn_mtr, f"{model}Classifier")
-    return cls(max_epochs=1, random_state=0, device="cpu", verbose=0, **extra)
+    return cls(max_epochs=1, early_stopping=False, random_state=0, device="cpu", verbose=0, **extra)
 
 
 def n_parameters(clf) -> int:

@@ -23,12 +23,16 @@ from ._net import MultiTaskNet, TensorDataset
 from .features import TabularEncoder
 from .features._encoder import check_numeric_encoding
 from .models import MultiTaskModule
+from ._threads import check_n_threads, torch_threads
 from .optim import resolve_optimizer
 
 _PRECISIONS = ("fp32", "bf16")
 # Rows encoded at once by predict: bounds its memory beyond the input and the output.
 _PREDICT_CHUNK = 1 << 16
 _SCORING = ("auc", "loss")
+# early_stopping="auto" holds out validation rows above this many training rows, as
+# HistGradientBoostingClassifier does: small data keeps every row for training.
+_AUTO_EARLY_STOPPING_ROWS = 10_000
 # Parameters a continuation (warm_start, partial_fit) applies; every other one is fixed by the
 # first fit (architecture, features, optimizer, ...) and may not change in between.
 _CONTINUATION_PARAMS = frozenset(
@@ -41,6 +45,7 @@ _CONTINUATION_PARAMS = frozenset(
         "lr",
         "max_epochs",
         "n_iter_no_change",
+        "n_threads",
         "random_state",
         "scoring",
         "tol",
@@ -68,7 +73,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         weight_decay=0.0,
         batch_size=256,
         max_epochs=10,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=3,
         scoring="auc",
@@ -83,6 +88,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         device="auto",
         precision="fp32",
         compile=False,
+        n_threads=None,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -134,6 +140,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        if not (
+            isinstance(self.early_stopping, (bool, np.bool_))
+            or (isinstance(self.early_stopping, str) and self.early_stopping == "auto")
+        ):
+            raise ValueError(f"early_stopping must be 'auto', True or False, got {self.early_stopping!r}.")
         if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}.")
         if self.scoring not in _SCORING:
@@ -142,6 +153,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
         if not isinstance(self.compile, (bool, np.bool_, dict)):
             raise ValueError(f"compile must be a bool or a dict of torch.compile arguments, got {self.compile!r}.")
+        check_n_threads(self.n_threads)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
 
@@ -347,7 +359,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         first = not ((incremental or self.warm_start) and self.__sklearn_is_fitted__())
         backup = dict(vars(self)) if not first else None
         try:
-            self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
+            with torch_threads(self.n_threads):
+                self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
         except BaseException:
             # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
             for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -409,7 +422,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             None if w is None else torch.from_numpy(w.astype(np.float32)),
         )
 
-        use_valid = self.early_stopping and epochs is None
+        # Decided per fit call from the rows it is given (a warm start on more rows may switch it on).
+        use_valid = epochs is None and self._early_stopping_on(n)
         if use_valid:
             train_ds, valid_ds = (
                 TensorDataset(Xs, *yw)
@@ -469,12 +483,20 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 RuntimeWarning,
             )
 
+    def _early_stopping_on(self, n_rows: int) -> bool:
+        """Whether a ``fit`` call on ``n_rows`` rows holds out validation rows and stops early."""
+        if isinstance(self.early_stopping, str):  # "auto", checked by _check_params
+            return n_rows > _AUTO_EARLY_STOPPING_ROWS
+        return bool(self.early_stopping)
+
     def _validation_split(self, n, groups):
         if groups is not None and len(pd.unique(groups)) < 2:
             # GroupShuffleSplit would speak of "n_samples=1", meaning the groups
+            auto = isinstance(self.early_stopping, str)
             raise ValueError(
                 "early_stopping holds out whole groups for validation, but groups has a single value; "
-                "pass at least two groups (or groups=None to split rows)."
+                "pass at least two groups (or groups=None to split rows), or set early_stopping=False"
+                + (f" (early_stopping='auto' turns it on above {_AUTO_EARLY_STOPPING_ROWS:,} rows)." if auto else ".")
             )
         splitter = (GroupShuffleSplit if groups is not None else ShuffleSplit)(
             n_splits=1, test_size=self.validation_fraction, random_state=self.seed_
@@ -537,7 +559,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     def _predict_task_proba(self, X, groups=None) -> np.ndarray:
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        logits = self._predict_logits(frame, self._request_codes(groups, len(frame)))
+        # getattr: models pickled before n_threads existed have no such attribute
+        with torch_threads(getattr(self, "n_threads", None)):
+            logits = self._predict_logits(frame, self._request_codes(groups, len(frame)))
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():
             raise FloatingPointError(
@@ -688,10 +712,13 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Rows per training step.
     max_epochs : int, default=10
         Passes over the training data (``fit``); ``partial_fit`` always runs one.
-    early_stopping : bool, default=False
+    early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the rows (whole groups when ``groups`` is given),
         stop when ``scoring`` on it has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, and restore the best epoch's weights.
+        epochs, and restore the best epoch's weights. ``"auto"`` (as in
+        :class:`~sklearn.ensemble.HistGradientBoostingClassifier`) turns it on when the
+        ``fit`` call is given more than 10,000 rows and off otherwise, decided anew at each
+        call (a ``warm_start`` fit included); ``partial_fit`` never stops early.
     validation_fraction : float, default=0.1
         Share of rows held out for early stopping.
     n_iter_no_change : int, default=3
@@ -745,6 +772,12 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         and mode pay the compilation (tens of seconds); it pays off on GPUs and long fits. The
         plain module is what is trained, saved and exported: the compiled function shares its
         weights and is rebuilt after unpickling.
+    n_threads : int, default=None
+        Torch intra-op threads (``torch.set_num_threads``) for the duration of each ``fit``,
+        ``partial_fit``, ``predict_proba``, ``predict`` and ``score`` call; the previous count
+        is restored afterwards. None leaves torch's own setting (by default one thread per
+        core) alone. On a busy machine a small model can run much faster with 1; see the
+        performance docs.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
         value gives identical predictions for repeated fits on CPU (GPU kernels may differ).

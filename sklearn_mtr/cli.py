@@ -45,9 +45,12 @@ _DEDICATED = {
     "random_state": "--random-state",
     "early_stopping": "--early-stopping",
     "categorical_features": "--categorical-features",
+    "text_features": "--text-features",
     "device": "--device",
     "verbose": "--verbose",
+    "n_threads": "--threads",
 }
+_THREADS_HELP = "torch threads for the call (n_threads); default: torch's own setting, one per core"
 
 
 class CommandError(ValueError):
@@ -73,6 +76,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=10)
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--verbose", type=int, default=0)
+    demo.add_argument("--threads", type=int, help=_THREADS_HELP)
     demo.set_defaults(func=_run_demo)
 
     fit = commands.add_parser(
@@ -81,7 +85,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
         description=(
             "Train an estimator on DATA. The features are every column except the targets, the "
             "--groups / --sample-weight columns and --exclude (or exactly --features). String "
-            "columns are categorical. A --holdout share of the rows (whole groups with --groups) is "
+            "columns are categorical, except the --text-features. A --holdout share of the rows (whole groups with --groups) is "
             "kept out of training and scored in the report."
         ),
     )
@@ -102,6 +106,9 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     fit.add_argument(
         "--categorical-features", help="comma-separated columns embedded as categories, besides the string columns"
     )
+    fit.add_argument(
+        "--text-features", help="comma-separated string columns read as words (text_features), not as categories"
+    )
     fit.add_argument("--groups", help="request / session id column: whole groups in each split, and GAUC")
     fit.add_argument("--sample-weight", help="column of non-negative row weights")
     fit.add_argument("--holdout", type=float, default=0.2, help="share of rows held out and scored (0: none)")
@@ -109,9 +116,14 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int)
     fit.add_argument("--lr", type=float)
     fit.add_argument("--random-state", type=int, default=0, help="seeds the model and the holdout split (default 0)")
-    fit.add_argument("--early-stopping", action="store_true", help="stop on an inner validation split")
+    fit.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="stop on an inner validation split (default: off; --param early_stopping=auto for the estimators' rule)",
+    )
     fit.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     fit.add_argument("--verbose", type=int, help="1 prints the per-epoch table")
+    fit.add_argument("--threads", type=int, help=_THREADS_HELP + "; saved with the model")
     fit.add_argument(
         "--param",
         action="append",
@@ -137,6 +149,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     evaluate.add_argument("--groups", help="request / user id column: GAUC, and requests for models that use them")
     evaluate.add_argument("--sample-weight", help="column of row weights")
     evaluate.add_argument("-o", "--output", help="write the JSON here instead of standard output")
+    evaluate.add_argument("--threads", type=int, help=_THREADS_HELP + "; default: the model's n_threads")
     evaluate.set_defaults(func=_run_evaluate)
 
     predict = commands.add_parser("predict", help="write per-task probabilities to a CSV / Parquet file")
@@ -145,6 +158,7 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", required=True, help="output .csv / .tsv / .parquet, or - for CSV on stdout")
     predict.add_argument("--id-column", help="comma-separated columns copied to the output first (ids)")
     predict.add_argument("--groups", help="request id column, for models that score a request's rows together")
+    predict.add_argument("--threads", type=int, help=_THREADS_HELP + "; default: the model's n_threads")
     predict.set_defaults(func=_run_predict)
     return parser
 
@@ -210,13 +224,15 @@ def _run_demo(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         batch_size=512,
         early_stopping=True,
+        n_threads=args.threads,
         random_state=args.random_state,
         verbose=args.verbose,
     )
     print(
         f"{type(clf).__name__}: {len(X_train)} train / {len(X_test)} test rows, {args.n_tasks} tasks "
         f"(task correlation {args.task_correlation}), {X.shape[1]} features, device "
-        f"{'cuda' if torch.cuda.is_available() else 'cpu'}"
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'}, "
+        f"{args.threads or torch.get_num_threads()} torch thread(s)"
     )
     start = time.perf_counter()
     clf.fit(X_train, Y_train)
@@ -353,25 +369,53 @@ def _estimator_params(cls: type, args: argparse.Namespace, X: pd.DataFrame) -> d
         value = getattr(args, key)
         if value is not None:
             params[key] = value
+    if args.threads is not None:
+        params["n_threads"] = args.threads
     if args.early_stopping:
         params["early_stopping"] = True
-    if args.categorical_features:
-        declared = _column_list(args.categorical_features, "--categorical-features")
-        _require_columns(X, declared, "the features", "--categorical-features")
-        # The string columns stay categorical, as with the default "from_dtype".
-        strings = [c for c in X.columns if _is_string(X[c]) and c not in declared]
-        params["categorical_features"] = declared + strings
+    if args.text_features:
+        params["text_features"] = _column_list(args.text_features, "--text-features")
+        _require_columns(X, params["text_features"], "the features", "--text-features")
     for text in args.param:
         key, value = parse_param(text)
         if key not in valid:
             raise CommandError(f"--param {key!r}: {cls.__name__} has no such parameter; it has {sorted(valid)}.")
-        if key in params:
+        if key in params or (key == "categorical_features" and args.categorical_features):
             flag = _DEDICATED.get(key)
             raise CommandError(f"--param {key!r} is set twice" + (f" (also by {flag})." if flag else "."))
         params[key] = value
+    if args.categorical_features:  # after --param, which may give other roles (text, sequence)
+        params["categorical_features"] = _categorical_columns(args.categorical_features, X, params)
+    # The command keeps its documented behaviour (no inner split unless asked) rather than the
+    # estimators' early_stopping="auto"; --param early_stopping=auto selects that.
+    params.setdefault("early_stopping", False)
     if args.optimizer_param:
         params["optimizer"] = _optimizer_instance(params.get("optimizer", "adam"), args.optimizer_param)
     return params
+
+
+def _categorical_columns(option: str, X: pd.DataFrame, params: dict) -> list:
+    """``--categorical-features`` plus the string columns, as the default "from_dtype" makes
+    them categorical; columns with another role (text, sequence) are left to it."""
+    from .features._roles import infer_kind, warn_free_text
+
+    declared = _column_list(option, "--categorical-features")
+    _require_columns(X, declared, "the features", "--categorical-features")
+    other = {}
+    for key in ("text_features", "sequence_features"):
+        value = params.get(key) or []
+        for column in [value] if isinstance(value, str) else list(value):  # a dict's keys are its columns
+            other.setdefault(column, key)
+    both = [c for c in declared if c in other]
+    if both:
+        raise CommandError(
+            f"column(s) {both} are given both to --categorical-features and as {other[both[0]]}; "
+            "a column has one role."
+        )
+    strings = [c for c in X.columns if _is_string(X[c]) and c not in declared and c not in other]
+    # Categorical without being named: the same free-text warning as "from_dtype" gives.
+    warn_free_text(X, [c for c in strings if infer_kind(X[c]) == "string"])
+    return declared + strings
 
 
 def _optimizer_instance(name, texts: list[str]):
@@ -455,8 +499,13 @@ def load_model(path: str):
 
 
 # ---------------------------------------------------------------------------------------- evaluate / predict
+def _with_threads(model, threads):
+    """The loaded model, predicting with ``--threads`` when given (else its saved n_threads)."""
+    return model if threads is None else model.set_params(n_threads=threads)
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
-    model = load_model(args.model_file)
+    model = _with_threads(load_model(args.model_file), args.threads)
     frame = read_table(args.data)
     task_names = [str(t) for t in model.task_names_]
     targets = _column_list(args.targets, "--targets") if args.targets else task_names
@@ -486,7 +535,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    model = load_model(args.model_file)
+    model = _with_threads(load_model(args.model_file), args.threads)
     frame = read_table(args.data)
     ids = _column_list(args.id_column, "--id-column") if args.id_column else []
     _require_columns(frame, ids, args.data, "--id-column")

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import joblib
@@ -141,6 +142,55 @@ def test_categorical_columns_safe_format_and_other_models(tmp_path):
     assert set(json.loads((tmp_path / "e.json").read_text())["auc"]) == {"click", "buy"}
 
 
+def _reviews(n=240) -> pd.DataFrame:
+    """_table plus a free-text column: a different review of several words on every row."""
+    frame = _table(n=n)
+    frame["review"] = [f"the plot was {'good' if i % 2 else 'slow'} said viewer {i}" for i in range(n)]
+    return frame
+
+
+def test_text_features_are_left_out_of_the_automatic_categorical_list(tmp_path):
+    # --categorical-features adds the string columns; a --text-features column is not one of them
+    # (it used to be, and the estimator then refused a column both categorical and text).
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _reviews().to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY]
+    assert main([*args, "--categorical-features", "user", "--text-features", "review"]) == 0
+    clf = joblib.load(model)
+    assert clf.categorical_features == ["user", "city"] and clf.text_features == ["review"]
+    assert clf.feature_encoder_.roles_["review"] == "text"
+    # the same with text_features given through --param
+    assert main([*args, "--categorical-features", "user", "--param", "text_features=['review']"]) == 0
+    assert joblib.load(model).categorical_features == ["user", "city"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--categorical-features", "review", "--text-features", "review"], "['review'] are given both to"),
+        (["--text-features", "review", "--param", "text_features=['city']"], "'text_features' is set twice"),
+        (["--text-features", "nope"], "--text-features column(s) ['nope'] not found"),
+    ],
+)
+def test_text_features_errors_are_clear(tmp_path, capsys, extra, message):
+    data = tmp_path / "train.csv"
+    _reviews(n=40).to_csv(data, index=False)
+    assert main(["fit", str(data), "--targets", "click", "-o", str(tmp_path / "m.joblib"), *TINY, *extra]) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["--categorical-features", "user"]])
+def test_fit_warns_about_a_free_text_column_made_categorical(tmp_path, extra):
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _reviews().to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY, *extra]
+    with pytest.warns(UserWarning, match=r"column 'review' looks like free text.*text_features=\['review'\]"):
+        assert main(args) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert main([*args, "--text-features", "review"]) == 0
+
+
 def test_request_models_get_the_groups(tmp_path):
     from sklearn_mtr.cli import _estimators
 
@@ -167,6 +217,10 @@ def test_request_models_get_the_groups(tmp_path):
         (["--targets", "click", "--param", "n_experts=(3,"], "cannot read '(3,'"),
         (["--targets", "click", "--param", "n_experts"], "is not KEY=VALUE"),
         (["--targets", "click", "--param", "lr=0.1", "--lr", "0.2"], "'lr' is set twice (also by --lr)"),
+        (
+            ["--targets", "click", "--param", "n_threads=1", "--threads", "1"],
+            "'n_threads' is set twice (also by --threads)",
+        ),
         (["--targets", "click", "--features", "x0,click"], "both as features and as targets"),
         (["--targets", "click", "--exclude", "click"], "both to --exclude and as targets"),
         (["--targets", "click", "--exclude", "city", "--features", "x0"], "either --features or --exclude"),
@@ -199,6 +253,48 @@ def test_file_errors_are_clear(trained, tmp_path, capsys):
     assert "feature column(s) ['city'] not found" in capsys.readouterr().err
     assert main(["evaluate", str(model_path), str(data), "--targets", "click"]) == 1
     assert "the model has 2 tasks" in capsys.readouterr().err
+
+
+def test_fit_keeps_early_stopping_off_unless_asked():
+    # The command's behaviour does not follow the estimators' early_stopping="auto" default.
+    from sklearn_mtr.cli import _estimator_params, build_parser
+
+    X = _table(n=10)[["x0", "city"]]
+
+    def params(*extra):
+        args = build_parser().parse_args(["fit", "d.csv", "--targets", "click", "-o", "m", *extra])
+        return _estimator_params(MMoEClassifier, args, X)
+
+    assert params()["early_stopping"] is False
+    assert params("--early-stopping")["early_stopping"] is True
+    assert params("--param", "early_stopping=auto")["early_stopping"] == "auto"
+
+
+def test_threads_option_sets_n_threads_in_every_command(tmp_path, monkeypatch, capsys):
+    import torch
+
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _table(n=60).to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY]
+    assert main([*args, "--threads", "1"]) == 0
+    assert joblib.load(model).n_threads == 1  # saved with the model
+
+    n = 1 if torch.get_num_threads() != 1 else 2  # differs from torch's setting, so it shows
+    seen = []
+    original = MMoEClassifier._predict_logits
+
+    def spy(self, *a, **k):
+        seen.append(torch.get_num_threads())
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(MMoEClassifier, "_predict_logits", spy)
+    assert main(["predict", str(model), str(data), "-o", str(tmp_path / "p.csv"), "--threads", str(n)]) == 0
+    assert main(["evaluate", str(model), str(data), "-o", str(tmp_path / "e.json"), "--threads", str(n)]) == 0
+    assert seen == [n, n]
+    assert main(["predict", str(model), str(data), "-o", str(tmp_path / "p.csv"), "--threads", "0"]) == 1
+    assert "n_threads must be None or a positive integer, got 0" in capsys.readouterr().err
+    assert main(["demo", "--n-samples", "200", "--max-epochs", "1", "--threads", "1"]) == 0
+    assert "1 torch thread(s)" in capsys.readouterr().out
 
 
 def test_parse_param_reads_literals_only():

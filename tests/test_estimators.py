@@ -151,6 +151,29 @@ def test_early_stopping_stops_after_patience_and_can_monitor_loss(frame):
     assert "valid_loss_best" in clf.history_[-1]
 
 
+def test_early_stopping_auto_holds_out_validation_rows_above_10000_rows_only():
+    # The default, as in HistGradientBoostingClassifier: on for more than 10,000 rows.
+    X, Y = make_multitask_classification(n_samples=10_001, n_features=3, random_state=0)
+    fast = {"max_epochs": 1, "batch_size": 4096}
+    assert tiny().early_stopping == "auto"
+    big = tiny(**fast).fit(X, Y)
+    assert "valid_loss" in big.history_[-1] and "valid_auc_task0" in big.history_[-1]
+    small = tiny(**fast).fit(X[:10_000], Y[:10_000])
+    assert not [k for k in small.history_[-1] if k.startswith("valid_")]
+
+
+def test_early_stopping_auto_is_decided_per_fit_call_and_never_in_partial_fit():
+    X, Y = make_multitask_classification(n_samples=10_001, n_features=3, random_state=0)
+    clf = tiny(max_epochs=1, batch_size=4096, warm_start=True).fit(X[:500], Y[:500])
+    assert "valid_loss" not in clf.history_[-1]
+    clf.fit(X, Y)  # the continuation is given more than 10,000 rows
+    assert "valid_loss" in clf.history_[-1]
+    clf.partial_fit(X, Y)
+    assert "valid_loss" not in clf.history_[-1]
+    forced = tiny(max_epochs=1, early_stopping=False).fit(X, Y)  # False keeps its meaning
+    assert "valid_loss" not in forced.history_[-1]
+
+
 def test_early_stopping_keeps_groups_whole_in_the_split(frame):
     X, Y = frame
     groups = np.repeat(np.arange(30), 10)
@@ -213,6 +236,79 @@ def test_warm_start_continues_training(frame):
     cold = tiny().fit(X, Y)
     cold.fit(X, Y)
     assert cold.n_iter_ == 3
+
+
+def _other_thread_count() -> int:
+    """A thread count that differs from torch's current one, so that setting it shows."""
+    return 1 if torch.get_num_threads() != 1 else 2
+
+
+def test_n_threads_holds_for_fit_and_predict_calls_and_is_restored(frame, monkeypatch):
+    X, Y = frame
+    before, n = torch.get_num_threads(), _other_thread_count()
+    seen = []
+
+    class Threads(Callback):
+        def on_batch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+
+    clf = tiny(n_threads=n, max_epochs=1, warm_start=True, callbacks=[Threads()]).fit(X, Y)
+    assert seen and set(seen) == {n}
+    assert torch.get_num_threads() == before
+    clf.partial_fit(X, Y)
+    assert set(seen) == {n} and torch.get_num_threads() == before
+
+    in_predict = []
+    predict_logits = clf.net_.predict_logits
+
+    def spy(*args, **kwargs):
+        in_predict.append(torch.get_num_threads())
+        return predict_logits(*args, **kwargs)
+
+    monkeypatch.setattr(clf.net_, "predict_logits", spy)
+    clf.predict_proba(X), clf.predict(X), clf.score(X, Y)
+    assert in_predict == [n, n, n] and torch.get_num_threads() == before
+
+    # a continuation parameter: it may change between warm-start fits, None leaves torch alone
+    seen.clear()
+    clf.set_params(n_threads=None).fit(X, Y)
+    assert set(seen) == {before}
+
+
+def test_n_threads_is_restored_when_the_call_raises(frame, monkeypatch):
+    X, Y = frame
+    before, n = torch.get_num_threads(), _other_thread_count()
+    seen = []
+
+    class Boom(Callback):
+        def on_batch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        tiny(n_threads=n, callbacks=[Boom()]).fit(X, Y)
+    assert seen == [n] and torch.get_num_threads() == before
+
+    clf = tiny(n_threads=n, max_epochs=1).fit(X, Y)
+
+    def boom(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("boom in predict")
+
+    monkeypatch.setattr(clf.net_, "predict_logits", boom)
+    with pytest.raises(RuntimeError, match="boom in predict"):
+        clf.predict_proba(X)
+    assert seen == [n, n] and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n_threads", [0, -1, 1.5, True, "2"])
+def test_invalid_n_threads_is_rejected_at_fit_and_predict(frame, n_threads):
+    X, Y = frame
+    with pytest.raises(ValueError, match="n_threads must be None or a positive integer"):
+        tiny(n_threads=n_threads).fit(X, Y)
+    clf = tiny(max_epochs=1).fit(X, Y).set_params(n_threads=n_threads)
+    with pytest.raises(ValueError, match="n_threads must be None or a positive integer"):
+        clf.predict_proba(X)
 
 
 def test_continuation_rejects_a_changed_architecture(frame):
@@ -399,6 +495,8 @@ def test_string_column_not_declared_categorical_is_rejected():
         ({"lr": -1.0}, "lr"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"scoring": "f1"}, "scoring"),
+        ({"early_stopping": "on"}, "early_stopping must be 'auto', True or False"),
+        ({"early_stopping": 1}, "early_stopping must be 'auto', True or False"),
         ({"precision": "fp8"}, "precision"),
         ({"optimizer": "nope"}, "optimizer='nope'"),
         ({"task_weights": [1.0]}, "task_weights"),

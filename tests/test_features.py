@@ -1,5 +1,7 @@
 """Tests for the data layer: column roles (resolve_roles) and TabularEncoder."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -204,6 +206,44 @@ def test_names_with_integer_column_keys_raise():
         resolve_roles(X, ["a"], None, None)
     with pytest.raises(ValueError, match="'a'"):
         TabularEncoder(categorical_features="a").fit(X)
+
+
+def _log_frame(n=400, seed=0):
+    """An interaction log: repeated users and titles, a rating level, unique ids and reviews."""
+    rng = np.random.default_rng(seed)
+    words = np.array(["good", "bad", "plot", "great", "boring", "actor", "loved", "the", "ending", "slow"])
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, n // 4, n)],  # each user has several rows
+            "title": [f"The movie number {i}" for i in rng.integers(0, n // 3, n)],  # items repeat
+            "level": rng.choice(["low", "mid", "high"], n),
+            "impression_id": [f"imp-{i:06d}" for i in range(n)],  # unique, but one word: an id
+            "review": [" ".join(rng.choice(words, 6)) + f" {i}" for i in range(n)],
+            "x": rng.normal(size=n),
+        }
+    )
+
+
+def test_free_text_column_made_categorical_by_dtype_warns_with_the_fix():
+    X = _log_frame()
+    with pytest.warns(UserWarning, match=r"column 'review' looks like free text .*text_features=\['review'\]") as rec:
+        roles, _ = resolve_roles(X, "from_dtype", None, None)
+    assert roles["review"] == CATEGORICAL  # a warning, not a change of role
+    assert [str(w.message).split()[1] for w in rec if "free text" in str(w.message)] == ["'review'"]
+    X["review"] = X["review"].astype(pd.StringDtype())
+    with pytest.warns(UserWarning, match="'review' looks like free text"):
+        TabularEncoder().fit(X)
+
+
+def test_declared_free_text_and_ordinary_string_columns_do_not_warn():
+    X = _log_frame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_roles(X, "from_dtype", None, ["review"])[0]["review"] == TEXT
+        roles, _ = resolve_roles(X, ["user_id", "title", "level", "impression_id", "review"], None, None)
+        assert roles["review"] == CATEGORICAL  # named categorical explicitly: no warning
+        resolve_roles(X.astype({"review": "category"}), "from_dtype", None, None)  # a category dtype is declared
+        resolve_roles(X.iloc[:50], "from_dtype", None, None)  # 50 distinct reviews: too few to tell
 
 
 def test_column_both_sequence_and_text_raises():

@@ -48,10 +48,11 @@ def _rewrite(path, member, data, fix_checksum):
 @pytest.mark.parametrize("name", estimators_module.__all__)
 def test_every_public_estimator_round_trips_with_identical_predictions(name, funnel, tmp_path):
     X, Y = funnel
-    clf = getattr(estimators_module, name)(**TINY).fit(X, Y)
+    clf = getattr(estimators_module, name)(**TINY, n_threads=1).fit(X, Y)
     save(clf, tmp_path / "model.mtr")
     loaded = load(tmp_path / "model.mtr")
     assert type(loaded) is type(clf)
+    assert (loaded.n_threads, loaded.early_stopping) == (1, "auto")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert repr(loaded.get_params(deep=False)) == repr(clf.get_params(deep=False))
     assert list(loaded.task_names_) == list(clf.task_names_)

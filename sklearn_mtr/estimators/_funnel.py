@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._threads import torch_threads
+
 FUNNEL_LABELS_DOC = """Label contract: the columns of ``Y`` are funnel stages in order, each over the entire
     impression space: column 0 = click, column 1 = click *and* conversion (CTCVR), and so
     on. A row positive at a stage must be positive at every earlier stage; a violation
@@ -55,7 +57,8 @@ class FunnelLabelsMixin:
 
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        logits = self.net_.predict_logits(self.feature_encoder_.transform(frame), max(self.batch_size, 4096))
+        with torch_threads(getattr(self, "n_threads", None)):
+            logits = self.net_.predict_logits(self.feature_encoder_.transform(frame), max(self.batch_size, 4096))
         log_p = -np.logaddexp(0.0, -logits.astype(np.float64))  # log sigmoid
         cond = log_p.copy()
         cond[:, 1:] = log_p[:, 1:] - log_p[:, :-1]

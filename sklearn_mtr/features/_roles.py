@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,18 @@ CATEGORICAL = "categorical"
 NUMERIC = "numeric"
 SEQUENCE = "sequence"
 TEXT = "text"
+
+# A string column made categorical only because it holds strings is reported as free text when
+# - more than half of its non-missing values are distinct: ids of users, items or titles in an
+#   interaction log repeat (a user or an item has several rows), a review or a query rarely does;
+# - it has more than 50 distinct values: below that an embedding per value is cheap and a small
+#   table's short string column is simply a categorical with few levels;
+# - most distinct values hold several words (whitespace): ids and codes ("u123", UUIDs, SKUs) do
+#   not, so a unique id column is not mistaken for text.
+FREE_TEXT_MIN_DISTINCT = 50
+FREE_TEXT_MIN_DISTINCT_SHARE = 0.5
+# Distinct values looked at for the word test (enough for a majority, bounded on huge columns).
+_FREE_TEXT_SAMPLE = 1000
 
 
 def column_label(name: Any) -> str:
@@ -61,6 +74,34 @@ def infer_kind(series: pd.Series) -> str:
             return "string" if any(isinstance(v, str) for v in non_missing) else "numeric"
         return "other"
     return "other"
+
+
+def looks_like_free_text(series: pd.Series) -> bool:
+    """Whether a string column's values are mostly distinct, many and made of several words."""
+    values = series.dropna()
+    distinct = pd.unique(values.to_numpy(dtype=object))
+    if len(distinct) <= FREE_TEXT_MIN_DISTINCT or len(distinct) <= FREE_TEXT_MIN_DISTINCT_SHARE * len(values):
+        return False
+    sample = distinct[:_FREE_TEXT_SAMPLE]
+    several_words = sum(isinstance(v, str) and len(v.split()) > 1 for v in sample)
+    return several_words > len(sample) / 2
+
+
+def warn_free_text(X: pd.DataFrame, columns: list) -> None:
+    """Warn about each of ``columns`` (string columns made categorical without being named)
+    that :func:`looks_like_free_text`: an embedding per distinct text learns next to nothing."""
+    for col in columns:
+        if looks_like_free_text(X[col]):
+            values = X[col].dropna()
+            warnings.warn(
+                f"{column_label(col)} looks like free text ({values.nunique()} distinct values in "
+                f"{len(values)} non-missing rows, most of several words) but is categorical because it holds "
+                f"strings: an embedding per distinct value learns little. Pass text_features=[{col!r}] "
+                "(--text-features on the command line) to use its words, or name it in "
+                "categorical_features=[...] to keep it categorical without this warning.",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def _select(spec: Any, columns: list, param: str, allow_mask: bool) -> list:
@@ -143,6 +184,8 @@ def resolve_roles(
         explicit: list = []
     elif isinstance(categorical_features, str) and categorical_features == "from_dtype":
         explicit = [c for c, k in kinds.items() if k in ("category", "string")]
+        # string columns only: a pandas category dtype is a declaration, as a named column is
+        warn_free_text(X, [c for c in explicit if kinds[c] == "string"])
     elif isinstance(categorical_features, str):
         explicit = _select([categorical_features], columns, "categorical_features", allow_mask=False)
     else:

@@ -89,7 +89,8 @@ class TaskLearningCurveDisplay:
             (``<subset>_loss_<task>``).
         subsets : list of {"train", "valid"}, default=None
             Which curves to draw; by default every subset the history recorded (``"valid"``
-            exists only when the estimator was fitted with ``early_stopping=True``).
+            exists only when the estimator was fitted with early stopping: ``early_stopping=True``,
+            or ``"auto"`` on more than 10,000 rows).
         tasks : list of str or int, default=None
             Tasks to draw (names or positions); all by default.
         ax : matplotlib Axes, default=None
@@ -135,7 +136,8 @@ class TaskLearningCurveDisplay:
                     raise ValueError(f"subsets must hold 'train' and/or 'valid', got {subset!r}.")
                 if subset not in recorded:
                     raise ValueError(
-                        f"the history holds no {subset!r} curves; validation curves need early_stopping=True."
+                        f"the history holds no {subset!r} curves; validation curves need early_stopping=True "
+                        "(the default 'auto' turns it on only above 10,000 training rows)."
                     )
         scores = {s: np.column_stack([history_column(rows, f"{s}_{metric}_{t}") for t in task_names]) for s in subsets}
         display = cls(

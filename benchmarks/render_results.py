@@ -385,6 +385,83 @@ def render_vs_sklearn(page: Page, stem: str, data: dict) -> None:
             page.add(*(f"- {n}" for n in notes), "")
 
 
+def _interval(stat: dict | None) -> dict | None:
+    """A paired difference written as ``{mean, low, high}`` in the ``{mean, ci95}`` form."""
+    if isinstance(stat, dict) and "low" in stat:
+        ci = [stat["low"], stat["high"]] if stat.get("low") is not None else None
+        return {"mean": stat.get("mean"), "ci95": ci, "n": stat.get("n")}
+    return stat
+
+
+def render_numeric_encoding(page: Page, stem: str, data: dict) -> None:
+    """Per estimator: each numeric encoding's test AUC per task, its paired difference with
+    ``standard``, and the null control's difference with the variant it copies."""
+    config = data.get("config", {})
+    if "timing" in data:
+        page.add(
+            f"One training epoch on the whole training file per variant, {config.get('timing_rounds')} interleaved "
+            "rounds; the ratio is the median over rounds of the variant's seconds over `standard`'s.",
+            "",
+        )
+        rows = [
+            [model, variant, pm(_common_summary(t["seconds"]), 1), f"{t['ratio_to_standard']:.2f}×"]
+            for model, per in data["timing"].items()
+            for variant, t in per.items()
+        ]
+        page.table(["model", "variant", "epoch s", "÷ standard"], rows)
+        return
+    tasks = data.get("tasks", [])
+    page.add(
+        f"{config.get('seeds')} seed(s) paired by `random_state`; epochs chosen on the validation half (at most "
+        f"{config.get('max_epochs')}, patience {config.get('patience')}). Δ: mean paired difference with its 95 % "
+        "t-interval, against `standard` (the control: against the variant it copies, with task weights 0.5 / 0.5, "
+        "which Adam ignores; its interval is the protocol's resolution).",
+        "",
+    )
+    header = ["model", "variant"] + [h for t in tasks for h in (f"{t} AUC", f"{t} Δ [95 % CI]")] + ["s / epoch"]
+    rows = []
+    for model, per in data["models"].items():
+        for variant, entry in per.items():
+            cells = [model, variant + (f" (vs {entry['paired_vs']})" if variant == "control" else "")]
+            for t in tasks:
+                diff = (entry.get("paired_difference") or {}).get(t)
+                cells += [pm(entry["test_auc"][t]), _delta_ci(_interval(diff)) if diff else "(reference)"]
+            cells.append(pm(entry.get("seconds_per_epoch"), 1))
+            rows.append(cells)
+    page.table(header, rows)
+
+
+def _common_summary(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
+
+
+def render_defaults_grid(page: Page, stem: str, data: dict) -> None:
+    """One row per grid point (and the default fit): test AUC per task, paired difference with
+    the grid's best point, epochs trained and fit time."""
+    config, tasks = data.get("config", {}), data.get("tasks", [])
+    page.add(
+        f"{data.get('description', '')}. {config.get('seeds')} seed(s); grid points train one epoch at a time with "
+        f"the epoch chosen on the validation split (at most {config.get('max_epochs')}, patience "
+        f"{config.get('patience')}); `default` is the estimator as a user gets it (`fit`, its own early stopping). "
+        "Δ: mean paired difference with the grid's best point (95 % t-interval).",
+        "",
+    )
+    header = ["model", "point"] + [h for t in tasks for h in (f"{t} AUC", f"{t} Δ vs best")] + ["epochs", "fit s"]
+    rows = []
+    for model, entry in data["models"].items():
+        for name, point in entry["points"].items():
+            label = name + (" (best)" if name == entry.get("best_grid_point") else "")
+            cells = [model, label]
+            for t in tasks:
+                diff = (point.get("paired_vs_best") or {}).get(t)
+                cells += [pm(point["test_auc"][t]), _delta_ci(_interval(diff)) if diff else "–"]
+            epochs = [r.get("epochs_trained") for r in point["runs"]]
+            cells += [", ".join(str(e) for e in epochs), pm(point.get("fit_seconds"), 0)]
+            rows.append(cells)
+    page.table(header, rows)
+
+
 def render_throughput(page: Page, stem: str, data: dict) -> None:
     """One row per (model, configuration, phase): samples/s of every contender and the ratios
     (median of the per-round ratios), plus a plot of ours / torch-rechub and ours / plain."""
@@ -518,6 +595,8 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "optimizer_synthetic": render_synthetic,
     "throughput_census": render_throughput,
     "vs_sklearn": render_vs_sklearn,
+    "numeric_encoding": render_numeric_encoding,
+    "defaults_grid": render_defaults_grid,
 }
 TITLES = {
     "census_baselines": "Census-Income baselines",
@@ -528,6 +607,8 @@ TITLES = {
     "optimizer_synthetic": "Optimizers on synthetic tasks",
     "throughput_census": "Fit and predict throughput (MMoE, PLE)",
     "vs_sklearn": "Defaults against scikit-learn baselines",
+    "numeric_encoding": "Numeric encodings on Census-Income",
+    "defaults_grid": "Training defaults: a small grid against the default fit",
 }
 
 

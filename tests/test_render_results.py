@@ -167,3 +167,59 @@ def test_vs_sklearn_table_has_auc_paired_delta_fit_ratio_and_null_control(render
     assert "| *null control: baseline vs itself* | 0.8100 ± 0.0141 | +0.0000 [+0.0000, +0.0000] |" in page
     assert "- ESMM skipped: tasks are not nested." in page
     assert "not rendered: `vs_sklearn_quick.json`" in page
+
+
+def test_numeric_encoding_and_defaults_grid_tables_show_paired_intervals(render_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    runs = [{"seed": 0, "epochs_trained": 4}, {"seed": 1, "epochs_trained": 6}]
+    numeric = {
+        "benchmark": "numeric_encoding",
+        "config": {"seeds": 2, "max_epochs": 6, "patience": 2},
+        "tasks": ["income"],
+        "models": {
+            "MMoEClassifier": {
+                "standard": {"test_auc": {"income": _stat([0.951, 0.953])}, "paired_difference": None},
+                "piecewise-32": {
+                    "test_auc": {"income": _stat([0.954, 0.956])},
+                    "paired_difference": {"income": {"mean": 0.0035, "low": 0.0011, "high": 0.0059, "n": 2}},
+                    "paired_vs": "standard",
+                },
+                "control": {
+                    "test_auc": {"income": _stat([0.955, 0.955])},
+                    "paired_difference": {"income": {"mean": -0.0005, "low": -0.0010, "high": 0.0000, "n": 2}},
+                    "paired_vs": "piecewise-32",
+                },
+            }
+        },
+    }
+    grid = {
+        "benchmark": "defaults_grid_census",
+        "config": {"seeds": 2, "max_epochs": 12, "patience": 2},
+        "description": "Census",
+        "tasks": ["income"],
+        "models": {
+            "MMoEClassifier": {
+                "best_grid_point": "lr=0.003 batch=1024 wd=0",
+                "points": {
+                    "lr=0.003 batch=1024 wd=0": {"test_auc": {"income": _stat([0.956, 0.958])}, "runs": runs},
+                    "default": {
+                        "test_auc": {"income": _stat([0.955, 0.957])},
+                        "runs": runs,
+                        "paired_vs_best": {"income": {"mean": -0.001, "low": -0.003, "high": 0.001, "n": 2}},
+                    },
+                },
+            }
+        },
+    }
+    (results / "numeric_encoding.json").write_text(json.dumps(numeric))
+    (results / "defaults_grid_census.json").write_text(json.dumps(grid))
+    out = tmp_path / "page.md"
+    render_results.render(results, out, tmp_path / "img")
+    page = out.read_text()
+    assert "## Numeric encodings on Census-Income" in page
+    assert "| MMoEClassifier | piecewise-32 | 0.9550 ± 0.0014 | +0.0035 [+0.0011, +0.0059] |" in page
+    assert "| MMoEClassifier | control (vs piecewise-32) | 0.9550 ± 0.0000 | -0.0005 [-0.0010, +0.0000] |" in page
+    assert "## Training defaults: a small grid against the default fit (census)" in page
+    assert "| MMoEClassifier | lr=0.003 batch=1024 wd=0 (best) | 0.9570 ± 0.0014 | – | 4, 6 |" in page
+    assert "| MMoEClassifier | default | 0.9560 ± 0.0014 | -0.0010 [-0.0030, +0.0010] | 4, 6 |" in page

@@ -36,10 +36,34 @@ class SequenceInput:
 
 @dataclass(frozen=True)
 class TextInput:
-    """A text column encoded as padded token ids (``"text__<name>"``, ``"len__<name>"``)."""
+    """A text column encoded as a weighted bag of hashed word uni- and bigrams:
+    ``"text__<name>"`` (padded term ids, 0 = padding) and ``"weight__<name>"`` (their
+    TF-IDF-like weights, 0 at padding).
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    vocab_size : int
+        Size of the tables the term ids index (padding included).
+    """
 
     name: str
     vocab_size: int
+
+
+@dataclass(frozen=True)
+class SparseInput:
+    """The columns of a sparse X, encoded as the stored values of each row:
+    ``"sparse__ids"`` (padded column ids ``j + 1``, 0 = padding) and ``"sparse__values"``.
+
+    Attributes
+    ----------
+    n_columns : int
+        Number of columns of X.
+    """
+
+    n_columns: int
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,8 @@ class FeatureSchema:
       feature, in the order of ``categorical_names`` (absent when there is none);
     - ``"numeric"``: ``FloatTensor (batch, n_numeric)``, standardised values followed by
       missing-value indicators (absent when there is none);
-    - ``"seq__<name>"`` / ``"len__<name>"`` and ``"text__<name>"`` / ``"len__<name>"``.
+    - ``"seq__<name>"`` / ``"len__<name>"`` and ``"text__<name>"`` / ``"weight__<name>"``;
+    - ``"sparse__ids"`` / ``"sparse__values"`` when X was a sparse matrix (``sparse``).
     """
 
     categorical_names: tuple[str, ...] = ()
@@ -61,6 +86,7 @@ class FeatureSchema:
     sequences: tuple[SequenceInput, ...] = ()
     texts: tuple[TextInput, ...] = ()
     numeric_names: tuple[str, ...] = field(default=())
+    sparse: SparseInput | None = None
 
     @property
     def n_categorical(self) -> int:

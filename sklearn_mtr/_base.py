@@ -716,8 +716,16 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         column to the categorical column whose vocabulary and embedding it shares (``None``
         for a vocabulary of its own). Missing cells are empty sequences.
     text_features : list, default=None
-        String columns tokenised into words (lower-cased, ``\\w+``); a missing value is an
-        empty text.
+        String columns read as bags of lower-cased ``\\w+`` words and word pairs, hashed
+        into 2**18 buckets and weighted as TF-IDF (``1 + log tf`` times the idf of the first
+        fit, l2-normalised per row; terms unseen in that fit are dropped). Each column is one
+        field of the deep input (a weighted sum of learned term vectors) and a linear term
+        added to every task's logit (wide & deep). A missing value is an empty text.
+        A ``scipy.sparse`` X (e.g. a ``ColumnTransformer`` of ``TfidfVectorizer`` and
+        ``OneHotEncoder``) is read the same way, without densifying: its stored values,
+        scaled by each column's largest training magnitude, as one field and a linear term;
+        it cannot be combined with the column-role parameters, and NaN or infinite stored
+        values are an error.
     embedding_dim : int, default=16
         Size of every embedding.
     task_weights : array-like of shape (n_tasks,), default=None

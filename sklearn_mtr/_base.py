@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -119,6 +120,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         tags.input_tags.string = True
+        tags.input_tags.sparse = True
         return tags
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -168,8 +170,15 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
         return str(device)
 
-    def _validate_X(self, X, reset: bool) -> pd.DataFrame:
-        """A DataFrame whose column keys are those seen in fit, without touching the values."""
+    def _validate_X(self, X, reset: bool) -> pd.DataFrame | sp.csr_matrix:
+        """A DataFrame whose column keys are those seen in fit, without touching the values;
+        a scipy sparse X as a CSR matrix (rows are sliced from it, never densified)."""
+        if sp.issparse(X):
+            array = check_array(X, accept_sparse="csr", dtype=None, ensure_all_finite=False)
+            if array.dtype.kind not in "biuf":
+                raise ValueError(f"a sparse X must hold numbers, got dtype {array.dtype}.")
+            validate_data(self, array, reset=reset, skip_check_array=True)
+            return array
         if isinstance(X, pd.DataFrame):
             if not X.columns.is_unique:
                 raise ValueError("X has duplicate column names.")
@@ -383,7 +392,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             )
         frame = self._validate_X(X, reset=first)
         y, info = self._validate_y(Y, first, classes)
-        n = len(frame)
+        n = frame.shape[0]
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but Y has {y.shape[0]}.")
         self._check_task_labels(y, info["task_names_"])
@@ -403,7 +412,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
             self.binary_, self.classes_, self.task_names_ = info["binary_"], info["classes_"], info["task_names_"]
             self.n_tasks_ = y.shape[1]
-            self._column_keys_ = list(frame.columns)
+            self._column_keys_ = list(range(frame.shape[1])) if sp.issparse(frame) else list(frame.columns)
             self._fixed_params_ = fixed
             # Under torchrun: one GPU per rank, and rank 0's seed everywhere (see _distributed).
             self.device_ = setup_device(self._resolve_device())
@@ -561,7 +570,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         frame = self._validate_X(X, reset=False)
         # getattr: models pickled before n_threads existed have no such attribute
         with torch_threads(getattr(self, "n_threads", None)):
-            logits = self._predict_logits(frame, self._request_codes(groups, len(frame)))
+            logits = self._predict_logits(frame, self._request_codes(groups, frame.shape[0]))
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():
             raise FloatingPointError(
@@ -578,7 +587,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         With request ``codes`` the rows are taken request by request (a chunk ends on a request
         boundary, so every request is scored whole) and the logits put back in row order.
         """
-        n = len(frame)
+        n = frame.shape[0]
         order = None if codes is None else torch.argsort(codes, stable=True).numpy()
         sorted_codes = None if codes is None else codes.numpy()[order]
         batch_size = max(self.batch_size, 4096)
@@ -586,11 +595,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         while start < n:
             stop = min(start + _PREDICT_CHUNK, n)
             if order is None:
-                rows, encoded = slice(start, stop), self._encode(frame.iloc[start:stop])
+                rows, encoded = slice(start, stop), self._encode(_take_rows(frame, slice(start, stop)))
             else:
                 stop = int(np.searchsorted(sorted_codes, sorted_codes[stop - 1], side="right"))
                 rows = order[start:stop]
-                encoded = self._encode(frame.iloc[rows])
+                encoded = self._encode(_take_rows(frame, rows))
                 encoded["group"] = torch.from_numpy(sorted_codes[start:stop])
             part, batch_size = self._predict_chunk(encoded, batch_size)
             if logits is None:
@@ -687,6 +696,11 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         return self._mean_task_auc(self._predict_task_proba(X), y, sample_weight)
 
 
+def _take_rows(frame, rows):
+    """Rows of a DataFrame or a CSR matrix (slicing CSR rows copies only theirs)."""
+    return frame[rows] if sp.issparse(frame) else frame.iloc[rows]
+
+
 def store_init_params(estimator: BaseEstimator, params: dict) -> None:
     """Store every ``__init__`` argument unchanged under its own name (sklearn's rule: no
     logic in ``__init__``). Estimators call it as ``store_init_params(self, locals())``,
@@ -739,8 +753,16 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         column to the categorical column whose vocabulary and embedding it shares (``None``
         for a vocabulary of its own). Missing cells are empty sequences.
     text_features : list, default=None
-        String columns tokenised into words (lower-cased, ``\\w+``); a missing value is an
-        empty text.
+        String columns read as bags of lower-cased ``\\w+`` words and word pairs, hashed
+        into 2**18 buckets and weighted as TF-IDF (``1 + log tf`` times the idf of the first
+        fit, l2-normalised per row; terms unseen in that fit are dropped). Each column is one
+        field of the deep input (a weighted sum of learned term vectors) and a linear term
+        added to every task's logit (wide & deep). A missing value is an empty text.
+        A ``scipy.sparse`` X (e.g. a ``ColumnTransformer`` of ``TfidfVectorizer`` and
+        ``OneHotEncoder``) is read the same way, without densifying: its stored values,
+        scaled by each column's largest training magnitude, as one field and a linear term;
+        it cannot be combined with the column-role parameters, and NaN or infinite stored
+        values are an error.
     numeric_encoding : {"piecewise", "standard"}, default="piecewise"
         How the network reads numeric columns. ``"piecewise"``: each column becomes an
         ``embedding_dim`` vector, a learned linear map of its piecewise-linear code over

@@ -36,10 +36,34 @@ class SequenceInput:
 
 @dataclass(frozen=True)
 class TextInput:
-    """A text column encoded as padded token ids (``"text__<name>"``, ``"len__<name>"``)."""
+    """A text column encoded as a weighted bag of hashed word uni- and bigrams:
+    ``"text__<name>"`` (padded term ids, 0 = padding) and ``"weight__<name>"`` (their
+    TF-IDF-like weights, 0 at padding).
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    vocab_size : int
+        Size of the tables the term ids index (padding included).
+    """
 
     name: str
     vocab_size: int
+
+
+@dataclass(frozen=True)
+class SparseInput:
+    """The columns of a sparse X, encoded as the stored values of each row:
+    ``"sparse__ids"`` (padded column ids ``j + 1``, 0 = padding) and ``"sparse__values"``.
+
+    Attributes
+    ----------
+    n_columns : int
+        Number of columns of X.
+    """
+
+    n_columns: int
 
 
 @dataclass(frozen=True)
@@ -52,11 +76,12 @@ class FeatureSchema:
       feature, in the order of ``categorical_names`` (absent when there is none);
     - ``"numeric"``: ``FloatTensor (batch, n_numeric)``, standardised values followed by
       missing-value indicators (absent when there is none);
+    - ``"seq__<name>"`` / ``"len__<name>"`` and ``"text__<name>"`` / ``"weight__<name>"``;
+    - ``"sparse__ids"`` / ``"sparse__values"`` when X was a sparse matrix (``sparse``).
 
     ``numeric_bins`` is None when the models read each numeric input as one number, or the
     bin edges of each value column (in the standardised units of the batch) when they embed
     it through its piecewise-linear code (``numeric_encoding="piecewise"``).
-    - ``"seq__<name>"`` / ``"len__<name>"`` and ``"text__<name>"`` / ``"len__<name>"``.
     """
 
     categorical_names: tuple[str, ...] = ()
@@ -66,6 +91,7 @@ class FeatureSchema:
     texts: tuple[TextInput, ...] = ()
     numeric_names: tuple[str, ...] = field(default=())
     numeric_bins: tuple[tuple[float, ...], ...] | None = None
+    sparse: SparseInput | None = None
 
     @property
     def n_categorical(self) -> int:

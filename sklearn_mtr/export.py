@@ -17,8 +17,15 @@ serving side from the fitted encoder (``estimator.feature_encoder_``):
 - ``seq__<col>`` int64 ``(n, max_len)`` and ``len__<col>`` int64 ``(n,)`` per sequence column:
   each row's item codes (in the vocabulary of the column, or of the categorical column it
   shares) left-aligned and padded with 0, and its length;
-- ``text__<col>`` / ``len__<col>`` per text column: lower-cased ``\\w+`` tokens coded in
-  that column's vocabulary, padded the same way.
+- ``text__<col>`` int64 ``(n, width)`` and ``weight__<col>`` float32 ``(n, width)`` per text
+  column: the ids of the row's hashed word uni- and bigrams (lower-cased ``\\w+`` words and
+  adjacent pairs, ``HashingVectorizer(ngram_range=(1, 2), alternate_sign=False)`` buckets of
+  ``feature_encoder_.texts_[col]``, coded as their position in its ``buckets_`` plus 1;
+  buckets unseen in fit are dropped) and their weights ``(1 + log tf) * idf_``, l2-normalised
+  per row; padded with id 0 and weight 0;
+- ``sparse__ids`` int64 ``(n, width)`` and ``sparse__values`` float32 ``(n, width)`` for an
+  estimator fitted on a scipy sparse X: each row's stored columns ``j + 1`` and values
+  ``x / feature_encoder_.sparse_.scale_[j]``, padded with id 0 and value 0.
 
 Outputs: ``logits`` and ``proba`` = ``sigmoid(logits)``, float32 ``(n, n_tasks)`` in the order
 of ``task_names_``. For an estimator fitted on a 1-D ``y``, ``proba`` holds the positive class
@@ -120,7 +127,7 @@ def export_onnx(estimator, path: str | os.PathLike, X=None, *, opset: int = DEFA
     network = _PositionalNetwork(module, names).eval()
     dynamic_axes = {name: {0: "batch"} for name in names}
     for name in names:
-        if name.startswith(("seq__", "text__")):
+        if name.startswith(("seq__", "text__", "weight__", "sparse__")):
             dynamic_axes[name][1] = f"{name}_width"
     dynamic_axes.update({"logits": {0: "batch"}, "proba": {0: "batch"}})
     inputs = tuple(torch.as_tensor(example[name]) for name in names)
@@ -170,10 +177,15 @@ def _schema_example(schema, n: int = 2) -> dict[str, np.ndarray]:
         batch["categorical"] = np.ones((n, schema.n_categorical), dtype=np.int64)
     if schema.n_numeric:
         batch["numeric"] = np.zeros((n, schema.n_numeric), dtype=np.float32)
-    for prefix, inputs in (("seq", schema.sequences), ("text", schema.texts)):
-        for item in inputs:
-            batch[f"{prefix}__{item.name}"] = np.ones((n, 2), dtype=np.int64)
-            batch[f"len__{item.name}"] = np.full(n, 2, dtype=np.int64)
+    for item in schema.sequences:
+        batch[f"seq__{item.name}"] = np.ones((n, 2), dtype=np.int64)
+        batch[f"len__{item.name}"] = np.full(n, 2, dtype=np.int64)
+    bags = [(f"text__{t.name}", f"weight__{t.name}", t.vocab_size) for t in schema.texts]
+    if schema.sparse is not None:
+        bags.append(("sparse__ids", "sparse__values", schema.sparse.n_columns + 1))
+    for ids, weights, size in bags:
+        batch[ids] = np.full((n, 2), min(1, size - 1), dtype=np.int64)
+        batch[weights] = np.full((n, 2), 0.5, dtype=np.float32)
     return batch
 
 

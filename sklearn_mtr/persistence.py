@@ -50,16 +50,18 @@ class _Encoder:
 
     def __init__(self) -> None:
         from . import estimators
-        from ._schema import FeatureSchema, SequenceInput, TextInput
+        from ._schema import FeatureSchema, SequenceInput, SparseInput, TextInput
         from .features import TabularEncoder
+        from .features._sparse import SparseColumns
+        from .features._text import HashedText
         from .features._vocab import Vocabulary
         from .optim import OPTIMIZERS
 
         self.estimators = {name: getattr(estimators, name) for name in estimators.__all__}
         self.optimizers = {cls.__name__: cls for cls in OPTIMIZERS.values()}
         # Restored from their attribute dict, without calling __init__ or any other code.
-        self.stateful = {cls.__name__: cls for cls in (TabularEncoder, Vocabulary)}
-        self.dataclasses = {cls.__name__: cls for cls in (FeatureSchema, SequenceInput, TextInput)}
+        self.stateful = {cls.__name__: cls for cls in (TabularEncoder, Vocabulary, HashedText, SparseColumns)}
+        self.dataclasses = {cls.__name__: cls for cls in (FeatureSchema, SequenceInput, TextInput, SparseInput)}
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, value: Any, where: str) -> Any:

@@ -67,7 +67,7 @@ def test_sequences_text_and_missing_values_export_with_dynamic_widths(tmp_path):
         **TINY, n_experts=2, sequence_features={"hist": "item"}, text_features=["title"], batch_norm=True, dropout=0.1
     ).fit(X, Y)
     names = export_onnx(clf, tmp_path / "model.onnx", opset=17)  # traced on the schema's example
-    assert names == ["categorical", "len__hist", "len__title", "numeric", "seq__hist", "text__title"]
+    assert names == ["categorical", "len__hist", "numeric", "seq__hist", "text__title", "weight__title"]
     for rows in (slice(0, 3), slice(None)):  # sequences as wide as the widest cell of each batch
         feed = encode_for_onnx(clf, X.iloc[rows])
         logits, proba = _run(tmp_path / "model.onnx", feed)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from sklearn_mtr._schema import N_RESERVED, OOV_INDEX, PAD_INDEX, SequenceInput, TextInput
 from sklearn_mtr.features import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, TabularEncoder, resolve_roles
@@ -555,25 +556,72 @@ def test_tokenize():
         tokenize(5)
 
 
+def _dense_bag(ids, weights, size):
+    """The padded (ids, weights) encoding as a dense (n, size) matrix."""
+    out = np.zeros((ids.shape[0], size))
+    np.add.at(out, (np.repeat(np.arange(ids.shape[0]), ids.shape[1]), ids.numpy().ravel()), weights.numpy().ravel())
+    return out[:, 1:]  # id 0 is padding
+
+
 @pytest.mark.parametrize("dtype", [object, "str", pd.StringDtype()])
-def test_text_encoding(dtype):
-    X = pd.DataFrame({"t": pd.Series(["Héllo wörld", None, "", "HÉLLO, héllo!"], dtype=dtype)})
+def test_text_encoding_is_tfidf_of_hashed_uni_and_bigrams(dtype):
+    texts = ["Héllo wörld", None, "", "HÉLLO, héllo! wörld", "a b a"]
+    X = pd.DataFrame({"t": pd.Series(texts, dtype=dtype)})
     enc = TabularEncoder(text_features=["t"]).fit(X)
-    assert enc.schema_.texts == (TextInput(name="t", vocab_size=2 + N_RESERVED),)
+    # terms: héllo wörld, héllo_wörld, héllo_héllo, a, b, a_b, b_a
+    assert enc.schema_.texts == (TextInput(name="t", vocab_size=8 + 1),)
     assert enc.schema_.n_categorical == 0 and enc.schema_.n_numeric == 0
     batch = enc.transform(X)
-    assert set(batch) == {"text__t", "len__t"}
-    assert batch["len__t"].tolist() == [2, 0, 0, 2]
-    ids = batch["text__t"]
-    assert ids.shape == (4, 2)
-    hello, world = ids[0].tolist()
-    assert hello != world and min(hello, world) >= N_RESERVED
-    assert ids[1:3].eq(PAD_INDEX).all()
-    assert ids[3].tolist() == [hello, hello]
+    assert set(batch) == {"text__t", "weight__t"}
+    assert batch["text__t"].dtype == torch.int64 and batch["weight__t"].dtype == torch.float32
+    assert batch["text__t"].shape == batch["weight__t"].shape == (5, 4)
+    assert batch["text__t"][1:3].eq(PAD_INDEX).all() and batch["weight__t"][1:3].eq(0).all()  # NaN, empty
 
-    out = enc.transform(pd.DataFrame({"t": ["wörld unknown", np.nan]}))
-    assert out["text__t"].tolist() == [[world, OOV_INDEX], [PAD_INDEX, PAD_INDEX]]
-    assert out["len__t"].tolist() == [2, 0]
+    reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\w+")
+    expected = reference.fit_transform([t or "" for t in texts]).toarray()
+    got = _dense_bag(batch["text__t"], batch["weight__t"], enc.schema_.texts[0].vocab_size)
+    # same vectors up to the order of the terms (sorted by hash bucket here)
+    order = lambda m: np.sort(np.round(m, 6), axis=1)
+    np.testing.assert_allclose(order(got), order(expected), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got[[0, 3, 4]], axis=1), 1.0, rtol=1e-6)
+
+
+def test_text_terms_unseen_in_fit_are_dropped_and_idf_stays_fixed():
+    enc = TabularEncoder(text_features=["t"]).fit(pd.DataFrame({"t": ["good film", "bad film"]}))
+    seen = enc.transform(pd.DataFrame({"t": ["good film"]}))
+    mixed = enc.transform(pd.DataFrame({"t": ["good film zebra quux", "zebra"]}))
+    # the unseen words and bigrams are left out before normalising: the same vector
+    assert torch.equal(mixed["text__t"][0, :3], seen["text__t"][0])
+    torch.testing.assert_close(mixed["weight__t"][0, :3], seen["weight__t"][0])
+    assert mixed["weight__t"][0, 3:].eq(0).all() and mixed["weight__t"][1].eq(0).all()
+    # the idf of fit is used at transform, whatever the transformed rows hold
+    again = enc.transform(pd.DataFrame({"t": ["good film"] * 5}))
+    torch.testing.assert_close(again["weight__t"][0], seen["weight__t"][0])
+
+
+def test_text_hash_is_stable_across_processes():
+    import subprocess
+    import sys
+
+    code = (
+        "import pandas as pd; from sklearn_mtr.features import TabularEncoder;"
+        "e = TabularEncoder(text_features=['t']).fit(pd.DataFrame({'t': ['stable hash words']}));"
+        "print(e.texts_['t'].buckets_.tolist())"
+    )
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in (0, 1)}
+    enc = TabularEncoder(text_features=["t"]).fit(pd.DataFrame({"t": ["stable hash words"]}))
+    assert runs == {f"{enc.texts_['t'].buckets_.tolist()}\n"}
+
+
+def test_text_keeps_the_heaviest_max_terms():
+    from sklearn_mtr.features._text import HashedText
+
+    enc = HashedText(max_terms=3).fit(["a a a a b c d", "b c d"])
+    ids, weights = enc.transform(["a a a a b c d"])
+    assert ids.shape == (1, 3)
+    full_ids, full_weights = HashedText().fit(["a a a a b c d", "b c d"]).transform(["a a a a b c d"])
+    assert weights.max() == full_weights.max()  # "a" (rare and repeated) is kept
+    assert np.all(weights[0] >= np.sort(full_weights[0])[-3] - 1e-7)
 
 
 @pytest.mark.parametrize("bad", [5, 1.5, ["a", "b"]])
@@ -584,19 +632,6 @@ def test_text_non_string_cell_raises(bad):
     enc = TabularEncoder(text_features=["t"]).fit(pd.DataFrame({"t": ["ok", "fine"]}))
     with pytest.raises(ValueError, match="column 't'"):
         enc.transform(X)
-
-
-def test_max_text_vocabulary_keeps_most_frequent():
-    X = pd.DataFrame({"t": ["a b b c c c", "d d d d", None, "e"]})
-    enc = TabularEncoder(text_features=["t"], max_text_vocabulary=2).fit(X)
-    assert enc.schema_.texts[0].vocab_size == 2 + N_RESERVED
-    assert set(enc.vocabularies_["t"].index_) == {"c", "d"}
-    ids = enc.transform(pd.DataFrame({"t": ["a b c d e"]}))["text__t"][0].tolist()
-    assert ids[:2] == [OOV_INDEX, OOV_INDEX] and ids[4] == OOV_INDEX
-    assert ids[2] != ids[3] and min(ids[2], ids[3]) >= N_RESERVED
-
-    full = TabularEncoder(text_features=["t"]).fit(X)
-    assert full.schema_.texts[0].vocab_size == 5 + N_RESERVED
 
 
 # --------------------------------------------------------------------------------------
@@ -627,7 +662,7 @@ def test_schema_of_a_full_frame():
         SequenceInput(name="hist", vocab_size=5 + N_RESERVED, shared_with="item"),
         SequenceInput(name="tags", vocab_size=3 + N_RESERVED, shared_with=None),
     )
-    assert s.texts == (TextInput(name="title", vocab_size=4 + N_RESERVED),)
+    assert s.texts == (TextInput(name="title", vocab_size=7 + 1),)  # big red bus car, big_red red_bus red_car
 
     batch = enc.transform(X)
     assert set(batch) == {
@@ -638,11 +673,11 @@ def test_schema_of_a_full_frame():
         "seq__tags",
         "len__tags",
         "text__title",
-        "len__title",
+        "weight__title",
     }
     assert batch["categorical"].shape == (4, 2)
     assert batch["numeric"].shape == (4, s.n_numeric)
-    for key, size in (("seq__hist", 7), ("seq__tags", 5), ("text__title", 6)):
+    for key, size in (("seq__hist", 7), ("seq__tags", 5), ("text__title", 8)):
         assert int(batch[key].max()) < size
     cards = torch.tensor(s.categorical_cardinalities)
     assert (batch["categorical"] < cards).all()
@@ -670,10 +705,10 @@ def test_vocabulary_of_mixed_type_values_does_not_depend_on_row_order():
     assert torch.equal(a, b)
 
 
-def test_max_text_vocabulary_must_be_positive():
+def test_n_text_buckets_must_be_positive():
     X = pd.DataFrame({"t": ["a b b c c c"]})
-    with pytest.raises(ValueError, match="max_text_vocabulary"):
-        TabularEncoder(text_features=["t"], max_text_vocabulary=-1).fit(X)
+    with pytest.raises(ValueError, match="n_text_buckets"):
+        TabularEncoder(text_features=["t"], n_text_buckets=-1).fit(X)
 
 
 def test_declared_categories_fix_the_vocabulary_for_later_chunks():

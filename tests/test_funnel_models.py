@@ -274,4 +274,4 @@ def test_chained_models_on_sequence_and_text_inputs(name):
     out = logits_of(model, enc.transform(X))
     assert out.shape == (4, 2) and torch.isfinite(out).all()
     out.sum().backward()
-    assert model.embedding.own_tables["text__title"].weight.grad.abs().sum() > 0
+    assert model.embedding.bags.deep["text__title"].table.weight.grad.abs().sum() > 0

@@ -468,7 +468,7 @@ def test_sentence_encoder_fits_predicts_and_replaces_the_word_encoder():
     assert seen[0][:7] == ["Red shoes", "", "", "café crème 世界", "ÅNGSTRÖM ångström", "the the the", "🙂 emoji"]
     model = clf.net_.module_
     assert set(model.sentence_projections) == {"title"} and "title" not in model.text_encoders
-    assert not model.embedding.own_tables["text__title"].weight.requires_grad  # never read: frozen
+    assert not model.embedding.bags.deep["text__title"].table.weight.requires_grad  # never read: frozen
     proba = clf.predict_proba(X)
     assert proba.shape == (24, 2) and np.isfinite(proba).all()
     X_new = X.copy()

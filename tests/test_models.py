@@ -125,7 +125,7 @@ def test_models_on_an_encoded_schema_with_sequence_and_text(name, batch_norm):
     out.sum().backward()
     emb = model.embedding
     assert emb.categorical.weight.grad is not None and emb.categorical.weight.grad.abs().sum() > 0
-    assert emb.own_tables["text__title"].weight.grad.abs().sum() > 0
+    assert emb.bags.deep["text__title"].table.weight.grad.abs().sum() > 0
     assert "seq__hist" not in emb.own_tables  # the shared sequence uses the categorical table
 
 
@@ -440,7 +440,10 @@ def emb_batch(hist, hist_len, tags=((2, 3, 0),), tags_len=(2,), title=((4, 0, 0)
         "seq__tags": torch.tensor(tags * n if len(tags) == 1 else tags),
         "len__tags": torch.tensor(tags_len * n if len(tags_len) == 1 else tags_len),
         "text__title": torch.tensor(title * n if len(title) == 1 else title),
-        "len__title": torch.tensor(title_len * n if len(title_len) == 1 else title_len),
+        # a weighted bag: weight 1 on the first title_len ids, 0 on the rest
+        "weight__title": (
+            torch.arange(len(title[0]))[None, :] < torch.tensor(title_len * n if len(title_len) == 1 else title_len)[:, None]
+        ).float(),
     }
 
 
@@ -449,7 +452,8 @@ def test_input_embedding_layout():
     emb = InputEmbedding(EMB_SCHEMA, 3)
     assert emb.out_dim == 3 * (2 + 2 + 1) + 2
     assert emb.categorical.num_embeddings == 4 + 6
-    assert set(emb.own_tables) == {"seq__tags", "text__title"}
+    assert set(emb.own_tables) == {"seq__tags"}
+    assert set(emb.bags.deep) == {"text__title"}
     batch = emb_batch([[3, 0, 0]], [1])
     out = emb(batch)
     assert out.shape == (1, emb.out_dim)
@@ -506,7 +510,7 @@ def test_masked_mean_ignores_padding_and_empty_is_zero():
     assert torch.equal(fields[1, 2:], torch.zeros(3, 3))  # empty history, tags and title
     tags_table = emb.own_tables["seq__tags"].weight
     torch.testing.assert_close(fields[0, 3], (tags_table[2] + tags_table[3]) / 2)
-    torch.testing.assert_close(fields[0, 4], emb.own_tables["text__title"].weight[4])
+    torch.testing.assert_close(fields[0, 4], emb.bags.deep["text__title"].table.weight[4])
 
 
 def test_masked_mean_function():

@@ -47,8 +47,8 @@ class GRecClassifier(MultiTaskClassifierBase):
     token (categorical embeddings through a deep layer, numeric columns through batch norm
     and a wide layer), one **behaviour-sequence** token per ``sequence_features`` column
     (a parallel Transformer with multi-query attention, rotary positions and a padding
-    mask), one **text** token per ``text_features`` column (a trainable word embedding
-    and the same encoder, or a projected vector of a ``sentence_encoder``), a **candidate item** token (``item_features``) and a **task**
+    mask), one **text** token per ``text_features`` column (a projection of its TF-IDF-weighted
+    bag of hashed word uni- and bigrams, or a projected vector of a ``sentence_encoder``), a **candidate item** token (``item_features``) and a **task**
     token. Each (sample, task) pair forms one sentence: the shared tokens, computed once
     per sample, plus that task's token. A parallel Transformer block mixes the sentence, a
     Switch-style sparse mixture of experts transforms it (top-k routing with expert
@@ -82,12 +82,13 @@ class GRecClassifier(MultiTaskClassifierBase):
     n_sequence_layers : int, default=1
         Parallel Transformer blocks over each behaviour sequence.
     n_text_layers : int, default=1
-        Blocks of each text encoder (0: pooled word embeddings).
+        Unused: text columns are TF-IDF-weighted bags of hashed word uni- and bigrams, whose
+        token is a projection of the bag (kept for compatibility of the parameters).
     max_sequence_length : int, default=50
         The most recent items kept per sequence (the last ones of the list, which is
         assumed to be in chronological order).
     max_text_length : int, default=32
-        Word tokens kept per text (the first ones), as in the released code.
+        Unused, as ``n_text_layers`` (texts keep their 256 heaviest terms).
     item_features : list of str, default=None
         Categorical columns forming the candidate item token. None: the categorical columns
         whose vocabulary a ``sequence_features`` column shares (the candidate item of a

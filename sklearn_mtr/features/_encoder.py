@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
-from .._schema import FeatureSchema, SequenceInput, TextInput
+from .._schema import FeatureSchema, SequenceInput, SparseInput, TextInput
 from ._bins import bin_edges
 from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, column_label, infer_kind, resolve_roles
-from ._vocab import Vocabulary, flatten_lists, pad, text_vocabulary, tokenize
+from ._sparse import SparseColumns, as_csr, check_sparse_roles
+from ._text import N_BUCKETS, HashedText, text_strings
+from ._vocab import Vocabulary, flatten_lists, pad
 
 
 def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
@@ -99,7 +102,10 @@ class TabularEncoder:
       ``numeric_bins``), which the schema hands to the models in standardised units;
     - sequence columns (list-valued cells): padded id matrices plus lengths, with a vocabulary
       of their own or shared with a categorical column (then built from both columns' values);
-    - text columns: lower-cased word tokens, the ``max_text_vocabulary`` most frequent ones.
+    - text columns: hashed word uni- and bigrams weighted as TF-IDF (:class:`HashedText`,
+      ``n_text_buckets`` buckets; idf fitted here);
+    - a ``scipy.sparse`` X (every column numeric): each row's stored values as weighted
+      column ids, each column scaled by its largest training magnitude (:class:`SparseColumns`).
 
     Parameters mirror the estimators' ``categorical_features``, ``sequence_features``,
     ``text_features``, ``numeric_encoding`` and ``numeric_bins``.
@@ -110,21 +116,24 @@ class TabularEncoder:
         categorical_features: Any = "from_dtype",
         sequence_features: Any = None,
         text_features: Any = None,
-        max_text_vocabulary: int = 50_000,
+        n_text_buckets: int = N_BUCKETS,
         numeric_encoding: str = "standard",
         numeric_bins: Any = 32,
     ) -> None:
         self.categorical_features = categorical_features
         self.sequence_features = sequence_features
         self.text_features = text_features
-        self.max_text_vocabulary = max_text_vocabulary
+        self.n_text_buckets = n_text_buckets
         self.numeric_encoding = numeric_encoding
         self.numeric_bins = numeric_bins
 
-    def fit(self, X: pd.DataFrame) -> TabularEncoder:
-        if not isinstance(self.max_text_vocabulary, int) or self.max_text_vocabulary < 1:
-            raise ValueError(f"max_text_vocabulary must be a positive integer, got {self.max_text_vocabulary!r}.")
+    def fit(self, X: pd.DataFrame | sp.spmatrix) -> TabularEncoder:
+        if not isinstance(self.n_text_buckets, int) or self.n_text_buckets < 1:
+            raise ValueError(f"n_text_buckets must be a positive integer, got {self.n_text_buckets!r}.")
         check_numeric_encoding(self.numeric_encoding, self.numeric_bins)
+        self.sparse_ = None
+        if sp.issparse(X):
+            return self._fit_sparse(X)
         roles, shared = resolve_roles(X, self.categorical_features, self.sequence_features, self.text_features)
         self.roles_ = roles
         self.shared_ = shared
@@ -141,9 +150,7 @@ class TabularEncoder:
                 self.vocabularies_[col] = Vocabulary(items)
             else:  # history items never shown as candidates must still get embeddings
                 self.vocabularies_[target] = self.vocabularies_[target].merged_with(items)
-        for col in self.text_:
-            tokens = [self._tokens(v, col) for v in X[col].to_numpy()]
-            self.vocabularies_[col] = text_vocabulary(tokens, self.max_text_vocabulary)
+        self.texts_ = {c: HashedText(self.n_text_buckets).fit(text_strings(X[c], c)) for c in self.text_}
 
         numeric = [_numeric_values(X[c], c) for c in self.numeric_]
         self.mean_ = np.array([_scaled_stat(np.nanmean, v, 0.0) for v in numeric])
@@ -166,7 +173,7 @@ class TabularEncoder:
                 )
                 for c in self.sequence_
             ),
-            texts=tuple(TextInput(name=str(c), vocab_size=self.vocabularies_[c].size) for c in self.text_),
+            texts=tuple(TextInput(name=str(c), vocab_size=self.texts_[c].size) for c in self.text_),
             numeric_bins=None if self.bin_edges_ is None else tuple(self._standardised_edges()),
         )
         return self
@@ -193,16 +200,28 @@ class TabularEncoder:
                 scaled = (edges - mean) / scale
             yield tuple(float(v) for v in np.unique(scaled[np.isfinite(scaled)].astype(np.float32)))
 
-    @staticmethod
-    def _tokens(value: Any, col: Any) -> list[str]:
-        try:
-            return tokenize(value)
-        except TypeError as exc:
-            raise ValueError(f"{column_label(col)} is a text feature but holds {value!r} ({exc}).") from None
+    def _fit_sparse(self, X) -> TabularEncoder:
+        check_sparse_roles(self.categorical_features, self.sequence_features, self.text_features)
+        self.sparse_ = SparseColumns().fit(as_csr(X))
+        self.roles_, self.shared_, self.vocabularies_, self.texts_ = {}, {}, {}, {}
+        self.categorical_, self.numeric_, self.sequence_, self.text_ = [], [], [], []
+        self.mean_, self.scale_, self.has_missing_ = np.zeros(0), np.ones(0), np.zeros(0, dtype=bool)
+        self.bin_edges_ = None
+        self.schema_ = FeatureSchema(sparse=SparseInput(n_columns=X.shape[1]))
+        return self
 
-    def transform(self, X: pd.DataFrame) -> dict[str, torch.Tensor]:
+    def transform(self, X: pd.DataFrame | sp.spmatrix) -> dict[str, torch.Tensor]:
         """Encode ``X`` (same columns as during fit) into CPU tensors."""
         batch: dict[str, torch.Tensor] = {}
+        fitted_sparse = getattr(self, "sparse_", None) is not None
+        if sp.issparse(X) != fitted_sparse:
+            raise ValueError(
+                f"X is {'a sparse' if sp.issparse(X) else 'a dense'} matrix but the model was fitted on "
+                f"{'a sparse' if fitted_sparse else 'a dense'} one; pass X in the form it had in fit."
+            )
+        if fitted_sparse:
+            ids, values = self.sparse_.transform(as_csr(X))
+            return {"sparse__ids": torch.from_numpy(ids), "sparse__values": torch.from_numpy(values)}
         if self.categorical_:
             codes = np.empty((len(X), len(self.categorical_)), dtype=np.int64)
             for j, col in enumerate(self.categorical_):
@@ -241,12 +260,7 @@ class TabularEncoder:
             batch[f"seq__{col}"] = torch.from_numpy(pad(ids, lengths))
             batch[f"len__{col}"] = torch.from_numpy(lengths)
         for col in self.text_:
-            token_lists = [self._tokens(v, col) for v in X[col].to_numpy()]
-            lengths = np.array([len(t) for t in token_lists], dtype=np.int64)
-            flat = [t for tokens in token_lists for t in tokens]
-            ids = (
-                self.vocabularies_[col].encode(np.asarray(flat, dtype=object)) if flat else np.empty(0, dtype=np.int64)
-            )
-            batch[f"text__{col}"] = torch.from_numpy(pad(ids, lengths))
-            batch[f"len__{col}"] = torch.from_numpy(lengths)
+            ids, weights = self.texts_[col].transform(text_strings(X[col], col))
+            batch[f"text__{col}"] = torch.from_numpy(ids)
+            batch[f"weight__{col}"] = torch.from_numpy(weights)
         return batch

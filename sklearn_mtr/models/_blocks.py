@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from .._schema import FeatureSchema
 from ._numeric import PiecewiseLinearEmbedding
+from ._wide import BagInputs
 
 # Experts whose every layer is at least this wide run expert by expert on a CPU.
 _PER_EXPERT_MIN_WIDTH = 64
@@ -246,13 +247,15 @@ class InputEmbedding(nn.Module):
 
     Categorical columns share one concatenated table (one lookup for all fields); a sequence
     that shares a categorical column's vocabulary looks up that column's slice of it, so
-    candidate item and history items have the same embedding. Sequences and texts are
-    mean-pooled over their non-padding positions. Numeric inputs are appended as they are
-    (the feature layer has standardised them), or, when the schema has ``numeric_bins``, as
-    one ``embedding_dim`` vector each (:class:`PiecewiseLinearEmbedding`).
+    candidate item and history items have the same embedding. Sequences are mean-pooled over
+    their non-padding positions; text columns and a sparse X are weighted bags
+    (:class:`~sklearn_mtr.models._wide.BagInputs`, one field each, and with ``n_tasks`` a wide
+    term that models add to their logits through ``bags.add_to``). Numeric inputs are appended
+    as they are (the feature layer has standardised them), or, when the schema has
+    ``numeric_bins``, as one ``embedding_dim`` vector each (:class:`PiecewiseLinearEmbedding`).
     """
 
-    def __init__(self, schema: FeatureSchema, embedding_dim: int) -> None:
+    def __init__(self, schema: FeatureSchema, embedding_dim: int, n_tasks: int | None = None) -> None:
         super().__init__()
         self.schema = schema
         self.embedding_dim = embedding_dim
@@ -267,8 +270,7 @@ class InputEmbedding(nn.Module):
         for seq in schema.sequences:
             if seq.shared_with is None:
                 self.own_tables[f"seq__{seq.name}"] = nn.Embedding(seq.vocab_size, embedding_dim)
-        for text in schema.texts:
-            self.own_tables[f"text__{text.name}"] = nn.Embedding(text.vocab_size, embedding_dim)
+        self.bags = BagInputs(schema, embedding_dim, n_tasks)
         bins = schema.numeric_bins
         self.numeric = (
             None
@@ -278,7 +280,7 @@ class InputEmbedding(nn.Module):
         # what each numeric input becomes: one number, or one embedding
         self.numeric_width = 1 if self.numeric is None else embedding_dim
         self.out_dim = (
-            embedding_dim * (len(cards) + len(schema.sequences) + len(schema.texts))
+            embedding_dim * (len(cards) + len(schema.sequences) + self.bags.n_fields)
             + schema.n_numeric * self.numeric_width
         )
         if self.out_dim == 0:
@@ -291,7 +293,7 @@ class InputEmbedding(nn.Module):
                 nn.init.uniform_(table.weight, -0.05, 0.05)
 
     def fields(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """Per-field embeddings ``(B, n_fields, D)`` (categorical, then sequences, then texts)."""
+        """Per-field embeddings ``(B, n_fields, D)`` (categorical, sequences, texts, sparse X)."""
         parts = []
         if self.categorical is not None:
             parts.append(self.categorical(batch["categorical"] + self.offsets))
@@ -302,9 +304,7 @@ class InputEmbedding(nn.Module):
             else:
                 embedded = self.categorical(ids + self._offset_of[seq.shared_with])
             parts.append(masked_mean(embedded, batch[f"len__{seq.name}"]).unsqueeze(1))
-        for text in self.schema.texts:
-            embedded = self.own_tables[f"text__{text.name}"](batch[f"text__{text.name}"])
-            parts.append(masked_mean(embedded, batch[f"len__{text.name}"]).unsqueeze(1))
+        parts.extend(self.bags.fields(batch))
         return torch.cat(parts, dim=1) if parts else None
 
     def numeric_fields(self, batch: dict[str, torch.Tensor], columns: Sequence[int] | None = None) -> torch.Tensor:

@@ -73,7 +73,7 @@ class AITM(MultiTaskModule):
             raise ValueError(f"calibration_weight must be a non-negative number, got {calibration_weight!r}.")
         self.n_tasks = n_tasks
         self.calibration_weight = float(calibration_weight)
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         self.towers = nn.ModuleList(MLP(self.embedding.out_dim, tower_hidden_sizes, **layer) for _ in range(n_tasks))
         dim = self.towers[0].out_dim
@@ -101,5 +101,5 @@ class AITM(MultiTaskModule):
         for k, tower in enumerate(self.towers):
             q = tower(x)
             reps.append(q if k == 0 else self.transfers[k - 1](reps[-1], q))
-        logits = torch.cat([head(z) for head, z in zip(self.heads, reps)], dim=1)
+        logits = self.embedding.bags.add_to(torch.cat([head(z) for head, z in zip(self.heads, reps)], dim=1), batch)
         return logits, self.calibration_loss(logits)

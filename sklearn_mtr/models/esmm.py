@@ -65,7 +65,7 @@ class ESMM(MultiTaskModule):
     ) -> None:
         super().__init__()
         self.n_tasks = n_tasks
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         self.towers = nn.ModuleList(
             MLP(self.embedding.out_dim, tower_hidden_sizes, **layer, output_dim=1) for _ in range(n_tasks)
@@ -80,4 +80,4 @@ class ESMM(MultiTaskModule):
         return torch.cat([tower(x) for tower in self.towers], dim=1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return chained_product_logits(self.conditional_logits(batch))
+        return chained_product_logits(self.embedding.bags.add_to(self.conditional_logits(batch), batch))

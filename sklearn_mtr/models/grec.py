@@ -39,11 +39,14 @@ class GRec(MultiTaskModule):
     - one **behaviour-sequence** token per sequence column: a parallel Transformer
       (multi-query attention, rotary positions, padding mask) over the last
       ``max_sequence_length`` items, mean ‖ max pooled over the real positions;
-    - one **text** token per text column: the same encoder over the first
-      ``max_text_length`` word tokens (a trainable word embedding; the feature layer's
-      vocabulary is the tokenizer); or, for the columns of ``sentence_dims``, a learned
-      ``Linear(d, d_model)`` of a precomputed sentence vector read from
-      ``batch["sentence__<column>"]`` (``(B, d)`` floats, e.g. a frozen pretrained encoder's);
+    - one **text** token per text column: a learned ``Linear(embedding_dim, d_model)`` of the
+      column's weighted bag of hashed word uni- and bigrams (TF-IDF weights, the encoding of
+      every model; ``n_text_layers`` and ``max_text_length`` no longer apply to it); or, for
+      the columns of ``sentence_dims``, a learned ``Linear(d, d_model)`` of a precomputed
+      sentence vector read from ``batch["sentence__<column>"]`` (``(B, d)`` floats, e.g. a
+      frozen pretrained encoder's);
+    - one **sparse** token when X was a sparse matrix: a learned projection of its columns'
+      weighted bag;
     - the **candidate item**: the embeddings of the ``item_features`` columns, projected;
     - the **task token**: one learned vector per task, plus (optionally) a projection of
       the ``task_features`` columns' embeddings (GRec's auxiliary task tokens).
@@ -57,7 +60,8 @@ class GRec(MultiTaskModule):
     (:meth:`ParallelBlock.forward_shared_prefix`, equal to mixing each sentence).
 
     ``forward`` returns ``(logits, aux_loss)`` with ``aux_loss = balance_loss_coef *
-    load balancing + z_loss_coef * router z-loss``.
+    load balancing + z_loss_coef * router z-loss``. The logits include the wide term of
+    the text columns and sparse X (:class:`~sklearn_mtr.models._wide.BagInputs`).
 
     Routing (``reference/onerank_grec.md`` §B.7-1): ``"sentence"`` routes each sentence as a
     unit on its post-mixing task-token state, so all its tokens go to the same experts and
@@ -137,7 +141,7 @@ class GRec(MultiTaskModule):
         self.d_model, self.routing = d_model, routing
         self.max_sequence_length, self.max_text_length = max_sequence_length, max_text_length
         self.balance_loss_coef, self.z_loss_coef = balance_loss_coef, z_loss_coef
-        self.embedding = InputEmbedding(schema, embedding_dim)  # the tables (shared item rows included)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)  # the tables (shared item rows included)
         names = list(schema.categorical_names)
         item = self._columns(item_features, names, "item_features")
         if item_features is None:  # the columns whose vocabulary a behaviour sequence shares
@@ -168,18 +172,15 @@ class GRec(MultiTaskModule):
             }
         )
         self.text_encoders = nn.ModuleDict(
-            {
-                t.name: SequenceEncoder(embedding_dim, d_model, n_text_layers, n_heads, dropout)
-                for t in schema.texts
-                if t.name not in sentence_dims
-            }
+            {t.name: nn.Linear(embedding_dim, d_model) for t in schema.texts if t.name not in sentence_dims}
         )
+        self.sparse_projection = nn.Linear(embedding_dim, d_model) if schema.sparse is not None else None
         # sentence vectors (frozen, computed outside) replace the word encoder: a learned projection
         self.sentence_projections = nn.ModuleDict(
             {name: nn.Linear(dim, d_model) for name, dim in sentence_dims.items()}
         )
-        for name in sentence_dims:  # the word table is never read for these columns
-            self.embedding.own_tables[f"text__{name}"].requires_grad_(False)
+        for name in sentence_dims:  # the deep bag is never read for these columns
+            self.embedding.bags.deep[f"text__{name}"].requires_grad_(False)
         self.item = nn.Linear(len(item) * embedding_dim, d_model) if item else None
         self.task_tokens = nn.ParameterList(nn.Parameter(torch.randn(d_model) * 0.1) for _ in range(n_tasks))
         self.task_context = nn.Linear(len(task_cols) * embedding_dim, d_model, bias=False) if task_cols else None
@@ -187,6 +188,7 @@ class GRec(MultiTaskModule):
             int(self.deep is not None or self.wide is not None)
             + len(schema.sequences)
             + len(schema.texts)
+            + int(self.sparse_projection is not None)
             + int(self.item is not None)
             + 1
         )
@@ -280,11 +282,9 @@ class GRec(MultiTaskModule):
                     raise ValueError(f"the batch has no {key!r}: text column {text.name!r} reads sentence vectors.")
                 tokens.append(self.sentence_projections[text.name](batch[key]))
                 continue
-            ids, lengths = self._window(
-                batch[f"text__{text.name}"], batch[f"len__{text.name}"], self.max_text_length, last=False
-            )
-            embedded = self.embedding.own_tables[f"text__{text.name}"](ids)
-            tokens.append(self.text_encoders[text.name](embedded, lengths))
+            tokens.append(self.text_encoders[text.name](self.embedding.bags.field(batch, f"text__{text.name}")))
+        if self.sparse_projection is not None:
+            tokens.append(self.sparse_projection(self.embedding.bags.field(batch, "sparse")))
         if self.item is not None:
             tokens.append(self.item(self._lookup(batch, self.item_columns)))
         return torch.stack(tokens, dim=1)
@@ -332,4 +332,4 @@ class GRec(MultiTaskModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, aux = self._top(batch)
-        return tower_logits(self.towers, inputs), aux
+        return self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch), aux

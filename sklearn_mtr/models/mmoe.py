@@ -34,7 +34,7 @@ class MMoE(MultiTaskModule):
     ) -> None:
         super().__init__()
         self.n_tasks = n_tasks
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         self.experts = BatchedExperts(n_experts, self.embedding.out_dim, expert_hidden_sizes, **layer)
         self.gates = nn.ModuleList(nn.Linear(self.embedding.out_dim, n_experts) for _ in range(n_tasks))
@@ -57,4 +57,4 @@ class MMoE(MultiTaskModule):
         return [mix(gate(x), experts) for gate in self.gates]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return tower_logits(self.towers, self.tower_inputs(batch))
+        return self.embedding.bags.add_to(tower_logits(self.towers, self.tower_inputs(batch)), batch)

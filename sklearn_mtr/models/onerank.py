@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import MLP, InputEmbedding, check_dropout, masked_mean, tower_logits
+from ._blocks import MLP, InputEmbedding, check_dropout, tower_logits
 
 CROSS_TASK_MASKS = ("cascade", "parallel", "full")
 DETACH_MODES = ("input", "projection", "none")
@@ -328,13 +328,13 @@ class OneRank(MultiTaskModule):
         check_dropout(dropout)
         self.n_tasks, self.d_model, self.max_history = n_tasks, d_model, max_history
         self.infonce_weight = float(infonce_weight)
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         self._split_columns(schema, context_features)
         e = embedding_dim
 
         # candidate token: one projection of the candidate fields (A.13)
         w = self.embedding.numeric_width  # 1 per number, or its embedding
-        cand_in = e * (len(self.cand_cat) + len(self.cand_text)) + len(self.cand_num) * w
+        cand_in = e * (len(self.cand_cat) + len(self.cand_text) + self.cand_sparse) + len(self.cand_num) * w
         if cand_in == 0:
             raise ValueError("OneRank needs at least one candidate feature: every column is a context feature.")
         self.candidate = nn.Linear(cand_in, d_model)
@@ -397,27 +397,28 @@ class OneRank(MultiTaskModule):
         self.cand_text = [i for i, n in enumerate(texts) if n not in ctx]
         self.ctx_num = [i for i, n in enumerate(numeric_base) if n in ctx]
         self.cand_num = [i for i, n in enumerate(numeric_base) if n not in ctx]
+        self.cand_sparse = int(schema.sparse is not None)
         e = self.embedding.embedding_dim
         # column slice of each candidate categorical field inside the candidate projection
         self._cand_block = {schema.categorical_names[i]: slice(j * e, (j + 1) * e) for j, i in enumerate(self.cand_cat)}
         self.schema = schema
 
     def _field_embeddings(self, batch, cat_idx, text_idx) -> torch.Tensor | None:
-        """``(B, n_fields, e)``: categorical fields then mean-pooled text fields."""
+        """``(B, n_fields, e)``: categorical fields then text fields (weighted bags)."""
         parts = []
         if cat_idx:
             ids = batch["categorical"][:, cat_idx] + self.embedding.offsets[cat_idx]
             parts.append(self.embedding.categorical(ids))
         for i in text_idx:
-            name = self.schema.texts[i].name
-            embedded = self.embedding.own_tables[f"text__{name}"](batch[f"text__{name}"])
-            parts.append(masked_mean(embedded, batch[f"len__{name}"]).unsqueeze(1))
+            parts.append(self.embedding.bags.field(batch, f"text__{self.schema.texts[i].name}").unsqueeze(1))
         return torch.cat(parts, dim=1) if parts else None
 
     # ------------------------------------------------------------------ tokens
     def _candidate_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         fields = self._field_embeddings(batch, self.cand_cat, self.cand_text)
         parts = [] if fields is None else [fields.flatten(1)]
+        if self.cand_sparse:  # a sparse X: its columns are candidate features
+            parts.append(self.embedding.bags.field(batch, "sparse"))
         if self.cand_num:
             parts.append(self.embedding.numeric_fields(batch, self.cand_num).flatten(1))
         return self.candidate(torch.cat(parts, dim=1))
@@ -555,7 +556,7 @@ class OneRank(MultiTaskModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         inputs, layout = self._tower_inputs(batch)
-        logits = tower_logits(self.towers, inputs)
+        logits = self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch)
         labels = batch.get("label")
         aux = None
         if labels is not None and self.infonce_weight > 0 and layout.n_candidates > 1:

@@ -71,7 +71,7 @@ class PLE(MultiTaskModule):
         if n_levels < 1:
             raise ValueError(f"n_levels must be >= 1, got {n_levels}.")
         self.n_tasks = n_tasks
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         levels, dim = [], self.embedding.out_dim
         for i in range(n_levels):
@@ -100,4 +100,4 @@ class PLE(MultiTaskModule):
         return streams[: self.n_tasks]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return tower_logits(self.towers, self.tower_inputs(batch))
+        return self.embedding.bags.add_to(tower_logits(self.towers, self.tower_inputs(batch)), batch)

@@ -117,7 +117,7 @@ class ResFlow(MultiTaskModule):
         self.n_tasks = n_tasks
         self.order = check_task_order(task_order, n_tasks)
         self.logit_residual = bool(logit_residual)
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         self.embedding_norm = make_norm(batch_norm, self.embedding.out_dim)
         self.towers = nn.ModuleList(
             ResFlowTower(self.embedding.out_dim, sizes, activation, batch_norm) for _ in range(n_tasks)
@@ -154,4 +154,4 @@ class ResFlow(MultiTaskModule):
                 z = z + prev_logit
             logits[k] = z
             prev_hidden, prev_logit = hidden, z
-        return torch.cat(logits, dim=1)
+        return self.embedding.bags.add_to(torch.cat(logits, dim=1), batch)

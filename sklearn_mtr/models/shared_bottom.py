@@ -29,7 +29,7 @@ class SharedBottom(MultiTaskModule):
     ) -> None:
         super().__init__()
         self.n_tasks = n_tasks
-        self.embedding = InputEmbedding(schema, embedding_dim)
+        self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}
         self.bottom = MLP(self.embedding.out_dim, bottom_hidden_sizes, **layer)
         self.towers = nn.ModuleList(
@@ -41,4 +41,4 @@ class SharedBottom(MultiTaskModule):
         return [self.bottom(self.embedding(batch))] * self.n_tasks
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return tower_logits(self.towers, self.tower_inputs(batch))
+        return self.embedding.bags.add_to(tower_logits(self.towers, self.tower_inputs(batch)), batch)

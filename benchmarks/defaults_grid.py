@@ -74,6 +74,62 @@ def run_point(model: str, params: dict, seed: int, data, args) -> dict:
     return {"seed": seed, "test_auc": auc, "test_mean_auc": float(np.mean(auc)), "fit_seconds": seconds, **info}
 
 
+TASKS_OF = {"census": ["income", "never_married"], "movielens": ["like", "love"], "synthetic": ["task0", "task1"]}
+
+
+def write(dataset: str, config: dict, description: str, tasks: list, runs: dict, suffix: str):
+    """Summaries, the best grid point (by mean test AUC over the seeds run) and paired differences
+    with it, written to ``results/defaults_grid_<dataset><suffix>.json``."""
+    models = {}
+    for model, per_point in runs.items():
+        done = {name: rs for name, rs in per_point.items() if rs}
+        means = {name: np.mean([r["test_mean_auc"] for r in rs]) for name, rs in done.items() if name != "default"}
+        best = max(means, key=means.get) if means else None
+        points = {}
+        for name, rs in done.items():
+            n = min(len(rs), len(done.get(best, [])))
+            points[name] = {
+                "runs": rs,
+                "test_auc": {t: _common.summary([r["test_auc"][k] for r in rs]) for k, t in enumerate(tasks)},
+                "fit_seconds": _common.summary([r["fit_seconds"] for r in rs]),
+                "paired_vs_best": None
+                if best is None or name == best or n == 0
+                else {
+                    t: paired([r["test_auc"][k] for r in done[best][:n]], [r["test_auc"][k] for r in rs[:n]])
+                    for k, t in enumerate(tasks)
+                },
+            }
+        models[model] = {"best_grid_point": best, "points": points}
+    return _common.write_results(
+        f"defaults_grid_{dataset}{suffix}",
+        {"config": config, "dataset": dataset, "description": description, "tasks": tasks, "models": models},
+    )
+
+
+def runs_from_log(path: str, dataset: str, models: list, grid: dict) -> dict:
+    """The runs a stopped benchmark printed (``dataset model point seed [aucs] 123s epochs``)."""
+    import ast
+    import re
+
+    runs = {model: {name: [] for name in grid} for model in models}
+    pattern = re.compile(r"^(\S+) (\S+) (.+) (\d+) (\[.*\]) (\d+)s (\d+)$")
+    for line in open(path):
+        match = pattern.match(line.strip())
+        if match and match[1] == dataset and match[2] in runs and match[3] in grid:
+            auc = [float(a) for a in ast.literal_eval(match[5])]
+            runs[match[2]][match[3]].append(
+                {
+                    "seed": int(match[4]),
+                    "test_auc": auc,
+                    "test_mean_auc": float(np.mean(auc)),
+                    "fit_seconds": float(match[6]),
+                    "epochs_trained": int(match[7]),
+                    "source": "log",
+                }
+            )
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=list(LOADERS), default=["census"])
@@ -88,6 +144,7 @@ def main(argv=None) -> int:
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--max-train-rows", type=int, default=None)
     parser.add_argument("--suffix", default="")
+    parser.add_argument("--from-log", default=None, help="rebuild the results from a stopped run's printed lines")
     args = parser.parse_args(argv)
     grid = {
         f"lr={lr:g} batch={b} wd={wd:g}": {"lr": lr, "batch_size": b, "weight_decay": wd}
@@ -95,47 +152,29 @@ def main(argv=None) -> int:
     }
     if not args.no_default:
         grid["default"] = {"_default": True}
+    config = {k: v for k, v in vars(args).items() if k not in ("datasets", "from_log")}
     for dataset in args.datasets:
+        if args.from_log:  # a stopped run: only what it printed (epochs yes, valid curves no)
+            data = Split(description=LOADERS[dataset].__doc__ or dataset, Y_train=None)
+            runs = runs_from_log(args.from_log, dataset, args.models, grid)
+            tasks = TASKS_OF.get(dataset) or [f"task{k}" for k in range(2)]
+            write(dataset, config, data.description, tasks, runs, args.suffix)
+            continue
         data = LOADERS[dataset]()
         if args.max_train_rows:
             keep = np.random.RandomState(0).permutation(len(data.X_train))[: args.max_train_rows]
             data.X_train, data.Y_train = data.X_train.iloc[keep], data.Y_train.iloc[keep]
         tasks = list(data.Y_train.columns)
-        models = {}
+        runs = {model: {name: [] for name in grid} for model in args.models}
         for model in args.models:
-            runs: dict = {name: [] for name in grid}
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for name, params in grid.items():
                     run = run_point(model, params, seed, data, args)
-                    runs[name].append(run)
+                    runs[model][name].append(run)
                     print(dataset, model, name, seed, [round(a, 4) for a in run["test_auc"]],
                           f"{run['fit_seconds']:.0f}s", run["epochs_trained"], flush=True)
-            means = {name: np.mean([r["test_mean_auc"] for r in rs]) for name, rs in runs.items() if name != "default"}
-            best = max(means, key=means.get) if means else None
-            models[model] = {
-                "best_grid_point": best,
-                "points": {
-                    name: {
-                        "params": {k: v for k, v in grid[name].items() if not k.startswith("_")},
-                        "runs": rs,
-                        "test_auc": {t: _common.summary([r["test_auc"][k] for r in rs]) for k, t in enumerate(tasks)},
-                        "fit_seconds": _common.summary([r["fit_seconds"] for r in rs]),
-                        "paired_vs_best": None
-                        if best is None or name == best
-                        else {
-                            t: paired([r["test_auc"][k] for r in runs[best]], [r["test_auc"][k] for r in rs])
-                            for k, t in enumerate(tasks)
-                        },
-                    }
-                    for name, rs in runs.items()
-                },
-            }
-        config = {k: v for k, v in vars(args).items() if k != "datasets"}
-        path = _common.write_results(
-            f"defaults_grid_{dataset}{args.suffix}",
-            {"config": config, "dataset": dataset, "description": data.description, "tasks": tasks, "models": models},
-        )
-        print(f"wrote {path}")
+                    write(dataset, config, data.description, tasks, runs, args.suffix)  # after every run
+        print(f"wrote {write(dataset, config, data.description, tasks, runs, args.suffix)}")
     return 0
 
 

@@ -97,6 +97,54 @@ def time_epochs(model: str, data, args) -> dict:
     }
 
 
+def write(name: str, config: dict, runs: dict, variants: dict, first_piecewise: str):
+    """Summaries and paired differences of the runs so far, written to ``results/<name>.json``."""
+    results = {}
+    for model, per_variant in runs.items():
+        entry = {}
+        for variant, rs in per_variant.items():
+            base = "standard" if variant != "control" else first_piecewise
+            n = min(len(rs), len(per_variant.get(base, [])))  # seeds run by both
+            compared = variant != base and base in per_variant and n > 0
+            entry[variant] = {
+                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in variants[variant].items()},
+                "runs": rs,
+                "test_auc": {t: _common.summary([r["test_auc"][t] for r in rs]) for t in TASKS},
+                "seconds_per_epoch": _common.summary(
+                    [r["seconds_per_epoch"] for r in rs if r.get("seconds_per_epoch") is not None]
+                ),
+                "paired_vs": base if compared else None,
+                "paired_difference": {
+                    t: paired([r["test_auc"][t] for r in per_variant[base][:n]], [r["test_auc"][t] for r in rs[:n]])
+                    for t in TASKS
+                }
+                if compared
+                else None,
+            }
+        results[model] = entry
+    return _common.write_results(name, {"config": config, "tasks": TASKS, "models": results})
+
+
+def runs_from_log(path: str, runs: dict) -> dict:
+    """The runs a stopped benchmark printed (``model variant seed {auc} 123s`` lines): test AUC
+    and fit seconds; the epoch counts are not printed and stay unknown."""
+    import ast
+
+    for line in open(path):
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[0] in runs and parts[1] in runs[parts[0]]:
+            auc_text, seconds = parts[3].rsplit(" ", 1)
+            runs[parts[0]][parts[1]].append(
+                {
+                    "seed": int(parts[2]),
+                    "test_auc": ast.literal_eval(auc_text),
+                    "fit_seconds": float(seconds.strip().rstrip("s")),
+                    "source": "log",
+                }
+            )
+    return runs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -108,6 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-train-rows", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 rows, 1 epoch, 1 seed")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--from-log", default=None, help="rebuild the results from a stopped run's printed lines")
     parser.add_argument(
         "--timing-rounds", type=int, default=0, help="only time epochs, in this many interleaved rounds"
     )
@@ -133,34 +182,20 @@ def main(argv=None) -> int:
     if "control" in args.variants:
         variants["control"] = {**VARIANTS[first_piecewise], "task_weights": (0.5, 0.5)}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    results: dict = {}
-    for model in args.models:
-        runs: dict = {v: [] for v in variants}
-        for seed in seeds:  # seeds outermost: an interrupted run still holds paired results
-            for name, params in variants.items():
-                run = run_one(model, params, seed, data, args)
-                runs[name].append(run)
-                print(model, name, seed, run["test_auc"], f"{run['fit_seconds']:.0f}s", flush=True)
-        entry = {}
-        for name, rs in runs.items():
-            base = "standard" if name != "control" else first_piecewise
-            entry[name] = {
-                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in variants[name].items()},
-                "runs": rs,
-                "test_auc": {t: _common.summary([r["test_auc"][t] for r in rs]) for t in TASKS},
-                "seconds_per_epoch": _common.summary([r["seconds_per_epoch"] for r in rs]),
-                "paired_vs": base if name != base and base in runs else None,
-                "paired_difference": {
-                    t: paired([r["test_auc"][t] for r in runs[base]], [r["test_auc"][t] for r in rs])
-                    for t in TASKS
-                }
-                if name != base and base in runs
-                else None,
-            }
-        results[model] = entry
     name = args.output or ("numeric_encoding_quick" if args.quick else "numeric_encoding")
-    config = {k: v for k, v in vars(args).items() if k != "output"}
-    path = _common.write_results(name, {"config": config, "tasks": TASKS, "models": results})
+    config = {k: v for k, v in vars(args).items() if k not in ("output", "from_log")}
+    runs: dict = {model: {v: [] for v in variants} for model in args.models}
+    if args.from_log:
+        runs = runs_from_log(args.from_log, runs)
+    else:
+        for model in args.models:
+            for seed in seeds:  # seeds outermost: an interrupted run still holds paired results
+                for variant, params in variants.items():
+                    run = run_one(model, params, seed, data, args)
+                    runs[model][variant].append(run)
+                    print(model, variant, seed, run["test_auc"], f"{run['fit_seconds']:.0f}s", flush=True)
+                    write(name, config, runs, variants, first_piecewise)  # after every run
+    path = write(name, config, runs, variants, first_piecewise)
     print(f"wrote {path}")
     return 0
 

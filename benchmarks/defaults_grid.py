@@ -113,7 +113,9 @@ def runs_from_log(path: str, dataset: str, models: list, grid: dict) -> dict:
 
     runs = {model: {name: [] for name in grid} for model in models}
     pattern = re.compile(r"^(\S+) (\S+) (.+) (\d+) (\[.*\]) (\d+)s (\d+)$")
-    for line in open(path):
+    with open(path) as log:
+        lines = log.readlines()
+    for line in lines:
         match = pattern.match(line.strip())
         if match and match[1] == dataset and match[2] in runs and match[3] in grid:
             auc = [float(a) for a in ast.literal_eval(match[5])]
@@ -171,8 +173,16 @@ def main(argv=None) -> int:
                 for name, params in grid.items():
                     run = run_point(model, params, seed, data, args)
                     runs[model][name].append(run)
-                    print(dataset, model, name, seed, [round(a, 4) for a in run["test_auc"]],
-                          f"{run['fit_seconds']:.0f}s", run["epochs_trained"], flush=True)
+                    print(
+                        dataset,
+                        model,
+                        name,
+                        seed,
+                        [round(a, 4) for a in run["test_auc"]],
+                        f"{run['fit_seconds']:.0f}s",
+                        run["epochs_trained"],
+                        flush=True,
+                    )
                     write(dataset, config, data.description, tasks, runs, args.suffix)  # after every run
         print(f"wrote {write(dataset, config, data.description, tasks, runs, args.suffix)}")
     return 0

@@ -92,9 +92,7 @@ def time_epochs(model: str, data, args) -> dict:
             clf.partial_fit(data.X_train, data.Y_train)
             seconds[v].append(time.perf_counter() - t0)
     base = np.asarray(seconds["standard"])
-    return {
-        v: {"seconds": s, "ratio_to_standard": float(np.median(np.asarray(s) / base))} for v, s in seconds.items()
-    }
+    return {v: {"seconds": s, "ratio_to_standard": float(np.median(np.asarray(s) / base))} for v, s in seconds.items()}
 
 
 def write(name: str, config: dict, runs: dict, variants: dict, first_piecewise: str):
@@ -130,7 +128,9 @@ def runs_from_log(path: str, runs: dict) -> dict:
     and fit seconds; the epoch counts are not printed and stay unknown."""
     import ast
 
-    for line in open(path):
+    with open(path) as log:
+        lines = log.readlines()
+    for line in lines:
         parts = line.split(" ", 3)
         if len(parts) == 4 and parts[0] in runs and parts[1] in runs[parts[0]]:
             auc_text, seconds = parts[3].rsplit(" ", 1)

@@ -89,20 +89,36 @@ def main() -> None:
         X_test, Y_test = make_text_tasks(args.n // 2, seed + 100)
         models = {
             "mmoe": MMoEClassifier(
-                text_features=["text"], n_experts=4, expert_hidden_sizes=(64,), tower_hidden_sizes=(32,),
-                max_epochs=args.epochs, batch_size=128, random_state=seed,
+                text_features=["text"],
+                n_experts=4,
+                expert_hidden_sizes=(64,),
+                tower_hidden_sizes=(32,),
+                max_epochs=args.epochs,
+                batch_size=128,
+                random_state=seed,
             )
         }
         for name, clf in models.items():
             start = time.perf_counter()
             proba = clf.fit(X, Y).predict_proba(X_test)
             aucs = [roc_auc_score(Y_test[:, k], proba[:, k]) for k in range(N_TASKS)]
-            rows.append({"seed": seed, "model": name, **{f"auc{k}": a for k, a in enumerate(aucs)},
-                         "s": time.perf_counter() - start})
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": name,
+                    **{f"auc{k}": a for k, a in enumerate(aucs)},
+                    "s": time.perf_counter() - start,
+                }
+            )
         if not args.skip_baseline:
             proba = baseline(X, Y, X_test)
-            rows.append({"seed": seed, "model": "tfidf+lr",
-                         **{f"auc{k}": roc_auc_score(Y_test[:, k], proba[:, k]) for k in range(N_TASKS)}})
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": "tfidf+lr",
+                    **{f"auc{k}": roc_auc_score(Y_test[:, k], proba[:, k]) for k in range(N_TASKS)},
+                }
+            )
     table = pd.DataFrame(rows)
     print(table.round(4).to_string(index=False))
     print(table.drop(columns="seed").groupby("model").mean().round(4).to_string())

@@ -90,7 +90,9 @@ def main(argv=None) -> int:
         variants[name] = {
             "runs": rs,
             "test_auc": {t: _common.summary([r["test_auc"][t] for r in rs]) for t in tasks},
-            "vs_scale_1": {t: paired([r["test_auc"][t] for r in runs["1"]], [r["test_auc"][t] for r in rs]) for t in tasks}
+            "vs_scale_1": {
+                t: paired([r["test_auc"][t] for r in runs["1"]], [r["test_auc"][t] for r in rs]) for t in tasks
+            }
             if "1" in runs and name != "1"
             else None,
             "minus_logistic_regression": {
@@ -99,8 +101,13 @@ def main(argv=None) -> int:
         }
     path = _common.write_results(
         "text_wide_scale",
-        {"config": vars(args), "description": data["description"], "tasks": tasks, "baseline": baseline,
-         "variants": variants},
+        {
+            "config": vars(args),
+            "description": data["description"],
+            "tasks": tasks,
+            "baseline": baseline,
+            "variants": variants,
+        },
     )
     print(f"wrote {path}")
     return 0

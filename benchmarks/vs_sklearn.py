@@ -444,7 +444,7 @@ def main(argv=None) -> int:
         )
         runs: dict = {"baseline": [], "null_control": [], **{m: [] for m in models}}
 
-        def store():
+        def store(info=info, runs=runs, tasks=tasks, models=models):  # this data set's, bound now
             info["baseline"] = summarise(runs["baseline"], tasks, None)
             info["null_control"] = summarise(runs["null_control"], tasks, runs["baseline"])
             info["models"] = {m: summarise(runs[m], tasks, runs["baseline"]) for m in models if runs[m]}

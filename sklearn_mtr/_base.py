@@ -21,10 +21,10 @@ from skorch.helper import predefined_split
 
 from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
+from ._threads import check_n_threads, torch_threads
 from .features import TabularEncoder
 from .features._encoder import check_numeric_encoding
 from .models import MultiTaskModule
-from ._threads import check_n_threads, torch_threads
 from .optim import resolve_optimizer
 
 _PRECISIONS = ("fp32", "bf16")

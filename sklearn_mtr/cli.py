@@ -409,8 +409,7 @@ def _categorical_columns(option: str, X: pd.DataFrame, params: dict) -> list:
     both = [c for c in declared if c in other]
     if both:
         raise CommandError(
-            f"column(s) {both} are given both to --categorical-features and as {other[both[0]]}; "
-            "a column has one role."
+            f"column(s) {both} are given both to --categorical-features and as {other[both[0]]}; a column has one role."
         )
     strings = [c for c in X.columns if _is_string(X[c]) and c not in declared and c not in other]
     # Categorical without being named: the same free-text warning as "from_dtype" gives.

@@ -608,7 +608,9 @@ def test_text_hash_is_stable_across_processes():
         "e = TabularEncoder(text_features=['t']).fit(pd.DataFrame({'t': ['stable hash words']}));"
         "print(e.texts_['t'].buckets_.tolist())"
     )
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in (0, 1)}
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in (0, 1)
+    }
     enc = TabularEncoder(text_features=["t"]).fit(pd.DataFrame({"t": ["stable hash words"]}))
     assert runs == {f"{enc.texts_['t'].buckets_.tolist()}\n"}
 
@@ -619,7 +621,7 @@ def test_text_keeps_the_heaviest_max_terms():
     enc = HashedText(max_terms=3).fit(["a a a a b c d", "b c d"])
     ids, weights = enc.transform(["a a a a b c d"])
     assert ids.shape == (1, 3)
-    full_ids, full_weights = HashedText().fit(["a a a a b c d", "b c d"]).transform(["a a a a b c d"])
+    _, full_weights = HashedText().fit(["a a a a b c d", "b c d"]).transform(["a a a a b c d"])
     assert weights.max() == full_weights.max()  # "a" (rare and repeated) is kept
     assert np.all(weights[0] >= np.sort(full_weights[0])[-3] - 1e-7)
 

@@ -442,7 +442,8 @@ def emb_batch(hist, hist_len, tags=((2, 3, 0),), tags_len=(2,), title=((4, 0, 0)
         "text__title": torch.tensor(title * n if len(title) == 1 else title),
         # a weighted bag: weight 1 on the first title_len ids, 0 on the rest
         "weight__title": (
-            torch.arange(len(title[0]))[None, :] < torch.tensor(title_len * n if len(title_len) == 1 else title_len)[:, None]
+            torch.arange(len(title[0]))[None, :]
+            < torch.tensor(title_len * n if len(title_len) == 1 else title_len)[:, None]
         ).float(),
     }
 

@@ -156,8 +156,7 @@ def test_vs_sklearn_table_has_auc_paired_delta_fit_ratio_and_null_control(render
     )
     assert header in page
     baseline = (
-        "| scikit-learn baseline | 0.8100 ± 0.0141 | (reference) | 0.7000 ± 0.0000 | (reference) "
-        "| 2.0 ± 0.0 | 1 |"
+        "| scikit-learn baseline | 0.8100 ± 0.0141 | (reference) | 0.7000 ± 0.0000 | (reference) | 2.0 ± 0.0 | 1 |"
     )
     assert baseline in page
     assert (

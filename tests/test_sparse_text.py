@@ -17,7 +17,7 @@ from sklearn_mtr import MMoEClassifier
 from sklearn_mtr.persistence import load, save
 
 TINY = {"embedding_dim": 4, "batch_size": 32, "random_state": 0}
-WORDS = "not good bad very film plot acting the was really".split()
+WORDS = ["not", "good", "bad", "very", "film", "plot", "acting", "the", "was", "really"]
 
 
 def bigram_texts(n, seed=0):
@@ -158,8 +158,12 @@ def test_non_finite_sparse_values_raise(bad):
 
 @pytest.mark.parametrize(
     "param, value",
-    [("categorical_features", [0]), ("categorical_features", [True] + [False] * 39), ("text_features", [0]),
-     ("sequence_features", [1])],
+    [
+        ("categorical_features", [0]),
+        ("categorical_features", [True] + [False] * 39),
+        ("text_features", [0]),
+        ("sequence_features", [1]),
+    ],
 )
 def test_sparse_x_with_named_column_parameters_raises(param, value):
     X, Y = sparse_problem(50)

@@ -161,3 +161,34 @@ def test_declared_bins_and_the_safe_format_round_trip_with_identical_predictions
     loaded = load(tmp_path / "m.mtr")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert loaded.feature_encoder_.schema_.numeric_bins == clf.feature_encoder_.schema_.numeric_bins
+
+
+def test_streaming_with_declared_bins_uses_them_whatever_the_first_chunk_holds():
+    from sklearn_mtr.streaming import fit_streaming
+
+    X, Y = _point_mass_problem(600, 0)
+    frame = X.assign(a=Y["a"], b=Y["b"])
+    edges = [0.0, 0.1, 1.0, 10.0, 100.0]
+
+    def chunks():
+        yield frame.iloc[:300].assign(amount=0.0)  # a first chunk with no spread at all
+        yield frame.iloc[300:]
+
+    clf = fit_streaming(MMoEClassifier(numeric_bins={"amount": edges}, **TINY), chunks, ["a", "b"])
+    np.testing.assert_array_equal(clf.feature_encoder_.bin_edges_[0], edges)
+    assert len(clf.feature_encoder_.schema_.numeric_bins[0]) == len(edges)
+
+
+def test_the_onnx_graph_computes_the_codes_with_nan_and_out_of_range_values(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from sklearn_mtr.export import encode_for_onnx, export_onnx
+
+    X, Y = _point_mass_problem(400, 0)
+    X.loc[::9, "amount"] = np.nan
+    clf = MMoEClassifier(**TINY).fit(X, Y)
+    X_new = pd.concat([X.iloc[:50], pd.DataFrame({"amount": [-5.0, 1e9, np.nan], "noise": [0.0, 9.0, -9.0]})])
+    export_onnx(clf, tmp_path / "m.onnx", X.iloc[:4])
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    _, proba = session.run(["logits", "proba"], encode_for_onnx(clf, X_new))
+    np.testing.assert_allclose(proba, clf.predict_proba(X_new), rtol=0, atol=1e-5)

@@ -233,6 +233,18 @@ def fit_select_on_valid(clf, train_epoch, score_valid, max_epochs: int, patience
     return {"best_epoch": best_epoch, "epochs_trained": len(curve), "valid_curve": curve}
 
 
+def fit_on_train_select_on_valid(clf, data, max_epochs: int, patience: int) -> dict:
+    """:func:`fit_select_on_valid` on ``data.X_train`` / ``data.Y_train``, epochs scored by the
+    mean validation AUC on ``data.X_valid`` / ``data.Y_valid``."""
+    return fit_select_on_valid(
+        clf,
+        lambda: clf.partial_fit(data.X_train, data.Y_train),
+        lambda: valid_mean_auc(data.Y_valid, clf.predict_proba(data.X_valid)),
+        max_epochs,
+        patience,
+    )
+
+
 def valid_mean_auc(Y_valid, proba) -> dict:
     """``{"valid_mean_auc": mean per-task ROC AUC}``, the selection score of most benchmarks."""
     from sklearn_mtr.metrics import per_task_roc_auc

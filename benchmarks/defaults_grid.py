@@ -61,13 +61,7 @@ def run_point(model: str, params: dict, seed: int, data, args) -> dict:
         clf.fit(data.X_train, data.Y_train)
         info = {"epochs_trained": int(clf.n_iter_)}
     else:
-        info = _common.fit_select_on_valid(
-            clf,
-            lambda: clf.partial_fit(data.X_train, data.Y_train),
-            lambda: _common.valid_mean_auc(data.Y_valid, clf.predict_proba(data.X_valid)),
-            args.max_epochs,
-            args.patience,
-        )
+        info = _common.fit_on_train_select_on_valid(clf, data, args.max_epochs, args.patience)
         info.pop("valid_curve")
     seconds = time.perf_counter() - t0
     auc = _auc(data.Y_test, clf.predict_proba(data.X_test))

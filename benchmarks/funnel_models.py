@@ -280,13 +280,7 @@ def run_one(model: str, seed: int, data: Split, args, tasks) -> dict:
     torch.manual_seed(seed)
     clf = make_estimator(model, seed, args)
     t0 = time.perf_counter()
-    selection = _common.fit_select_on_valid(
-        clf,
-        lambda: clf.partial_fit(data.X_train, data.Y_train),
-        lambda: _common.valid_mean_auc(data.Y_valid, clf.predict_proba(data.X_valid)),
-        args.max_epochs,
-        args.patience,
-    )
+    selection = _common.fit_on_train_select_on_valid(clf, data, args.max_epochs, args.patience)
     fit_seconds = time.perf_counter() - t0
     P = np.asarray(clf.predict_proba(data.X_test), dtype=float)
     out = _metrics(data.Y_test.to_numpy(), P, data.groups_test, args.k, tasks)

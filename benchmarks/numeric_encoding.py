@@ -57,13 +57,7 @@ def run_one(model: str, params: dict, seed: int, data, args) -> dict:
 
     clf = getattr(sklearn_mtr, model)(random_state=seed, **params)
     t0 = time.perf_counter()
-    info = _common.fit_select_on_valid(
-        clf,
-        lambda: clf.partial_fit(data.X_train, data.Y_train),
-        lambda: _common.valid_mean_auc(data.Y_valid, clf.predict_proba(data.X_valid)),
-        args.max_epochs,
-        args.patience,
-    )
+    info = _common.fit_on_train_select_on_valid(clf, data, args.max_epochs, args.patience)
     seconds = time.perf_counter() - t0
     auc = per_task_roc_auc(data.Y_test.to_numpy(dtype=float), clf.predict_proba(data.X_test))
     return {

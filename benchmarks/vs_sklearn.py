@@ -325,6 +325,23 @@ def paired_delta(runs: list[dict], base_runs: list[dict], tasks: list[str]) -> d
     return out
 
 
+def summarise_variants(runs: dict[str, list[dict]], tasks: list[str], reference: str) -> dict:
+    """Per variant of one estimator (runs keyed by variant name): its runs, AUC per task,
+    fit seconds and epochs summarised, and the paired difference to ``reference``."""
+    out = {}
+    for variant, vruns in runs.items():
+        entry = {
+            "runs": vruns,
+            "auc": {t: _common.summary([r["auc"][t] for r in vruns]) for t in tasks},
+            "fit_seconds": _common.summary([r["fit_seconds"] for r in vruns]),
+            "epochs": _common.summary([r["epochs"] for r in vruns]),
+        }
+        if variant != reference and runs.get(reference):
+            entry[f"delta_vs_{reference}"] = paired_delta(vruns, runs[reference], tasks)
+        out[variant] = entry
+    return out
+
+
 def summarise(runs: list[dict], tasks: list[str], base_runs: list[dict] | None) -> dict:
     ok = [r for r in runs if "auc" in r]
     entry: dict = {
@@ -368,6 +385,45 @@ def print_table(name: str, info: dict) -> None:
         print(f"skipped {model}: {reason}")
 
 
+def merge(names: list[str], output: str) -> dict:
+    """One result file from runs of other models (or seeds) written to several files. The
+    baseline and null-control runs are deterministic per seed: a seed in several parts must
+    agree to 1e-9 (the same data, split and library versions), else the merge is refused."""
+    import json
+
+    parts = [json.loads((_common.RESULTS_DIR / f"{n}.json").read_text()) for n in names]
+    merged = {"config": dict(parts[0]["config"]), "parts": [], "datasets": {}}
+    for n, part in zip(names, parts):
+        merged["parts"].append({"name": n, "config": part["config"], "environment": part["environment"]})
+        for dataset, info in part["datasets"].items():
+            target = merged["datasets"].setdefault(dataset, {**info, "models": {}, "runs": {}})
+            target["skipped"] = {**target.get("skipped", {}), **info.get("skipped", {})}
+            runs = target["runs"]
+            for label, entry in [("baseline", info["baseline"]), ("null_control", info["null_control"])]:
+                have = {r["seed"]: r for r in runs.setdefault(label, [])}
+                for r in entry["runs"]:
+                    old = have.get(r["seed"])
+                    if old is None:
+                        runs[label].append(r)
+                    elif any(abs(old["auc"][t] - r["auc"][t]) > 1e-9 for t in info["tasks"]):
+                        raise ValueError(f"{dataset}: {label} seed {r['seed']} differs between the parts.")
+            for model, entry in info["models"].items():
+                found = runs.setdefault(model, [])
+                if {r["seed"] for r in found} & {r["seed"] for r in entry["runs"]}:
+                    raise ValueError(f"{dataset} / {model}: a seed appears in several parts.")
+                found.extend(entry["runs"])
+    for info in merged["datasets"].values():
+        runs, tasks = info.pop("runs"), info["tasks"]
+        base = sorted(runs.pop("baseline"), key=lambda r: r["seed"])
+        info["baseline"] = summarise(base, tasks, None)
+        info["null_control"] = summarise(sorted(runs.pop("null_control"), key=lambda r: r["seed"]), tasks, base)
+        info["models"] = {m: summarise(sorted(r, key=lambda r: r["seed"]), tasks, base) for m, r in runs.items()}
+        info["skipped"] = {m: why for m, why in info["skipped"].items() if m not in info["models"]}
+    merged["config"]["models"] = sorted({m for i in merged["datasets"].values() for m in i["models"]})
+    _common.write_results(output, merged)
+    return merged
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
@@ -378,7 +434,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads and the sklearn / BLAS thread pools")
     parser.add_argument("--quick", action="store_true", help="2 seeds, 5,000 train / 10,000 test rows, MMoE and PLE")
     parser.add_argument("--output", default=None, help="results name (default vs_sklearn[_quick])")
+    parser.add_argument("--merge", nargs="+", default=None, help="merge these result files (names) into --output")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge(args.merge, args.output or "vs_sklearn")
+        for dataset, info in merged["datasets"].items():
+            print_table(dataset, info)
+        return 0
     if args.quick:
         args.seeds = 2  # two seeds: the t-interval is computed (wide), not left out
         args.max_train_rows = args.max_train_rows or 5000

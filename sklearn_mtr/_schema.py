@@ -46,10 +46,14 @@ class TextInput:
         Column name.
     vocab_size : int
         Size of the tables the term ids index (padding included).
+    deep_size : int or None
+        Size of the deep tables: ids from ``deep_size`` on (terms of few training texts) are
+        read by the wide path only. None (a schema saved before the split): ``vocab_size``.
     """
 
     name: str
     vocab_size: int
+    deep_size: int | None = None
 
 
 @dataclass(frozen=True)

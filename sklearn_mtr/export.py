@@ -20,8 +20,8 @@ serving side from the fitted encoder (``estimator.feature_encoder_``):
 - ``text__<col>`` int64 ``(n, width)`` and ``weight__<col>`` float32 ``(n, width)`` per text
   column: the ids of the row's hashed word uni- and bigrams (lower-cased ``\\w+`` words and
   adjacent pairs, ``HashingVectorizer(ngram_range=(1, 2), alternate_sign=False)`` buckets of
-  ``feature_encoder_.texts_[col]``, coded as their position in its ``buckets_`` plus 1;
-  buckets unseen in fit are dropped) and their weights ``(1 + log tf) * idf_``, l2-normalised
+  ``feature_encoder_.texts_[col]``, coded as ``ids_[i]``, ``i`` the bucket's position in its
+  ``buckets_``; buckets unseen in fit are dropped) and their weights ``(1 + log tf) * idf_``, l2-normalised
   per row; padded with id 0 and weight 0;
 - ``sparse__ids`` int64 ``(n, width)`` and ``sparse__values`` float32 ``(n, width)`` for an
   estimator fitted on a scipy sparse X: each row's stored columns ``j + 1`` and values

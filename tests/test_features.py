@@ -569,7 +569,8 @@ def test_text_encoding_is_tfidf_of_hashed_uni_and_bigrams(dtype):
     X = pd.DataFrame({"t": pd.Series(texts, dtype=dtype)})
     enc = TabularEncoder(text_features=["t"]).fit(X)
     # terms: héllo wörld, héllo_wörld, héllo_héllo, a, b, a_b, b_a
-    assert enc.schema_.texts == (TextInput(name="t", vocab_size=8 + 1),)
+    # no term is in DEEP_MIN_DF texts: every one is read by the wide path only
+    assert enc.schema_.texts == (TextInput(name="t", vocab_size=8 + 1, deep_size=1),)
     assert enc.schema_.n_categorical == 0 and enc.schema_.n_numeric == 0
     batch = enc.transform(X)
     assert set(batch) == {"text__t", "weight__t"}
@@ -580,7 +581,7 @@ def test_text_encoding_is_tfidf_of_hashed_uni_and_bigrams(dtype):
     reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\w+")
     expected = reference.fit_transform([t or "" for t in texts]).toarray()
     got = _dense_bag(batch["text__t"], batch["weight__t"], enc.schema_.texts[0].vocab_size)
-    # same vectors up to the order of the terms (sorted by hash bucket here)
+    # same vectors up to the order of the terms
     order = lambda m: np.sort(np.round(m, 6), axis=1)
     np.testing.assert_allclose(order(got), order(expected), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(got[[0, 3, 4]], axis=1), 1.0, rtol=1e-6)
@@ -626,6 +627,21 @@ def test_text_keeps_the_heaviest_max_terms():
     assert np.all(weights[0] >= np.sort(full_weights[0])[-3] - 1e-7)
 
 
+def test_text_terms_of_deep_min_df_texts_come_first_and_rare_ones_after():
+    from sklearn_mtr.features._text import HashedText
+
+    texts = ["a b", "a c", "a d"]
+    enc = HashedText(deep_min_df=2).fit(texts)
+    assert enc.deep_size == 2  # "a" (3 texts) and padding; b, c, d and the bigrams are rare
+    ids, weights = enc.transform(["a b"])
+    by_weight = dict(zip(ids[0].tolist(), weights[0].tolist()))
+    assert min(by_weight) == 1 and all(i >= enc.deep_size for i in by_weight if i != 1)
+    # only the ids move: the weights are those of the bucket-ordered encoding
+    _, weights_all = HashedText(deep_min_df=1).fit(texts).transform(["a b"])
+    assert HashedText(deep_min_df=1).fit(texts).deep_size == enc.size
+    assert sorted(weights[0].tolist()) == pytest.approx(sorted(weights_all[0].tolist()))
+
+
 @pytest.mark.parametrize("bad", [5, 1.5, ["a", "b"]])
 def test_text_non_string_cell_raises(bad):
     X = pd.DataFrame({"t": pd.Series(["ok", bad, None], dtype=object)})
@@ -664,7 +680,9 @@ def test_schema_of_a_full_frame():
         SequenceInput(name="hist", vocab_size=5 + N_RESERVED, shared_with="item"),
         SequenceInput(name="tags", vocab_size=3 + N_RESERVED, shared_with=None),
     )
-    assert s.texts == (TextInput(name="title", vocab_size=7 + 1),)  # big red bus car, big_red red_bus red_car
+    assert s.texts == (
+        TextInput(name="title", vocab_size=7 + 1, deep_size=1),
+    )  # big red bus car, big_red red_bus red_car
 
     batch = enc.transform(X)
     assert set(batch) == {

@@ -72,6 +72,21 @@ def test_a_label_set_by_a_bigram_is_learned_through_the_wide_path():
     assert np.abs(clf.predict_proba(X_test) - proba).max() > 1e-3
 
 
+def test_rare_terms_reach_the_logits_through_the_wide_path_only():
+    X, Y = text_frame(400)  # common words are in over 100 texts, most bigrams in fewer
+    clf = MMoEClassifier(max_epochs=1, text_features=["review"], **TINY).fit(X, Y)
+    text = clf.feature_encoder_.schema_.texts[0]
+    bags = clf.net_.module_.embedding.bags
+    assert 1 < text.deep_size < text.vocab_size
+    assert bags.deep["text__review"].table.num_embeddings == text.deep_size
+    rare = torch.tensor([[text.deep_size, text.vocab_size - 1]])
+    batch = {"text__review": rare, "weight__review": torch.tensor([[0.6, 0.8]])}
+    assert torch.count_nonzero(bags.field(batch, "text__review")) == 0
+    with torch.no_grad():
+        bags.wide["text__review"].table.weight[text.deep_size].fill_(1.0)
+    assert torch.all(bags.add_to(torch.zeros(1, 2), batch) > 0)
+
+
 def test_empty_missing_and_unseen_texts_predict_finite_values():
     X, Y = text_frame(60)
     clf = MMoEClassifier(**TINY, n_experts=2, text_features=["review"], max_epochs=1).fit(X, Y)

@@ -173,7 +173,10 @@ class TabularEncoder:
                 )
                 for c in self.sequence_
             ),
-            texts=tuple(TextInput(name=str(c), vocab_size=self.texts_[c].size) for c in self.text_),
+            texts=tuple(
+                TextInput(name=str(c), vocab_size=self.texts_[c].size, deep_size=self.texts_[c].deep_size)
+                for c in self.text_
+            ),
             numeric_bins=None if self.bin_edges_ is None else tuple(self._standardised_edges()),
         )
         return self

@@ -5,8 +5,9 @@ hashed with sklearn's :class:`~sklearn.feature_extraction.text.HashingVectorizer
 (MurmurHash3, the same bucket on every machine and Python process). A term's weight is
 ``(1 + log tf) * idf``, the idf being fitted on the training rows, and each row's weights are
 l2-normalised: the vector ``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`` gives,
-up to hash collisions. The models sum a learned vector per term with these weights (deep
-path) and read the same bag linearly into each task's logit (wide path).
+up to hash collisions. The models read the bag linearly into each task's logit (wide path:
+every term) and sum a learned vector per term with these weights (deep path: the terms of at
+least :data:`DEEP_MIN_DF` training texts, which get the ids ``1 .. deep_size - 1``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from ._roles import column_label
 N_BUCKETS = 2**18
 #: Terms kept per text (its heaviest ones): bounds the padded ``(n, width)`` encoding.
 MAX_TERMS = 256
+#: Training texts a term must occur in to get a deep vector. Adam moves a rare term's vector a
+#: full step whenever the term is seen, so the deep path memorises rare terms within 2-3
+#: epochs while the wide path is still learning. On the clothing-reviews data (17k training
+#: texts, 136k seen terms), MMoE's test AUC was best with the 2.4k terms of 100 texts or more
+#: among thresholds 1, 5, 20, 100, 300, 1000 and none at all (benchmarks/text_deep_min_df.py).
+#: Rare terms still reach the logits through the wide path, as in TF-IDF + a linear model.
+DEEP_MIN_DF = 100
 
 
 def text_strings(series: pd.Series, col: Any) -> list[str]:
@@ -63,7 +71,9 @@ class HashedText:
     Only the buckets seen in fit get an id (``1..size - 1``, 0 is padding), so the models'
     tables hold those rows only, not ``n_buckets``; terms of other buckets are dropped, as
     :class:`~sklearn.feature_extraction.text.TfidfVectorizer` drops words outside its
-    vocabulary. The terms are fixed by the first fit (``partial_fit`` keeps them).
+    vocabulary. The terms are fixed by the first fit (``partial_fit`` keeps them). Terms of at
+    least ``deep_min_df`` training texts come first (ids ``1 .. deep_size - 1``, in bucket
+    order), then the rarer ones: the models give deep vectors to the first ones only.
 
     Parameters
     ----------
@@ -71,11 +81,14 @@ class HashedText:
         Hash buckets of the terms.
     max_terms : int, default=MAX_TERMS
         Terms kept per text, the heaviest ones (after normalisation over all of them).
+    deep_min_df : int or None, default=None
+        Training texts a term must occur in to be among the first ids; None: :data:`DEEP_MIN_DF`.
     """
 
-    def __init__(self, n_buckets: int = N_BUCKETS, max_terms: int = MAX_TERMS) -> None:
+    def __init__(self, n_buckets: int = N_BUCKETS, max_terms: int = MAX_TERMS, deep_min_df: int | None = None) -> None:
         self.n_buckets = n_buckets
         self.max_terms = max_terms
+        self.deep_min_df = deep_min_df
 
     def _counts(self, texts: list[str]):
         vectorizer = HashingVectorizer(
@@ -97,7 +110,18 @@ class HashedText:
         self.buckets_ = np.flatnonzero(df).astype(np.int64)
         # smooth idf, as TfidfVectorizer's default
         self.idf_ = (np.log((1.0 + len(texts)) / (1.0 + df[self.buckets_])) + 1.0).astype(np.float64)
+        frequent = df[self.buckets_] >= (DEEP_MIN_DF if self.deep_min_df is None else self.deep_min_df)
+        self.n_deep_terms_ = int(frequent.sum())
+        self.ids_ = np.empty(len(self.buckets_), dtype=np.int64)
+        self.ids_[frequent] = np.arange(1, frequent.sum() + 1)
+        self.ids_[~frequent] = np.arange(frequent.sum() + 1, len(self.buckets_) + 1)
         return self
+
+    @property
+    def deep_size(self) -> int:
+        """Size of the deep tables: the terms of at least ``deep_min_df`` texts plus padding
+        (every seen term for an encoder fitted before the split existed)."""
+        return self.n_deep_terms_ + 1 if hasattr(self, "n_deep_terms_") else self.size
 
     @property
     def size(self) -> int:
@@ -111,7 +135,8 @@ class HashedText:
         pos_c = np.minimum(pos, max(len(self.buckets_) - 1, 0))
         known = (pos < len(self.buckets_)) & (self.buckets_[pos_c] == counts.indices) if len(self.buckets_) else pos < 0
         weights = (1.0 + np.log(counts.data)) * np.where(known, self.idf_[pos_c] if len(self.idf_) else 0.0, 0.0)
-        ids = pos_c + 1
+        # ids_ is absent from encoders fitted before the frequent-first order existed
+        ids = self.ids_[pos_c] if hasattr(self, "ids_") and len(self.buckets_) else pos_c + 1
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
         norms = np.sqrt(np.bincount(rows, weights=weights**2, minlength=counts.shape[0]))
         weights = weights / np.where(norms > 0, norms, 1.0)[rows]

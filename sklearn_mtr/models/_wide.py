@@ -49,10 +49,19 @@ def bag_inputs(schema: FeatureSchema) -> list[tuple[str, str, str, int]]:
     return bags
 
 
+def deep_sizes(schema: FeatureSchema) -> dict[str, int]:
+    """Per bag key, the size of its deep table: a text column's frequent terms only
+    (``TextInput.deep_size``), every column of a sparse X."""
+    sizes = {key: size for key, _, _, size in bag_inputs(schema)}
+    sizes.update({f"text__{t.name}": t.deep_size for t in schema.texts if t.deep_size is not None})
+    return sizes
+
+
 class BagInputs(nn.Module):
     """The deep and wide reads of the bag inputs (text columns, sparse X) of a schema.
 
-    - deep: one ``embedding_dim`` field per bag, a :class:`WeightedBag` of learned vectors;
+    - deep: one ``embedding_dim`` field per bag, a :class:`WeightedBag` of learned vectors
+      over the ids below the bag's deep size (:func:`deep_sizes`; other ids add nothing);
     - wide: one zero-initialised :class:`WeightedBag` of width ``n_tasks`` per bag, whose sum
       times :data:`WIDE_SCALE` is added to the logits (:meth:`add_to`); the models therefore
       contain TF-IDF + a linear model per task (Cheng et al., "Wide & Deep", arXiv 1606.07792). It starts at 0, so the
@@ -62,7 +71,8 @@ class BagInputs(nn.Module):
     def __init__(self, schema: FeatureSchema, embedding_dim: int, n_tasks: int | None = None) -> None:
         super().__init__()
         self.bags = bag_inputs(schema)
-        self.deep = nn.ModuleDict({key: WeightedBag(size, embedding_dim) for key, _, _, size in self.bags})
+        self.deep_sizes = deep_sizes(schema)
+        self.deep = nn.ModuleDict({key: WeightedBag(self.deep_sizes[key], embedding_dim) for key, *_ in self.bags})
         self.wide = (
             nn.ModuleDict({key: WeightedBag(size, n_tasks, zero=True) for key, _, _, size in self.bags})
             if n_tasks and self.bags
@@ -73,16 +83,21 @@ class BagInputs(nn.Module):
     def n_fields(self) -> int:
         return len(self.bags)
 
+    def _deep(self, key: str, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        size = self.deep_sizes[key]
+        # ids without a deep vector read the padding row (zero, never trained)
+        return self.deep[key](torch.where(ids < size, ids, torch.zeros_like(ids)), weights)
+
     def field(self, batch: dict[str, torch.Tensor], key: str) -> torch.Tensor:
         """One bag's deep field ``(B, embedding_dim)``; ``key`` is ``"text__<name>"`` or ``"sparse"``."""
         for k, ids, weights, _ in self.bags:
             if k == key:
-                return self.deep[key](batch[ids], batch[weights])
+                return self._deep(key, batch[ids], batch[weights])
         raise KeyError(key)
 
     def fields(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Every bag's deep field, ``(B, 1, embedding_dim)`` each."""
-        return [self.deep[key](batch[ids], batch[w]).unsqueeze(1) for key, ids, w, _ in self.bags]
+        return [self._deep(key, batch[ids], batch[w]).unsqueeze(1) for key, ids, w, _ in self.bags]
 
     def add_to(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``logits`` ``(B, n_tasks)`` plus the wide term of every bag (unchanged without bags)."""

@@ -59,15 +59,20 @@ class TextInput:
 @dataclass(frozen=True)
 class SparseInput:
     """The columns of a sparse X, encoded as the stored values of each row:
-    ``"sparse__ids"`` (padded column ids ``j + 1``, 0 = padding) and ``"sparse__values"``.
+    ``"sparse__ids"`` (padded column ids, 0 = padding) and ``"sparse__values"``.
 
     Attributes
     ----------
     n_columns : int
         Number of columns of X.
+    deep_size : int or None
+        Size of the deep table: ids from ``deep_size`` on (columns stored in few training
+        rows) are read by the wide path only. None (a schema saved before the split):
+        ``n_columns + 1``.
     """
 
     n_columns: int
+    deep_size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ serving side from the fitted encoder (``estimator.feature_encoder_``):
   ``buckets_``; buckets unseen in fit are dropped) and their weights ``(1 + log tf) * idf_``, l2-normalised
   per row; padded with id 0 and weight 0;
 - ``sparse__ids`` int64 ``(n, width)`` and ``sparse__values`` float32 ``(n, width)`` for an
-  estimator fitted on a scipy sparse X: each row's stored columns ``j + 1`` and values
-  ``x / feature_encoder_.sparse_.scale_[j]``, padded with id 0 and value 0.
+  estimator fitted on a scipy sparse X: each row's stored columns ``j`` as
+  ``feature_encoder_.sparse_.ids_[j]`` and their values ``x / feature_encoder_.sparse_.scale_[j]``,
+  padded with id 0 and value 0.
 
 Outputs: ``logits`` and ``proba`` = ``sigmoid(logits)``, float32 ``(n, n_tasks)`` in the order
 of ``task_names_``. For an estimator fitted on a 1-D ``y``, ``proba`` holds the positive class

@@ -87,6 +87,16 @@ def test_rare_terms_reach_the_logits_through_the_wide_path_only():
     assert torch.all(bags.add_to(torch.zeros(1, 2), batch) > 0)
 
 
+def test_sparse_columns_of_few_training_rows_have_no_deep_vector():
+    from sklearn_mtr.features._sparse import SparseColumns
+
+    X = sp.csr_matrix(np.column_stack([np.ones(150), np.arange(150) % 50 == 0, np.zeros(150), np.ones(150)]))
+    enc = SparseColumns().fit(X)  # columns stored in 150, 3, 0 and 150 rows
+    assert enc.deep_size == 3 and enc.ids_.tolist() == [1, 3, 4, 2]
+    ids, values = enc.transform(X[:1])
+    assert ids.tolist() == [[1, 3, 2]] and values.tolist() == [[1.0, 1.0, 1.0]]
+
+
 def test_empty_missing_and_unseen_texts_predict_finite_values():
     X, Y = text_frame(60)
     clf = MMoEClassifier(**TINY, n_experts=2, text_features=["review"], max_epochs=1).fit(X, Y)

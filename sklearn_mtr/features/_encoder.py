@@ -210,7 +210,7 @@ class TabularEncoder:
         self.categorical_, self.numeric_, self.sequence_, self.text_ = [], [], [], []
         self.mean_, self.scale_, self.has_missing_ = np.zeros(0), np.ones(0), np.zeros(0, dtype=bool)
         self.bin_edges_ = None
-        self.schema_ = FeatureSchema(sparse=SparseInput(n_columns=X.shape[1]))
+        self.schema_ = FeatureSchema(sparse=SparseInput(n_columns=X.shape[1], deep_size=self.sparse_.deep_size))
         return self
 
     def transform(self, X: pd.DataFrame | sp.spmatrix) -> dict[str, torch.Tensor]:

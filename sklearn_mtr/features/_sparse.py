@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._text import pad_rows
+from ._text import frequent_first_ids, pad_rows
 
 # The padded (n, widest row) encoding may hold this many cells whatever the rows' spread;
 # beyond it, at most _MAX_PADDING times the stored values (one row far wider than the others
@@ -60,7 +60,12 @@ def as_csr(X) -> sp.csr_matrix:
 
 class SparseColumns:
     """Scale a sparse X's columns by their largest training magnitude and encode rows as
-    padded ``(n, width)`` column ids (column ``j`` -> ``j + 1``; 0 is padding) and values.
+    padded ``(n, width)`` column ids (column ``j`` -> ``ids_[j]``; 0 is padding) and values.
+
+    Columns stored in at least :data:`~._text.DEEP_MIN_DF` training rows get the first ids
+    (``1 .. deep_size - 1``, in column order), the models' deep vectors; rarer columns (a
+    rare word of a ``TfidfVectorizer``, a rare level of a ``OneHotEncoder``) are read by the
+    wide path only, as rare text terms are.
 
     Scaling by the maximum absolute value (as :class:`~sklearn.preprocessing.MaxAbsScaler`)
     keeps the zeros zero and every value in ``[-1, 1]`` on the training rows. Padded per-row
@@ -73,7 +78,13 @@ class SparseColumns:
         top = np.zeros(X.shape[1])
         np.maximum.at(top, X.indices, np.abs(X.data))
         self.scale_ = np.where(top > 0, top, 1.0)
+        self.ids_, self.n_deep_columns_ = frequent_first_ids(np.bincount(X.indices, minlength=X.shape[1]))
         return self
+
+    @property
+    def deep_size(self) -> int:
+        """Size of the deep table (every column for an encoder fitted before the split existed)."""
+        return self.n_deep_columns_ + 1 if hasattr(self, "n_deep_columns_") else self.n_columns_ + 1
 
     def transform(self, X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if X.shape[1] != self.n_columns_:
@@ -89,4 +100,5 @@ class SparseColumns:
                 "per row (e.g. max_features of the vectorizer) or fit on smaller chunks (partial_fit)."
             )
         values = X.data / self.scale_[X.indices]
-        return pad_rows(X.indptr, X.indices.astype(np.int64) + 1, values)
+        ids = self.ids_[X.indices] if hasattr(self, "ids_") else X.indices.astype(np.int64) + 1
+        return pad_rows(X.indptr, ids, values)

@@ -52,6 +52,18 @@ def text_strings(series: pd.Series, col: Any) -> list[str]:
     return out
 
 
+def frequent_first_ids(counts: np.ndarray, min_count: int | None = None) -> tuple[np.ndarray, int]:
+    """Ids ``1..len(counts)`` for items seen in ``counts[i]`` training rows: those of at least
+    ``min_count`` rows (default :data:`DEEP_MIN_DF`) first, each group in its given order; and
+    how many there are. The models give deep vectors to the ids below that number plus 1."""
+    frequent = np.asarray(counts) >= (DEEP_MIN_DF if min_count is None else min_count)
+    n_frequent = int(frequent.sum())
+    ids = np.empty(len(frequent), dtype=np.int64)
+    ids[frequent] = np.arange(1, n_frequent + 1)
+    ids[~frequent] = np.arange(n_frequent + 1, len(frequent) + 1)
+    return ids, n_frequent
+
+
 def pad_rows(indptr: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR-style rows -> left-aligned ``(n, width)`` ids (``PAD_INDEX`` after the end) and
     float32 weights (0 there); ``width`` is the longest row, at least 1."""
@@ -110,11 +122,7 @@ class HashedText:
         self.buckets_ = np.flatnonzero(df).astype(np.int64)
         # smooth idf, as TfidfVectorizer's default
         self.idf_ = (np.log((1.0 + len(texts)) / (1.0 + df[self.buckets_])) + 1.0).astype(np.float64)
-        frequent = df[self.buckets_] >= (DEEP_MIN_DF if self.deep_min_df is None else self.deep_min_df)
-        self.n_deep_terms_ = int(frequent.sum())
-        self.ids_ = np.empty(len(self.buckets_), dtype=np.int64)
-        self.ids_[frequent] = np.arange(1, frequent.sum() + 1)
-        self.ids_[~frequent] = np.arange(frequent.sum() + 1, len(self.buckets_) + 1)
+        self.ids_, self.n_deep_terms_ = frequent_first_ids(df[self.buckets_], self.deep_min_df)
         return self
 
     @property

@@ -392,7 +392,8 @@ def merge(names: list[str], output: str) -> dict:
     import json
 
     parts = [json.loads((_common.RESULTS_DIR / f"{n}.json").read_text()) for n in names]
-    merged = {"config": dict(parts[0]["config"]), "parts": [], "datasets": {}}
+    # the environment shown is the newest part's (each part's own is kept under "parts")
+    merged = {"environment": parts[-1]["environment"], "config": dict(parts[0]["config"]), "parts": [], "datasets": {}}
     for n, part in zip(names, parts):
         merged["parts"].append({"name": n, "config": part["config"], "environment": part["environment"]})
         for dataset, info in part["datasets"].items():

@@ -101,6 +101,11 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+# The code a run measures is the one its process imported: the commit at start-up, not at the
+# time of a write (a long run writes after every fit while the checkout may move on).
+_COMMIT_AT_START = _git_commit()
+
+
 def _cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -129,7 +134,7 @@ def environment(device: str = "cpu") -> dict:
         rechub = None
     return {
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": _COMMIT_AT_START,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),

@@ -11,7 +11,9 @@ lands within noise of the grid's best point. Seeds pair every row (same ``random
 
 Data sets: ``census`` (Census-Income KDD, the MMoE split), ``movielens`` (MovieLens-100K like /
 love, global temporal split, as in ``funnel_models.py``) and ``synthetic``
-(``make_multitask_classification``, 40,000 / 10,000 / 10,000 rows, task correlation 0.5).
+(``make_multitask_classification``, 40,000 / 10,000 / 10,000 rows, task correlation 0.5) and
+``clothing`` (Women's E-Commerce Clothing Reviews, ``_text_data.load_clothing_reviews``, 80 / 10
+/ 10; review text and title as ``text_features``).
 
 Run ``python benchmarks/defaults_grid.py --datasets census --seeds 3``. Writes
 ``benchmarks/results/defaults_grid_<dataset>.json``.
@@ -43,7 +45,14 @@ def load_synthetic() -> Split:
     return data
 
 
-LOADERS = {"census": load_census, "movielens": load_movielens, "synthetic": load_synthetic}
+def load_clothing() -> Split:
+    """Women's E-Commerce Clothing Reviews (text, categorical and numeric columns, 3 tasks)."""
+    from _text_data import CLOTHING_TEXT, load_clothing_reviews
+
+    return Split(load_clothing_reviews(), estimator_params={"text_features": CLOTHING_TEXT})
+
+
+LOADERS = {"census": load_census, "movielens": load_movielens, "synthetic": load_synthetic, "clothing": load_clothing}
 
 
 def _auc(Y, proba) -> list[float]:
@@ -55,9 +64,11 @@ def _auc(Y, proba) -> list[float]:
 def run_point(model: str, params: dict, seed: int, data, args) -> dict:
     import sklearn_mtr
 
-    clf = getattr(sklearn_mtr, model)(random_state=seed, **{k: v for k, v in params.items() if k != "_default"})
+    default = params.get("_default", False)
+    params = {**data.get("estimator_params", {}), **{k: v for k, v in params.items() if k != "_default"}}
+    clf = getattr(sklearn_mtr, model)(random_state=seed, **params)
     t0 = time.perf_counter()
-    if params.get("_default"):
+    if default:
         clf.fit(data.X_train, data.Y_train)
         info = {"epochs_trained": int(clf.n_iter_)}
     else:
@@ -68,7 +79,12 @@ def run_point(model: str, params: dict, seed: int, data, args) -> dict:
     return {"seed": seed, "test_auc": auc, "test_mean_auc": float(np.mean(auc)), "fit_seconds": seconds, **info}
 
 
-TASKS_OF = {"census": ["income", "never_married"], "movielens": ["like", "love"], "synthetic": ["task0", "task1"]}
+TASKS_OF = {
+    "census": ["income", "never_married"],
+    "movielens": ["like", "love"],
+    "synthetic": ["task0", "task1"],
+    "clothing": ["recommended", "five_star", "helpful"],
+}
 
 
 def write(dataset: str, config: dict, description: str, tasks: list, runs: dict, suffix: str):

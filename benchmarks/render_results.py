@@ -431,6 +431,35 @@ def render_numeric_encoding(page: Page, stem: str, data: dict) -> None:
     page.table(header, rows)
 
 
+def render_variants(page: Page, stem: str, data: dict) -> None:
+    """Variants of one estimator's defaults (``vs_sklearn.summarise_variants``), per data set:
+    test AUC per task, paired difference to the reference variant, epochs and fit time."""
+    config = data.get("config", {})
+    protocol = str(config.get("protocol", "")).split("\n\n")[0].replace("\n", " ")
+    page.add(
+        f"{protocol} Model: {config.get('model')}; {config.get('seeds')} seed(s) paired by `random_state`. "
+        "Δ: mean paired difference to the reference with its 95 % t-interval; the control row is a no-op "
+        "(task weights 1 / n_tasks, which Adam ignores): its interval is the protocol's resolution.",
+        "",
+    )
+    for dataset, info in data.get("datasets", {}).items():
+        tasks, variants = info["tasks"], info["variants"]
+        reference = info.get("reference") or next(
+            (k[len("delta_vs_") :] for e in variants.values() for k in e if k.startswith("delta_vs_")), None
+        )
+        page.add(f"### {dataset}", "")
+        header = ["variant"] + [h for t in tasks for h in (f"{t} AUC", f"{t} Δ [95 % CI]")] + ["epochs", "fit s"]
+        rows = []
+        for name, entry in variants.items():
+            delta = entry.get(f"delta_vs_{reference}", {})
+            cells = [name + (" (reference)" if name == reference else "")]
+            for t in tasks:
+                cells += [pm(entry["auc"][t]), _delta_ci(delta.get(t)) if delta else "(reference)"]
+            cells += [pm(entry.get("epochs"), 1), pm(entry.get("fit_seconds"), 1)]
+            rows.append(cells)
+        page.table(header, rows)
+
+
 def _common_summary(values: list[float]) -> dict:
     arr = np.asarray(values, dtype=float)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
@@ -597,6 +626,8 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "vs_sklearn": render_vs_sklearn,
     "numeric_encoding": render_numeric_encoding,
     "defaults_grid": render_defaults_grid,
+    "lr_schedule": render_variants,
+    "text_deep_min_df": render_variants,
 }
 TITLES = {
     "census_baselines": "Census-Income baselines",
@@ -609,6 +640,8 @@ TITLES = {
     "vs_sklearn": "Defaults against scikit-learn baselines",
     "numeric_encoding": "Numeric encodings on Census-Income",
     "defaults_grid": "Training defaults: a small grid against the default fit",
+    "lr_schedule": "Learning-rate schedules of a default fit",
+    "text_deep_min_df": "Text and sparse X: which terms get a deep vector",
 }
 
 

@@ -222,3 +222,34 @@ def test_numeric_encoding_and_defaults_grid_tables_show_paired_intervals(render_
     assert "## Training defaults: a small grid against the default fit (census)" in page
     assert "| MMoEClassifier | lr=0.003 batch=1024 wd=0 (best) | 0.9570 ± 0.0014 | – | 4, 6 |" in page
     assert "| MMoEClassifier | default | 0.9560 ± 0.0014 | -0.0010 [-0.0030, +0.0010] | 4, 6 |" in page
+
+
+def test_variant_tables_show_the_reference_and_paired_intervals(render_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    variant = {"auc": {"recommended": _stat([0.944, 0.946])}, "epochs": _stat([5, 7]), "fit_seconds": _stat([10, 12])}
+    deep = {
+        "benchmark": "text_deep_min_df",
+        "config": {"model": "MMoE", "seeds": 2, "protocol": "Text: which terms get a deep vector.\n\nMore."},
+        "datasets": {
+            "clothing": {
+                "tasks": ["recommended"],
+                "reference": "min_df=100",
+                "variants": {
+                    "min_df=1": {
+                        **variant,
+                        "delta_vs_min_df=100": {"recommended": {"mean": -0.002, "ci95": [-0.004, 0.0], "n": 2}},
+                    },
+                    "min_df=100": variant,
+                },
+            }
+        },
+    }
+    (results / "text_deep_min_df.json").write_text(json.dumps(deep))
+    out = tmp_path / "page.md"
+    render_results.render(results, out, tmp_path / "img")
+    page = out.read_text()
+    assert "## Text and sparse X: which terms get a deep vector" in page
+    assert "Text: which terms get a deep vector. Model: MMoE; 2 seed(s)" in page
+    assert "| min_df=1 | 0.9450 ± 0.0014 | -0.0020 [-0.0040, +0.0000] | 6.0 ± 1.4 | 11.0 ± 1.4 |" in page
+    assert "| min_df=100 (reference) | 0.9450 ± 0.0014 | (reference) |" in page

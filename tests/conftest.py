@@ -16,3 +16,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def every_term_deep(monkeypatch):
+    """Text terms and sparse columns of any training frequency get deep vectors: the tiny frames
+    of the model tests have no term in DEEP_MIN_DF rows, which would leave the deep tables empty."""
+    from sklearn_mtr.features import _text
+
+    monkeypatch.setattr(_text, "DEEP_MIN_DF", 1)

@@ -68,7 +68,8 @@ def test_auxiliary_loss_is_synchronised(two_ranks, method):
     # combined per-task gradients (pcgrad); one process on the global batch is matched either way.
     rank0 = torch.load(two_ranks / f"aitm_{method}_rank0.pt")
     assert _max_diff(rank0, torch.load(two_ranks / f"aitm_{method}_rank1.pt")) == 0.0
-    assert _max_diff(rank0, parameters(fit_funnel(method))) < 1e-5
+    # lr=0.1 amplifies the all-reduce's summation order to differences of up to 2.4e-5 here
+    assert _max_diff(rank0, parameters(fit_funnel(method))) < 1e-4
 
 
 def test_rank0_estimator_is_a_normal_fitted_estimator(two_ranks):

@@ -256,6 +256,7 @@ def test_chained_models_output_and_parameter_groups(name, n_tasks):
     assert model.same_shaped_towers()
 
 
+@pytest.mark.usefixtures("every_term_deep")
 @pytest.mark.parametrize("name", list(CHAINED))
 def test_chained_models_on_sequence_and_text_inputs(name):
     from sklearn_mtr.features import TabularEncoder

@@ -114,6 +114,7 @@ def test_output_shape(name, batch_norm, n_tasks):
         assert torch.isfinite(out).all()
 
 
+@pytest.mark.usefixtures("every_term_deep")
 @pytest.mark.parametrize("batch_norm", [False, True])
 @pytest.mark.parametrize("name", GENERIC)
 def test_models_on_an_encoded_schema_with_sequence_and_text(name, batch_norm):

@@ -57,8 +57,9 @@ class PiecewiseLinearEmbedding(nn.Module):
         self.n_values, self.n_flags, self.dim = len(edges), n_flags, dim
         self.weight = nn.Parameter(torch.empty(len(edges), width, dim))
         self.bias = nn.Parameter(torch.empty(len(edges), dim))
-        self.flag_weight = nn.Parameter(torch.empty(n_flags, dim))
-        self.flag_bias = nn.Parameter(torch.empty(n_flags, dim))
+        # absent rather than empty without flags: an empty parameter trips reductions over the state
+        self.flag_weight = nn.Parameter(torch.empty(n_flags, dim)) if n_flags else None
+        self.flag_bias = nn.Parameter(torch.empty(n_flags, dim)) if n_flags else None
         self._n_bins = n_bins
         self.reset_parameters()
 
@@ -68,8 +69,9 @@ class PiecewiseLinearEmbedding(nn.Module):
             bound = 1.0 / max(t, 1) ** 0.5
             nn.init.uniform_(self.weight[c], -bound, bound)
             nn.init.uniform_(self.bias[c], -bound, bound)
-        nn.init.uniform_(self.flag_weight, -1.0, 1.0)
-        nn.init.uniform_(self.flag_bias, -1.0, 1.0)
+        if self.n_flags:
+            nn.init.uniform_(self.flag_weight, -1.0, 1.0)
+            nn.init.uniform_(self.flag_bias, -1.0, 1.0)
 
     def codes(self, values: torch.Tensor) -> torch.Tensor:
         """The piecewise-linear codes ``(batch, n_values, max_bins)`` of the value columns."""

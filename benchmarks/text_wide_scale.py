@@ -52,14 +52,15 @@ def logistic_regression(data: dict) -> dict:
     return {"test_auc": auc, "fit_seconds": time.perf_counter() - t0}
 
 
-def run_one(scale: float, seed: int, data: dict) -> dict:
+def run_one(scale: float, seed: int, data: dict, lr: float | None = None) -> dict:
     from sklearn_mtr import MMoEClassifier
     from sklearn_mtr.metrics import per_task_roc_auc
     from sklearn_mtr.models import _wide
 
     _wide.WIDE_SCALE = scale  # read by BagInputs.add_to at every call
     t0 = time.perf_counter()
-    clf = MMoEClassifier(text_features=CLOTHING_TEXT, random_state=seed).fit(data["X_train"], data["Y_train"])
+    clf = MMoEClassifier(text_features=CLOTHING_TEXT, random_state=seed, **({} if lr is None else {"lr": lr}))
+    clf.fit(data["X_train"], data["Y_train"])
     auc = per_task_roc_auc(data["Y_test"].to_numpy(dtype=float), clf.predict_proba(data["X_test"]))
     return {
         "seed": seed,
@@ -74,6 +75,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0, 30.0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=None, help="the estimator's lr (default: its default)")
+    parser.add_argument("--output", default="text_wide_scale")
     args = parser.parse_args(argv)
     data = load_clothing_reviews()
     tasks = list(data["Y_train"].columns)
@@ -82,7 +85,7 @@ def main(argv=None) -> int:
     runs: dict = {f"{s:g}": [] for s in args.scales}
     for seed in range(args.seeds):
         for scale in args.scales:
-            run = run_one(scale, seed, data)
+            run = run_one(scale, seed, data, args.lr)
             runs[f"{scale:g}"].append(run)
             print(f"WIDE_SCALE={scale:g}", run, flush=True)
     variants = {}
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
             },
         }
     path = _common.write_results(
-        "text_wide_scale",
+        args.output,
         {
             "config": vars(args),
             "description": data["description"],

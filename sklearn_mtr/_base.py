@@ -31,6 +31,12 @@ _PRECISIONS = ("fp32", "bf16")
 # Rows encoded at once by predict: bounds its memory beyond the input and the output.
 _PREDICT_CHUNK = 1 << 16
 _SCORING = ("auc", "loss")
+# The torch.compile arguments the ``compile`` parameter may pass. An allow-list, not a block-list:
+# other arguments (``options``, a custom ``backend``) can name compilers and programs to run, and a
+# model file (sklearn_mtr.persistence.load) must not be able to make predict run them.
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+_COMPILE_FLAGS = ("fullgraph", "dynamic")
 # early_stopping="auto" holds out validation rows above this many training rows, as
 # HistGradientBoostingClassifier does: small data keeps every row for training.
 _AUTO_EARLY_STOPPING_ROWS = 10_000
@@ -55,6 +61,34 @@ _CONTINUATION_PARAMS = frozenset(
         "warm_start",
     }
 )
+
+
+def check_compile(value) -> None:
+    """Check the ``compile`` parameter: a bool, or a dict of allow-listed ``torch.compile``
+    arguments (``mode``, ``backend``, ``fullgraph``, ``dynamic``).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument or value that is not allowed.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return
+    if not isinstance(value, dict):
+        raise ValueError(f"compile must be a bool or a dict of torch.compile arguments, got {value!r}.")
+    allowed = {"mode": _COMPILE_MODES, "backend": _COMPILE_BACKENDS}
+    for key, arg in value.items():
+        if key in allowed:
+            if not isinstance(arg, str) or arg not in allowed[key]:
+                raise ValueError(f"compile[{key!r}] must be one of {allowed[key]}, got {arg!r}.")
+        elif key in _COMPILE_FLAGS:
+            if not isinstance(arg, (bool, np.bool_)):
+                raise ValueError(f"compile[{key!r}] must be True or False, got {arg!r}.")
+        else:
+            raise ValueError(
+                f"compile: torch.compile argument {key!r} is not allowed; the dict may hold "
+                f"{sorted([*allowed, *_COMPILE_FLAGS])} (other arguments, such as 'options', can run programs)."
+            )
 
 
 class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
@@ -153,8 +187,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"scoring must be one of {_SCORING}, got {self.scoring!r}.")
         if self.precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
-        if not isinstance(self.compile, (bool, np.bool_, dict)):
-            raise ValueError(f"compile must be a bool or a dict of torch.compile arguments, got {self.compile!r}.")
+        check_compile(self.compile)
         check_n_threads(self.n_threads)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
@@ -790,7 +823,9 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         cast back to float32 before the losses and probabilities.
     compile : bool or dict, default=False
         Run the network's forward pass through ``torch.compile`` (a dict is passed to it as
-        keyword arguments, e.g. ``{"mode": "max-autotune"}``). The first batches of each shape
+        keyword arguments, e.g. ``{"mode": "max-autotune"}``; it may hold only ``mode``,
+        ``backend`` (``"inductor"``, ``"aot_eager"`` or ``"eager"``), ``fullgraph`` and
+        ``dynamic``, since other arguments can run programs). The first batches of each shape
         and mode pay the compilation (tens of seconds); it pays off on GPUs and long fits. The
         plain module is what is trained, saved and exported: the compiled function shares its
         weights and is rebuilt after unpickling.

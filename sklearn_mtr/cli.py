@@ -5,14 +5,15 @@ parser. ``fit`` reads a CSV or Parquet table, trains one of the public estimator
 ``--targets`` columns and writes a model file plus a JSON metrics report; ``evaluate``
 scores a model file on a table; ``predict`` writes per-task probabilities.
 
-Model files are written with ``joblib`` (loading one runs code from the file: load only
-files you trust) or, with ``--format safe``, with :func:`sklearn_mtr.persistence.save`,
-whose files run no code when read. ``evaluate`` and ``predict`` recognise both.
+Model files are written with :func:`sklearn_mtr.persistence.save` (the safe format, whose
+files run no code when read), or with ``joblib`` under ``--format joblib``. ``evaluate`` and
+``predict`` read only the safe format unless ``--trusted-joblib`` is given: loading a joblib /
+pickle file runs code from the file, so a model file from elsewhere could run any program.
 
 Examples
 --------
 >>> from sklearn_mtr.cli import build_parser
->>> args = build_parser().parse_args(["fit", "train.csv", "--targets", "click,buy", "-o", "model.joblib"])
+>>> args = build_parser().parse_args(["fit", "train.csv", "--targets", "click,buy", "-o", "model.mtr"])
 >>> args.command, args.targets, args.model
 ('fit', 'click,buy', 'mmoe')
 """
@@ -51,6 +52,10 @@ _DEDICATED = {
     "n_threads": "--threads",
 }
 _THREADS_HELP = "torch threads for the call (n_threads); default: torch's own setting, one per core"
+_TRUSTED_HELP = (
+    "also read joblib / pickle model files (written with fit --format joblib); loading one runs code "
+    "from the file: use only on files you trust"
+)
 
 
 class CommandError(ValueError):
@@ -94,9 +99,12 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     fit.add_argument("-o", "--output", required=True, help="model file to write")
     fit.add_argument(
         "--format",
-        choices=("joblib", "safe"),
-        default="joblib",
-        help="joblib (default), or safe: sklearn_mtr.persistence, a file that runs no code when loaded",
+        choices=("safe", "joblib"),
+        default="safe",
+        help=(
+            "safe (default): sklearn_mtr.persistence, a file that runs no code when loaded; or joblib, "
+            "which evaluate / predict read only with --trusted-joblib"
+        ),
     )
     fit.add_argument("--report", help="metrics report (JSON) to write; default: the model path with .metrics.json")
     fit.add_argument("--model", default="mmoe", help="architecture: " + ", ".join(sorted(_estimators())))
@@ -143,22 +151,24 @@ def build_parser(prog: str = "sklearn-mtr") -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="per-task AUC, log loss (and GAUC with --groups) of a model on a table, as JSON"
     )
-    evaluate.add_argument("model_file", help="a model written by fit (joblib or safe format)")
+    evaluate.add_argument("model_file", help="a model written by fit (safe format; joblib with --trusted-joblib)")
     evaluate.add_argument("data", help="table with the feature and label columns")
     evaluate.add_argument("--targets", help="comma-separated label columns (default: the model's task names)")
     evaluate.add_argument("--groups", help="request / user id column: GAUC, and requests for models that use them")
     evaluate.add_argument("--sample-weight", help="column of row weights")
     evaluate.add_argument("-o", "--output", help="write the JSON here instead of standard output")
     evaluate.add_argument("--threads", type=int, help=_THREADS_HELP + "; default: the model's n_threads")
+    evaluate.add_argument("--trusted-joblib", action="store_true", help=_TRUSTED_HELP)
     evaluate.set_defaults(func=_run_evaluate)
 
     predict = commands.add_parser("predict", help="write per-task probabilities to a CSV / Parquet file")
-    predict.add_argument("model_file", help="a model written by fit (joblib or safe format)")
+    predict.add_argument("model_file", help="a model written by fit (safe format; joblib with --trusted-joblib)")
     predict.add_argument("data", help="table with the feature columns")
     predict.add_argument("-o", "--output", required=True, help="output .csv / .tsv / .parquet, or - for CSV on stdout")
     predict.add_argument("--id-column", help="comma-separated columns copied to the output first (ids)")
     predict.add_argument("--groups", help="request id column, for models that score a request's rows together")
     predict.add_argument("--threads", type=int, help=_THREADS_HELP + "; default: the model's n_threads")
+    predict.add_argument("--trusted-joblib", action="store_true", help=_TRUSTED_HELP)
     predict.set_defaults(func=_run_predict)
     return parser
 
@@ -320,7 +330,10 @@ def _run_fit(args: argparse.Namespace) -> int:
     Path(report_path).write_text(_dumps(report) + "\n")
 
     print(f"{type(estimator).__name__}: trained {estimator.n_iter_} epochs on {len(train)} rows in {fit_seconds:.1f} s")
-    print(f"model written to {args.output} ({args.format}), report to {report_path}\n")
+    print(f"model written to {args.output} ({args.format}), report to {report_path}")
+    if args.format == "joblib":
+        print("(a joblib file: evaluate / predict read it with --trusted-joblib, as loading it runs code)")
+    print()
     header = f"{'task':<16}" + "".join(f"{s + ' AUC':>12}{s + ' loss':>12}" for s in subsets)
     print(header)
     for task in targets + ["mean"]:
@@ -476,22 +489,37 @@ def _save_model(estimator, path: str, fmt: str) -> None:
         try:
             from .persistence import save
         except ImportError:
-            raise CommandError("--format safe needs sklearn_mtr.persistence, absent from this installation.") from None
-        save(estimator, path)
+            raise CommandError(
+                "--format safe needs sklearn_mtr.persistence, absent from this installation; use --format joblib."
+            ) from None
+        try:
+            save(estimator, path)
+        except ValueError as exc:
+            raise CommandError(
+                f"the model cannot be written in the safe format ({exc}); --format joblib writes it, "
+                "and evaluate / predict then read it with --trusted-joblib."
+            ) from None
     else:
         import joblib
 
         joblib.dump(estimator, path)
 
 
-def load_model(path: str):
-    """A model file written by ``fit``: the safe format (a zip archive) or joblib."""
+def load_model(path: str, trusted_joblib: bool = False):
+    """A model file written by ``fit``: the safe format (a zip archive), or joblib when
+    ``trusted_joblib`` is true (loading a joblib / pickle file runs code from the file)."""
     if not Path(path).is_file():
         raise CommandError(f"model file {path!r} does not exist.")
     if zipfile.is_zipfile(path):
         from .persistence import load
 
         return load(path)
+    if not trusted_joblib:
+        raise CommandError(
+            f"model file {path!r} is not a safe-format model (sklearn_mtr.persistence). If it is a joblib / "
+            "pickle file (fit --format joblib) from a source you trust, pass --trusted-joblib: loading such a "
+            "file runs code from it."
+        )
     import joblib
 
     return joblib.load(path)
@@ -504,7 +532,7 @@ def _with_threads(model, threads):
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    model = _with_threads(load_model(args.model_file), args.threads)
+    model = _with_threads(load_model(args.model_file, args.trusted_joblib), args.threads)
     frame = read_table(args.data)
     task_names = [str(t) for t in model.task_names_]
     targets = _column_list(args.targets, "--targets") if args.targets else task_names
@@ -534,7 +562,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    model = _with_threads(load_model(args.model_file), args.threads)
+    model = _with_threads(load_model(args.model_file, args.trusted_joblib), args.threads)
     frame = read_table(args.data)
     ids = _column_list(args.id_column, "--id-column") if args.id_column else []
     _require_columns(frame, ids, args.data, "--id-column")

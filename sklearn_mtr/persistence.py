@@ -16,6 +16,10 @@ so a model file from an untrusted source is a program. :func:`save` writes a zip
   multi-task method's state, read with ``torch.load(weights_only=True)`` (tensors and plain
   containers only) onto the device asked for.
 
+:func:`load` bounds what a file can make it allocate: each member is read up to a cap (or
+its declared size), and the network is built only once its shapes, computed on the ``meta``
+device, match the tensors in ``weights.pt``.
+
 A loaded estimator predicts exactly as the saved one and can continue training
 (``partial_fit`` / ``warm_start``) with its optimizer state. The ``callbacks`` parameter and
 ``optimizer=`` instances of classes outside :mod:`sklearn_mtr.optim` hold arbitrary objects
@@ -30,6 +34,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -42,6 +47,24 @@ FORMAT_VERSION = 1
 _MEMBERS = ("config.json", "weights.pt")
 # numpy dtypes stored as JSON lists: booleans, integers, floats and fixed-width strings.
 _ARRAY_KINDS = "biufU"
+# Largest uncompressed size load reads of each member; a member is refused before it is inflated
+# when it declares more, and while it is read when it turns out longer than it declared (a deflated
+# member of a few kilobytes can inflate to gigabytes). format.json holds a few names, versions and
+# digests. config.json holds the parameters, history and the fitted encoder, whose vocabularies
+# grow with the categories seen: ten million 20-character categories take about 250 MB of JSON,
+# and parsed JSON takes several times its size in memory, hence 512 MiB; raise MAX_CONFIG_BYTES
+# to read a file with larger vocabularies. weights.pt is bounded by its own declared size only,
+# since the tensors of a real model can be any size.
+_MAX_HEADER_BYTES = 1 << 16
+MAX_CONFIG_BYTES = 1 << 29
+_READ_CHUNK = 1 << 20
+# A string array may be declared wider than its longest string only while it stays this small
+# (numpy keeps the width of the array a subset came from); a wider declared width is what turns
+# a few JSON characters into gigabytes ("<U100000000").
+_LOOSE_STRING_ARRAY_BYTES = 1 << 16
+# Failures of decoding, building or filling the network from a file's content: for a file this
+# library wrote none of them happens, so each means a damaged or hand-made file.
+_CORRUPT_ERRORS = (TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError, EOFError, zlib.error)
 
 
 class _Encoder:
@@ -101,59 +124,76 @@ class _Encoder:
 
     def _encode_array(self, array: np.ndarray, where: str) -> dict:
         if array.dtype.kind in _ARRAY_KINDS:
-            return {"t": "ndarray", "dtype": array.dtype.str, "shape": list(array.shape), "v": array.ravel().tolist()}
+            values, dtype = array.ravel().tolist(), array.dtype.str
+            if array.dtype.kind == "U" and array.nbytes > _LOOSE_STRING_ARRAY_BYTES:
+                # as wide as its longest string, the width load accepts for a large array
+                dtype = f"{dtype[:2]}{max(map(len, values), default=0)}"
+            return {"t": "ndarray", "dtype": dtype, "shape": list(array.shape), "v": values}
         if array.dtype.kind == "O":
             flat = [self.encode(v, f"{where}[]") for v in array.ravel()]
             return {"t": "ndarray", "dtype": "object", "shape": list(array.shape), "v": flat}
         raise ValueError(f"{where} is an array of dtype {array.dtype}, which the safe format cannot store; use joblib.")
 
     # -- decoding ---------------------------------------------------------------------------
-    def decode(self, value: Any) -> Any:
+    def decode(self, value: Any, where: str) -> Any:
+        """The Python value of tagged JSON ``value``; ``where`` names it in error messages."""
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if not isinstance(value, dict) or "t" not in value:
-            raise _corrupt(f"unexpected JSON value {str(value)[:80]!r}")
+            raise _corrupt(f"{where} is an unexpected JSON value {str(value)[:80]!r}")
         tag, payload = value["t"], value.get("v")
         if tag in ("tuple", "list"):
-            items = [self.decode(v) for v in _expect(payload, list)]
+            items = [self.decode(v, f"{where}[{i}]") for i, v in enumerate(_expect(payload, list, where))]
             return tuple(items) if tag == "tuple" else items
         if tag == "dict":
-            return {self.decode(k): self.decode(v) for k, v in _expect(payload, list)}
+            table = {}
+            for pair in _expect(payload, list, where):
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise _corrupt(f"{where} holds a dict item that is not a [key, value] pair")
+                key = self.decode(pair[0], f"{where} key")
+                table[key] = self.decode(pair[1], f"{where}[{_short(key)}]")
+            return table
         if tag == "ndarray":
-            return self._decode_array(value)
+            return self._decode_array(value, where)
         if tag == "index":
-            items = [self.decode(v) for v in _expect(payload, list)]
+            items = [self.decode(v, f"{where}[]") for v in _expect(payload, list, where)]
             dtype = value.get("dtype")
             if dtype in ("object", "str", "string"):
                 return pd.Index(items, dtype=object if dtype == "object" else dtype)
-            return pd.Index(np.asarray(items, dtype=_safe_dtype(dtype)))
+            return pd.Index(np.asarray(items, dtype=_safe_dtype(dtype, items, where)))
         if tag == "optimizer":
             cls = self._lookup(self.optimizers, value, "optimizer")
-            return cls(**self.decode(payload))
+            return cls(**self._table(payload, where))
         if tag == "object":
             cls = self._lookup(self.stateful, value, "class")
             obj = cls.__new__(cls)
-            state = self.decode(payload)
-            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-                raise _corrupt(f"bad attribute table for {cls.__name__}")
-            obj.__dict__.update(state)
+            obj.__dict__.update(self._table(payload, f"{where}."))
             return obj
         if tag == "dataclass":
             cls = self._lookup(self.dataclasses, value, "class")
-            return cls(**self.decode(payload))
-        raise _corrupt(f"unknown value tag {tag!r}")
+            return cls(**self._table(payload, where))
+        raise _corrupt(f"{where} has an unknown value tag {tag!r}")
 
-    def _decode_array(self, value: dict) -> np.ndarray:
-        shape = tuple(_expect(value.get("shape"), list))
-        items = _expect(value.get("v"), list)
+    def _table(self, payload: Any, where: str) -> dict:
+        """A decoded dict whose keys are names: keyword arguments or attributes."""
+        table = self.decode(payload, where)
+        if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+            raise _corrupt(f"{where} is not a table of names")
+        return table
+
+    def _decode_array(self, value: dict, where: str) -> np.ndarray:
+        shape = _expect(value.get("shape"), list, f"{where} shape")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise _corrupt(f"{where} has the shape {shape!r}, not a list of sizes")
+        items = _expect(value.get("v"), list, where)
         if value.get("dtype") == "object":
             array = np.empty(len(items), dtype=object)
             for i, v in enumerate(items):  # one by one: sequences must not broadcast
-                array[i] = self.decode(v)
+                array[i] = self.decode(v, f"{where}[{i}]")
         else:
-            array = np.asarray(items, dtype=_safe_dtype(value.get("dtype")))
+            array = np.asarray(items, dtype=_safe_dtype(value.get("dtype"), items, where))
         if array.size != int(np.prod(shape)):
-            raise _corrupt("array size does not match its shape")
+            raise _corrupt(f"{where} has {array.size} values, which does not match its shape {shape}")
         return array.reshape(shape)
 
     @staticmethod
@@ -166,20 +206,38 @@ class _Encoder:
         return table[name]
 
 
-def _expect(value: Any, kind: type) -> Any:
+def _expect(value: Any, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
-        raise _corrupt(f"expected a {kind.__name__}, got {type(value).__name__}")
+        raise _corrupt(f"{where}: expected a {kind.__name__}, got {type(value).__name__}")
     return value
 
 
-def _safe_dtype(text: Any) -> np.dtype:
+def _safe_dtype(text: Any, items: list, where: str) -> np.dtype:
+    """The numpy dtype named ``text`` for the JSON values ``items``: a number or string dtype, a
+    string width that the strings present justify."""
     try:
         dtype = np.dtype(text)
-    except TypeError:
-        raise _corrupt(f"unknown dtype {text!r}") from None
-    if dtype.kind not in _ARRAY_KINDS:
-        raise _corrupt(f"dtype {text!r} is not allowed")
+    except (TypeError, ValueError):
+        raise _corrupt(f"{where} has an unknown dtype {str(text)[:80]!r}") from None
+    if dtype.kind not in _ARRAY_KINDS or dtype.subdtype is not None:
+        raise _corrupt(f"{where} has the dtype {str(text)[:80]!r}, which is not allowed")
+    if dtype.kind == "U":
+        if not all(isinstance(v, str) for v in items):
+            raise _corrupt(f"{where} has the string dtype {dtype.str!r} but holds values that are not strings")
+        width = dtype.itemsize // 4
+        longest = max(map(len, items), default=0)
+        if width > longest and len(items) * dtype.itemsize > _LOOSE_STRING_ARRAY_BYTES:
+            raise _corrupt(
+                f"{where} declares strings of {width} characters ({dtype.str!r}) but its longest "
+                f"string has {longest}; such an array would take {len(items) * dtype.itemsize} bytes"
+            )
     return dtype
+
+
+def _short(key: Any) -> str:
+    """A dict key as it appears in error paths, cut short: paths are built for every value."""
+    text = repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _corrupt(detail: str) -> ValueError:
@@ -288,18 +346,39 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int, hint: str = "") -> bytes:
+    """Member ``name`` of ``archive``, refused when it declares more than ``limit`` bytes or
+    inflates to more than it declared: read in bounded chunks, so no header can make it exceed."""
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise _corrupt(f"{name} declares {info.file_size} bytes, more than the {limit} load reads of it{hint}")
+    chunks, total = [], 0
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(min(_READ_CHUNK, info.file_size + 1 - total)):
+                total += len(chunk)
+                if total > info.file_size:
+                    raise _corrupt(f"{name} inflates to more than the {info.file_size} bytes it declares")
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # damaged data (bad CRC, broken deflate stream), or a compression / encryption save never writes
+        raise _corrupt(f"{name} cannot be read ({type(exc).__name__}: {exc})") from None
+    return b"".join(chunks)
+
+
 def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError, ValueError):
         raise _corrupt(f"{os.fspath(path)!r} is not a zip archive written by sklearn_mtr.persistence.save") from None
     with archive:
         names = set(archive.namelist())
         if "format.json" not in names:
             raise _corrupt("format.json is missing")
+        text = _read_member(archive, "format.json", _MAX_HEADER_BYTES)
         try:
-            header = json.loads(archive.read("format.json"))
-        except (ValueError, UnicodeDecodeError):
+            header = json.loads(text)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _corrupt("format.json is not JSON") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
             raise _corrupt(f"format.json does not name the {FORMAT_NAME!r} format")
@@ -313,8 +392,11 @@ def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
         missing = [m for m in _MEMBERS if m not in names]
         if missing:
             raise _corrupt(f"members {missing} are missing")
-        members = {m: archive.read(m) for m in _MEMBERS}
-    digests = header.get("sha256") or {}
+        limits = {"config.json": MAX_CONFIG_BYTES, "weights.pt": archive.getinfo("weights.pt").file_size}
+        hint = "; raise sklearn_mtr.persistence.MAX_CONFIG_BYTES to read a trusted file with larger vocabularies"
+        members = {m: _read_member(archive, m, limits[m], hint if m == "config.json" else "") for m in _MEMBERS}
+    digests = header.get("sha256")
+    digests = digests if isinstance(digests, dict) else {}
     for key, data in members.items():
         if digests.get(key) != hashlib.sha256(data).hexdigest():
             raise _corrupt(f"{key} does not match its checksum (the file is damaged or was modified)")
@@ -341,34 +423,51 @@ def load(path: str | os.PathLike, device: str | None = None):
     Raises
     ------
     ValueError
-        When the file is not a model file of this format, names an unknown estimator,
-        optimizer or type, was modified after saving, or has a format version this
-        library does not read.
+        When the file is not a model file of this format, is damaged, names an unknown
+        estimator, optimizer or type, holds parameters the estimator refuses (``compile``
+        takes only allow-listed ``torch.compile`` arguments), was modified after saving, or
+        has a format version this library does not read. Sizes are checked before memory is
+        taken: members larger than their caps (``config.json``: :data:`MAX_CONFIG_BYTES`)
+        or than they declare, string arrays wider than their strings, and network sizes
+        that the weights do not match are refused.
 
     Examples
     --------
     See :func:`save`.
     """
     _, members = _read_members(path)
+    try:
+        return _load_members(members, device)
+    except _CORRUPT_ERRORS as exc:
+        raise _corrupt(
+            f"its content cannot be rebuilt into an estimator ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _load_members(members: dict[str, bytes], device: str | None):
     codec = _Encoder()
     try:
         config = json.loads(members["config.json"])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _corrupt("config.json is not JSON") from None
     if not isinstance(config, dict):
         raise _corrupt("config.json is not a JSON object")
     cls = codec._lookup(codec.estimators, {"cls": config.get("class")}, "estimator class")
-    params = codec.decode(config.get("params"))
-    if not isinstance(params, dict):
-        raise _corrupt("the parameters are not a table")
+    params = codec._table(config.get("params"), "parameter")
     try:
         estimator = cls(**params)
     except TypeError as exc:
         raise ValueError(f"the file's parameters do not fit {cls.__name__} ({exc}).") from None
+    try:
+        # The checks fit makes, compile's allow-list included: predict runs what the
+        # parameters say (torch.compile arguments, thread counts) without calling fit.
+        estimator._check_params()
+    except ValueError as exc:
+        raise ValueError(f"the file's parameters are not valid for {cls.__name__}: {exc}") from None
     if "fitted" not in config:
         return estimator
 
-    fitted = codec.decode(config["fitted"])
+    fitted = codec.decode(config["fitted"], "fitted attribute")
     if not isinstance(fitted, dict) or not all(isinstance(k, str) and k.endswith("_") for k in fitted):
         raise _corrupt("the fitted attributes are not a table of names ending in '_'")
     vars(estimator).update(fitted)
@@ -380,6 +479,9 @@ def load(path: str | os.PathLike, device: str | None = None):
         weights = torch.load(io.BytesIO(members["weights.pt"]), map_location=estimator.device_, weights_only=True)
     except Exception as exc:  # noqa: BLE001  (whatever the unpickler rejects, the file is corrupt)
         raise _corrupt(f"weights.pt cannot be read as tensors only ({type(exc).__name__}: {exc})") from None
+    if not isinstance(weights, dict) or not isinstance(weights.get("module"), dict):
+        raise _corrupt("weights.pt does not hold the network's state_dict")
+    _check_module_shapes(estimator, weights["module"])
 
     devices = [torch.device(estimator.device_)] if torch.device(estimator.device_).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # building the net draws initial weights
@@ -389,11 +491,33 @@ def load(path: str | os.PathLike, device: str | None = None):
     net.optimizer_.load_state_dict(weights["optimizer"])
     if "mto_state" in weights:
         net.mto_state_.load_state_dict(weights["mto_state"])
-    history = codec.decode(config.get("history", {"t": "list", "v": []}))
+    history = codec.decode(config.get("history", {"t": "list", "v": []}), "history_")
     net.history = History(history)
     estimator.net_ = net
     estimator.history_ = net.history
     return estimator
 
 
-__all__ = ["FORMAT_VERSION", "load", "save"]
+def _check_module_shapes(estimator, state: dict) -> None:
+    """Refuse weights whose names or shapes differ from the network the configuration builds.
+
+    The network is built on the ``meta`` device (shapes, no memory, no initialisation) before
+    the real one: sizes in the configuration (categorical cardinalities, layer widths) that the
+    weights do not back would otherwise allocate and initialise gigabytes first.
+    """
+    with torch.device("meta"):
+        skeleton = estimator._build_module(estimator.feature_encoder_.schema_, estimator.n_tasks_)
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    found = {name: tuple(t.shape) if isinstance(t, torch.Tensor) else None for name, t in state.items()}
+    if expected.keys() != found.keys():
+        missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+        raise _corrupt(
+            f"weights.pt does not hold the network the configuration describes "
+            f"(missing {missing[:5]}, unexpected {extra[:5]})"
+        )
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise _corrupt(f"weights.pt holds {name} of shape {found[name]}, where the configuration builds {shape}")
+
+
+__all__ = ["FORMAT_VERSION", "MAX_CONFIG_BYTES", "load", "save"]

@@ -1,9 +1,11 @@
 """The command line, run in-process on tiny tables."""
 
 import json
+import pickle
 import subprocess
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import joblib
@@ -17,6 +19,7 @@ from sklearn_mtr.cli import main, parse_param
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.metrics import group_auc_score, per_task_log_loss, per_task_roc_auc
 from sklearn_mtr.optim import PUB
+from sklearn_mtr.persistence import load
 
 TINY = ["--max-epochs", "1", "--batch-size", "64", "--param", "n_experts=2", "--param", "expert_hidden_sizes=(8,)"]
 
@@ -37,7 +40,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     data = folder / "train.csv"
     _table().to_csv(data, index=False)
-    model = folder / "model.joblib"
+    model = folder / "model.mtr"
     args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "--groups", "user", "-o", str(model)]
     assert (
         main([*args, *TINY, "--optimizer", "pub", "--optimizer-param", "refresh_every=5", "--random-state", "3"]) == 0
@@ -48,7 +51,7 @@ def trained(tmp_path_factory):
 
 def test_fit_writes_a_model_and_its_metrics(trained):
     data, model_path, report = trained
-    model = joblib.load(model_path)
+    model = load(model_path)
     assert isinstance(model, MMoEClassifier)
     assert list(model.task_names_) == ["click", "buy"]
     assert list(model.feature_names_in_) == ["x0", "x1", "x2", "x3", "city"]  # targets, groups, row_id left out
@@ -56,6 +59,7 @@ def test_fit_writes_a_model_and_its_metrics(trained):
     assert isinstance(model.optimizer, PUB) and model.optimizer.refresh_every == 5
     assert report["model"] == "MMoEClassifier" and report["params"]["expert_hidden_sizes"] == [8]
     assert report["params"]["optimizer"] == "PUB(refresh_every=5)"
+    assert zipfile.is_zipfile(model_path) and report["format"] == "safe"  # the safe format by default
 
     # The holdout keeps whole users out of training; the report scores it with the saved model.
     frame = pd.read_csv(data)
@@ -76,7 +80,7 @@ def test_evaluate_prints_per_task_metrics(trained, capsys, tmp_path):
     assert main(["evaluate", str(model_path), str(data), "--groups", "user"]) == 0
     report = json.loads(capsys.readouterr().out)
     frame = pd.read_csv(data)
-    model = joblib.load(model_path)
+    model = load(model_path)
     y, proba = frame[["click", "buy"]].to_numpy(float), model.predict_proba(frame[list(model.feature_names_in_)])
     assert report["n_rows"] == len(frame) and list(report["auc"]) == ["click", "buy"]
     np.testing.assert_allclose(list(report["auc"].values()), per_task_roc_auc(y, proba))
@@ -95,7 +99,7 @@ def test_predict_writes_probabilities_with_ids(trained, tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["predict", str(model_path), str(tmp_path / "new.csv"), "--id-column", "row_id", "-o", str(out)]) == 0
     pred = pd.read_csv(out)
-    model = joblib.load(model_path)
+    model = load(model_path)
     assert list(pred.columns) == ["row_id", "click", "buy"]
     np.testing.assert_array_equal(pred["row_id"], frame["row_id"])
     np.testing.assert_allclose(pred[["click", "buy"]], model.predict_proba(frame[list(model.feature_names_in_)]))
@@ -108,7 +112,7 @@ def test_parquet_in_and_out(tmp_path):
     pytest.importorskip("pyarrow")
     data = tmp_path / "train.parquet"
     _table(n=120).to_parquet(data, index=False)
-    model = tmp_path / "m.joblib"
+    model = tmp_path / "m.mtr"
     args = ["fit", str(data), "--targets", "click,buy", "--features", "x0,x1,city", "-o", str(model), "--holdout", "0"]
     assert main([*args, *TINY, "--report", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
@@ -126,15 +130,12 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch, cap
 
 
 def test_categorical_columns_safe_format_and_other_models(tmp_path):
-    pytest.importorskip("sklearn_mtr.persistence")
     data = tmp_path / "train.tsv"
     _table(n=120).to_csv(data, sep="\t", index=False)
     model = tmp_path / "m.mtr"
     args = ["fit", str(data), "--targets", "click,buy", "--model", "PLEClassifier", "--exclude", "row_id"]
     args += ["--categorical-features", "user", "--format", "safe", "-o", str(model), "--max-epochs", "1"]
     assert main([*args, "--param", "expert_hidden_sizes=(8,)", "--param", "tower_hidden_sizes=(4,)"]) == 0
-    from sklearn_mtr.persistence import load
-
     clf = load(model)
     assert isinstance(clf, PLEClassifier)
     assert clf.categorical_features == ["user", "city"]  # declared + the string columns
@@ -152,16 +153,16 @@ def _reviews(n=240) -> pd.DataFrame:
 def test_text_features_are_left_out_of_the_automatic_categorical_list(tmp_path):
     # --categorical-features adds the string columns; a --text-features column is not one of them
     # (it used to be, and the estimator then refused a column both categorical and text).
-    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    data, model = tmp_path / "train.csv", tmp_path / "m.mtr"
     _reviews().to_csv(data, index=False)
     args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY]
     assert main([*args, "--categorical-features", "user", "--text-features", "review"]) == 0
-    clf = joblib.load(model)
+    clf = load(model)
     assert clf.categorical_features == ["user", "city"] and clf.text_features == ["review"]
     assert clf.feature_encoder_.roles_["review"] == "text"
     # the same with text_features given through --param
     assert main([*args, "--categorical-features", "user", "--param", "text_features=['review']"]) == 0
-    assert joblib.load(model).categorical_features == ["user", "city"]
+    assert load(model).categorical_features == ["user", "city"]
 
 
 @pytest.mark.parametrize(
@@ -175,13 +176,13 @@ def test_text_features_are_left_out_of_the_automatic_categorical_list(tmp_path):
 def test_text_features_errors_are_clear(tmp_path, capsys, extra, message):
     data = tmp_path / "train.csv"
     _reviews(n=40).to_csv(data, index=False)
-    assert main(["fit", str(data), "--targets", "click", "-o", str(tmp_path / "m.joblib"), *TINY, *extra]) == 1
+    assert main(["fit", str(data), "--targets", "click", "-o", str(tmp_path / "m.mtr"), *TINY, *extra]) == 1
     assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra", [[], ["--categorical-features", "user"]])
 def test_fit_warns_about_a_free_text_column_made_categorical(tmp_path, extra):
-    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    data, model = tmp_path / "train.csv", tmp_path / "m.mtr"
     _reviews().to_csv(data, index=False)
     args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY, *extra]
     with pytest.warns(UserWarning, match=r"column 'review' looks like free text.*text_features=\['review'\]"):
@@ -198,12 +199,12 @@ def test_request_models_get_the_groups(tmp_path):
         pytest.skip("OneRankClassifier is not in this checkout")
     data = tmp_path / "train.csv"
     _table(n=96).to_csv(data, index=False)
-    model = tmp_path / "onerank.joblib"
+    model = tmp_path / "onerank.mtr"
     args = ["fit", str(data), "--targets", "click,buy", "--model", "onerank", "--exclude", "row_id", "--groups", "user"]
     assert main([*args, "-o", str(model), "--max-epochs", "1", "--param", "d_model=8", "--param", "n_layers=1"]) == 0
     out = tmp_path / "p.csv"
     assert main(["predict", str(model), str(data), "--groups", "user", "-o", str(out)]) == 0
-    clf, frame = joblib.load(model), pd.read_csv(data)
+    clf, frame = load(model), pd.read_csv(data)
     expected = clf.predict_proba(frame[list(clf.feature_names_in_)], groups=frame["user"].to_numpy())
     np.testing.assert_allclose(pd.read_csv(out)[["click", "buy"]], expected)
 
@@ -234,17 +235,17 @@ def test_request_models_get_the_groups(tmp_path):
 def test_fit_errors_are_clear(tmp_path, capsys, extra, message):
     data = tmp_path / "train.csv"
     _table(n=40).to_csv(data, index=False)
-    assert main(["fit", str(data), "-o", str(tmp_path / "m.joblib"), "--max-epochs", "1", *extra]) == 1
+    assert main(["fit", str(data), "-o", str(tmp_path / "m.mtr"), "--max-epochs", "1", *extra]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sklearn-mtr fit: error: ") and message in err
-    assert not (tmp_path / "m.joblib").exists()
+    assert not (tmp_path / "m.mtr").exists()
 
 
 def test_file_errors_are_clear(trained, tmp_path, capsys):
     data, model_path, _ = trained
     assert main(["predict", str(model_path), str(tmp_path / "none.csv"), "-o", str(tmp_path / "p.csv")]) == 1
     assert "data file" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "none.joblib"), str(data), "-o", str(tmp_path / "p.csv")]) == 1
+    assert main(["predict", str(tmp_path / "none.mtr"), str(data), "-o", str(tmp_path / "p.csv")]) == 1
     assert "model file" in capsys.readouterr().err
     assert main(["predict", str(model_path), str(data), "-o", str(tmp_path / "p.xlsx")]) == 1
     assert "unknown file type" in capsys.readouterr().err
@@ -253,6 +254,62 @@ def test_file_errors_are_clear(trained, tmp_path, capsys):
     assert "feature column(s) ['city'] not found" in capsys.readouterr().err
     assert main(["evaluate", str(model_path), str(data), "--targets", "click"]) == 1
     assert "the model has 2 tasks" in capsys.readouterr().err
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_pickle_model_file_is_refused_without_trusted_joblib_and_never_run(
+    trained, tmp_path, monkeypatch, capsys, command
+):
+    data = trained[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.mtr").write_bytes(pickle.dumps(_Payload()))
+    assert main([command, "model.mtr", str(data), "-o", str(tmp_path / "out.csv")]) == 1
+    err = capsys.readouterr().err
+    assert f"sklearn-mtr {command}: error: model file 'model.mtr' is not a safe-format model" in err
+    assert "pass --trusted-joblib: loading such a file runs code from it" in err
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_joblib_model_written_by_fit_is_read_back_with_trusted_joblib(tmp_path, capsys):
+    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    _table(n=60).to_csv(data, index=False)
+    args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "--holdout", "0", *TINY]
+    assert main([*args, "-o", str(model), "--format", "joblib"]) == 0
+    assert "evaluate / predict read it with --trusted-joblib" in capsys.readouterr().out
+    predict = ["predict", str(model), str(data), "-o", str(tmp_path / "p.csv")]
+    assert main(predict) == 1 and "--trusted-joblib" in capsys.readouterr().err
+    assert main([*predict, "--trusted-joblib"]) == 0
+    clf, frame = joblib.load(model), pd.read_csv(data)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv"), clf.predict_proba(frame[list(clf.feature_names_in_)]))
+
+
+def _damaged_deflate(path) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("config.json")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 10 : start + 60] = bytes(50)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_damaged_deflate, "not a valid sklearn-mtr model file: config.json cannot be read"),
+        (lambda path: path.read_bytes()[: path.stat().st_size // 2], "is not a safe-format model"),
+    ],
+)
+def test_a_corrupt_model_file_gives_a_one_line_error(trained, tmp_path, capsys, damage, message):
+    data, model_path, _ = trained
+    (tmp_path / "bad.mtr").write_bytes(damage(model_path))
+    assert main(["predict", str(tmp_path / "bad.mtr"), str(data), "-o", str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sklearn-mtr predict: error: ") and message in err and err.count("\n") == 1
 
 
 def test_fit_keeps_early_stopping_off_unless_asked():
@@ -273,11 +330,11 @@ def test_fit_keeps_early_stopping_off_unless_asked():
 def test_threads_option_sets_n_threads_in_every_command(tmp_path, monkeypatch, capsys):
     import torch
 
-    data, model = tmp_path / "train.csv", tmp_path / "m.joblib"
+    data, model = tmp_path / "train.csv", tmp_path / "m.mtr"
     _table(n=60).to_csv(data, index=False)
     args = ["fit", str(data), "--targets", "click,buy", "--exclude", "row_id", "-o", str(model), *TINY]
     assert main([*args, "--threads", "1"]) == 0
-    assert joblib.load(model).n_threads == 1  # saved with the model
+    assert load(model).n_threads == 1  # saved with the model
 
     n = 1 if torch.get_num_threads() != 1 else 2  # differs from torch's setting, so it shows
     seen = []

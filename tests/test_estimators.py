@@ -562,3 +562,18 @@ def test_compile_rejects_other_values(frame):
     X, Y = frame
     with pytest.raises(ValueError, match="compile must be a bool or a dict"):
         MMoEClassifier(compile="yes", max_epochs=1).fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    ("compile_", "match"),
+    [
+        ({"options": {"cpp.cxx": "/tmp/evil"}}, "argument 'options' is not allowed"),
+        ({"backend": "my_module.backend"}, r"compile\['backend'\] must be one of"),
+        ({"mode": "max-autotune", "dynamic": "yes"}, r"compile\['dynamic'\] must be True or False"),
+    ],
+)
+def test_compile_takes_only_allow_listed_torch_compile_arguments(frame, compile_, match):
+    # torch.compile options can name a compiler or backend to run: fit refuses them before training.
+    X, Y = frame
+    with pytest.raises(ValueError, match=match):
+        MMoEClassifier(compile=compile_, max_epochs=1).fit(X, Y)

@@ -238,3 +238,135 @@ def test_a_failed_save_leaves_the_previous_file_intact(funnel, tmp_path, monkeyp
         save(clf, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mtr"]
+
+
+def _config(path):
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("config.json"))
+
+
+def _set_param(config, key, value):
+    """config.json with parameter ``key`` replaced by the tagged JSON ``value``."""
+    pairs = [pair for pair in config["params"]["v"] if pair[0] != key]
+    return {**config, "params": {"t": "dict", "v": [*pairs, [key, value]]}}
+
+
+@pytest.mark.parametrize("tag", ["ndarray", "index"])
+def test_a_string_dtype_wider_than_its_strings_is_refused_before_allocating(tmp_path, tag):
+    # "<U100000" for 300 one-letter strings: 120 MB from a few hundred bytes of JSON (the attack
+    # used "<U100000000", 2 GiB); the test stays fast without the check too.
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(), path)
+    value = {"t": tag, "dtype": "<U100000", "shape": [300], "v": ["a"] * 300}
+    _rewrite(path, "config.json", json.dumps(_set_param(_config(path), "task_weights", value)).encode(), True)
+    with pytest.raises(ValueError, match=r"parameter\['task_weights'\] declares strings of 100000 characters"):
+        load(path)
+
+
+def test_string_arrays_keep_their_width_when_small_and_are_narrowed_when_large(tmp_path):
+    small = np.array(["a", "b"], dtype="<U10")  # a subset keeps the width of its source
+    large = np.array(["a"] * 2000, dtype="<U50")
+    for array, dtype in ((small, "<U10"), (large, "<U1")):
+        save(SharedBottomClassifier(task_weights=array), tmp_path / "model.mtr")
+        loaded = load(tmp_path / "model.mtr").task_weights
+        assert loaded.dtype == np.dtype(dtype) and list(loaded) == list(array)
+
+
+def test_a_member_larger_than_its_cap_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    from sklearn_mtr import persistence
+
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(), path)
+    padded = json.dumps(_config(path)).encode() + b" " * 5000  # whitespace deflates to almost nothing
+    _rewrite(path, "config.json", padded, fix_checksum=True)
+    monkeypatch.setattr(persistence, "MAX_CONFIG_BYTES", 4096)
+    with pytest.raises(ValueError, match="config.json declares .* more than the 4096.*MAX_CONFIG_BYTES"):
+        load(path)
+    with zipfile.ZipFile(path) as archive:
+        header = archive.read("format.json")
+    _rewrite(path, "format.json", header + b" " * (1 << 17), fix_checksum=False)
+    with pytest.raises(ValueError, match="format.json declares .* more than the 65536"):
+        load(path)
+
+
+def _patch_central_size(path, member, size):
+    """Make the zip's central directory declare ``size`` uncompressed bytes for ``member``."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46 : at + 46 + len(name)] != name:
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + 24 : at + 28] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["config.json", "weights.pt"])
+def test_a_member_longer_than_its_declared_size_is_refused(funnel, tmp_path, member):
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(**TINY).fit(X, Y), path)
+    _patch_central_size(path, member, 100)
+    with pytest.raises(ValueError, match=f"not a valid sklearn-mtr model file: {member}"):
+        load(path)
+
+
+def test_a_damaged_deflate_stream_gives_the_documented_value_error(funnel, tmp_path):
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(**TINY).fit(X, Y), path)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("config.json")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 10 : start + 60] = bytes(50)  # zeros in the middle of the deflated data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a valid sklearn-mtr model file: config.json cannot be read"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("optimizer", {"t": "optimizer", "cls": "PUB", "v": {"t": "list", "v": [1]}}),  # not keyword arguments
+        ("task_weights", {"t": "dict", "v": [[{"t": "list", "v": []}, 1]]}),  # an unhashable key
+        ("task_weights", {"t": "dict", "v": [[1]]}),  # not a [key, value] pair
+        ("task_weights", {"t": "ndarray", "dtype": "<f8", "shape": ["a"], "v": [1.0]}),
+        ("task_weights", {"t": "ndarray", "dtype": "(4,)f8", "shape": [1], "v": [1.0]}),
+        ("task_weights", {"t": "ndarray", "dtype": "<U1", "shape": [1], "v": [1]}),
+        ("task_weights", {"t": "dataclass", "cls": "TextInput", "v": {"t": "dict", "v": [["nope", 1]]}}),
+    ],
+)
+def test_malformed_tagged_values_give_the_documented_value_error(tmp_path, key, value):
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(), path)
+    _rewrite(path, "config.json", json.dumps(_set_param(_config(path), key, value)).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="not a valid sklearn-mtr model file"):
+        load(path)
+
+
+def test_sizes_the_weights_do_not_back_are_refused_before_the_network_is_built(funnel, tmp_path, monkeypatch):
+    # bottom_hidden_sizes=(24000,) in the configuration, 8-wide weights in weights.pt: the check
+    # runs on the meta device, so the 24000-wide network is never allocated nor initialised.
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(**TINY, bottom_hidden_sizes=(8,)).fit(X, Y), path)
+    wide = _set_param(_config(path), "bottom_hidden_sizes", {"t": "tuple", "v": [24000]})
+    _rewrite(path, "config.json", json.dumps(wide).encode(), fix_checksum=True)
+    built = []
+    monkeypatch.setattr(SharedBottomClassifier, "_make_net", lambda self, valid: built.append(1))
+    with pytest.raises(
+        ValueError, match=r"weights.pt holds .* of shape \(8, .*where the configuration builds \(24000,"
+    ):
+        load(path)
+    assert not built
+
+
+def test_torch_compile_options_in_a_file_are_refused_on_load(funnel, tmp_path):
+    # torch.compile "options" can name a C++ compiler that predict_proba would run.
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    save(SharedBottomClassifier(**TINY).fit(X, Y), path)
+    options = {"t": "dict", "v": [["options", {"t": "dict", "v": [["cpp.cxx", "/tmp/evil"]]}]]}
+    _rewrite(path, "config.json", json.dumps(_set_param(_config(path), "compile", options)).encode(), True)
+    with pytest.raises(ValueError, match="parameters are not valid for SharedBottomClassifier: compile.*'options'"):
+        load(path)

@@ -56,6 +56,8 @@ _ARRAY_KINDS = "biufU"
 # to read a file with larger vocabularies. weights.pt is bounded by its own declared size only,
 # since the tensors of a real model can be any size.
 _MAX_HEADER_BYTES = 1 << 16
+#: Largest ``config.json`` (uncompressed bytes) that :func:`load` reads: 512 MiB. Raise it to
+#: load a file you trust whose vocabularies are larger.
 MAX_CONFIG_BYTES = 1 << 29
 _READ_CHUNK = 1 << 20
 # A string array may be declared wider than its longest string only while it stays this small

@@ -427,7 +427,8 @@ def merge(names: list[str], output: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds first .. first + N-1 (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (more seeds of an earlier run)")
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None, help="default: all")
     parser.add_argument("--max-train-rows", type=int, default=None, help="random subsample of the training rows")
@@ -455,7 +456,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     results: dict = {
         "config": {
             "seeds": seeds,

@@ -395,7 +395,10 @@ def merge(names: list[str], output: str) -> dict:
     # the environment shown is the newest part's (each part's own is kept under "parts")
     merged = {"environment": parts[-1]["environment"], "config": dict(parts[0]["config"]), "parts": [], "datasets": {}}
     for n, part in zip(names, parts):
-        merged["parts"].append({"name": n, "config": part["config"], "environment": part["environment"]})
+        # a part that is itself a merge contributes its own parts
+        merged["parts"] += part.get("parts") or [
+            {"name": n, "config": part["config"], "environment": part["environment"]}
+        ]
         for dataset, info in part["datasets"].items():
             target = merged["datasets"].setdefault(dataset, {**info, "models": {}, "runs": {}})
             target["skipped"] = {**target.get("skipped", {}), **info.get("skipped", {})}

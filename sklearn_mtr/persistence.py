@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import uuid
 import zipfile
 import zlib
 from typing import Any
@@ -322,11 +323,13 @@ def save(estimator, path: str | os.PathLike) -> None:
         "sha256": {key: hashlib.sha256(data).hexdigest() for key, data in members.items()},
     }
     # Written next to the target and renamed over it: a crash mid-save never leaves a
-    # half-written file in place of a good one.
+    # half-written file in place of a good one. The temporary name is unique per call (not per
+    # process), so threads saving to one path never write into each other's file; it is created
+    # exclusively ("x"), with the permissions the umask gives any new file.
     path = os.fspath(path)
-    partial = f"{path}.partial-{os.getpid()}"
+    partial = f"{path}.partial-{os.getpid()}-{uuid.uuid4().hex}"
     try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with open(partial, "xb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("format.json", _json_bytes(header))
             for key, data in members.items():
                 archive.writestr(key, data)

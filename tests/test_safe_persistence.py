@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import pickle
+import threading
 import zipfile
 
 import numpy as np
@@ -238,6 +239,40 @@ def test_a_failed_save_leaves_the_previous_file_intact(funnel, tmp_path, monkeyp
         save(clf, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mtr"]
+
+
+def test_threads_saving_to_one_path_do_not_collide(funnel, tmp_path, monkeypatch):
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    models = [SharedBottomClassifier(**TINY).fit(X, Y), SharedBottomClassifier(**{**TINY, "random_state": 1}).fit(X, Y)]
+    # Both saves hold their archive open at once: with a temporary name shared by the process,
+    # one thread truncates or renames the other's half-written file.
+    barrier = threading.Barrier(2, timeout=10)
+    writestr = zipfile.ZipFile.writestr
+
+    def synchronised_writestr(self, name, data, *args, **kwargs):
+        if name == "format.json":
+            barrier.wait()
+        return writestr(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", synchronised_writestr)
+    errors = []
+
+    def save_one(clf):
+        try:
+            save(clf, path)
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_one, args=(clf,)) for clf in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mtr"]
+    proba = load(path).predict_proba(X)
+    assert any(np.array_equal(proba, clf.predict_proba(X)) for clf in models)
 
 
 def _config(path):

@@ -91,6 +91,25 @@ def check_compile(value) -> None:
             )
 
 
+def resolve_device(device) -> str:
+    """The torch device ``device`` names (``"auto"``: CUDA when available, else the CPU).
+
+    Raises
+    ------
+    ValueError
+        When ``device`` is not a torch device, or names CUDA on a machine without it.
+    """
+    if isinstance(device, str) and device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device or 'auto'.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    return str(resolved)
+
+
 class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     """Base class of the multi-task ranking classifiers; not meant to be used directly.
 
@@ -193,15 +212,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
 
     def _resolve_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device={self.device!r} is not a torch device or 'auto'.") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
-        return str(device)
+        return resolve_device(self.device)
 
     def _validate_X(self, X, reset: bool) -> pd.DataFrame | sp.csr_matrix:
         """A DataFrame whose column keys are those seen in fit, without touching the values;

@@ -414,9 +414,9 @@ def load(path: str | os.PathLike, device: str | None = None):
     path : str or path-like
         The file.
     device : str, default=None
-        Torch device for the network. ``None`` keeps the device it was trained on when that
-        is available here and otherwise uses the CPU, so a model trained on a GPU loads on a
-        CPU-only machine.
+        Torch device for the network (``"auto"``: CUDA when available). ``None`` keeps the
+        device it was trained on when that is available here and otherwise uses the CPU, so a
+        model trained on a GPU loads on a CPU-only machine.
 
     Returns
     -------
@@ -429,7 +429,8 @@ def load(path: str | os.PathLike, device: str | None = None):
         When the file is not a model file of this format, is damaged, names an unknown
         estimator, optimizer or type, holds parameters the estimator refuses (``compile``
         takes only allow-listed ``torch.compile`` arguments), was modified after saving, or
-        has a format version this library does not read. Sizes are checked before memory is
+        has a format version this library does not read; when ``device`` is not a torch
+        device or names CUDA on a machine without it. Sizes are checked before memory is
         taken: members larger than their caps (``config.json``: :data:`MAX_CONFIG_BYTES`)
         or than they declare, string arrays wider than their strings, and network sizes
         that the weights do not match are refused.
@@ -438,6 +439,11 @@ def load(path: str | os.PathLike, device: str | None = None):
     --------
     See :func:`save`.
     """
+    from ._base import resolve_device
+
+    # Checked before the file is read: a device torch cannot use is the caller's error, not
+    # a damaged file (torch.load would fail on it, and that failure reads as a corrupt file).
+    device = None if device is None else resolve_device(device)
     _, members = _read_members(path)
     try:
         return _load_members(members, device)

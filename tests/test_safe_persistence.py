@@ -124,6 +124,22 @@ def test_a_model_saved_from_a_gpu_loads_on_a_cpu_only_machine(funnel, tmp_path, 
     np.testing.assert_array_equal(loaded.predict_proba(X), expected)
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_loading_onto_cuda_without_cuda_says_cuda_is_not_available(funnel, tmp_path, monkeypatch, device):
+    X, Y = funnel
+    save(SharedBottomClassifier(**TINY).fit(X, Y), tmp_path / "model.mtr")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"device='{device}' was requested but CUDA is not available"):
+        load(tmp_path / "model.mtr", device=device)
+
+
+def test_loading_onto_a_device_that_is_not_a_torch_device_names_it(funnel, tmp_path):
+    X, Y = funnel
+    save(SharedBottomClassifier(**TINY).fit(X, Y), tmp_path / "model.mtr")
+    with pytest.raises(ValueError, match="device='gpu0' is not a torch device"):
+        load(tmp_path / "model.mtr", device="gpu0")
+
+
 def test_a_modified_file_is_refused(funnel, tmp_path):
     X, Y = funnel
     path = tmp_path / "model.mtr"

@@ -216,17 +216,31 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _validate_X(self, X, reset: bool) -> pd.DataFrame | sp.csr_matrix:
         """A DataFrame whose column keys are those seen in fit, without touching the values;
-        a scipy sparse X as a CSR matrix (rows are sliced from it, never densified)."""
+        a scipy sparse X as a CSR matrix (rows are sliced from it, never densified).
+
+        Columns are matched by label when fit was given labelled columns (a DataFrame), by
+        position otherwise (an array, a sparse matrix), and for an unlabelled X at predict time.
+        """
         if sp.issparse(X):
             array = check_array(X, accept_sparse="csr", dtype=None, ensure_all_finite=False)
             if array.dtype.kind not in "biuf":
                 raise ValueError(f"a sparse X must hold numbers, got dtype {array.dtype}.")
             validate_data(self, array, reset=reset, skip_check_array=True)
+            if reset:
+                self._labelled_columns_ = False
             return array
         if isinstance(X, pd.DataFrame):
             if not X.columns.is_unique:
                 raise ValueError("X has duplicate column names.")
+            # checks string column names against feature_names_in_ (order included)
             validate_data(self, X, reset=reset, skip_check_array=True)
+            if reset:
+                self._labelled_columns_ = True
+            elif getattr(self, "_labelled_columns_", False) and not hasattr(self, "feature_names_in_"):
+                # feature_names_in_ covers string names only; other labels (the integers of a
+                # DataFrame built from an array) are compared here, or reordered columns would be
+                # read by position, silently as the wrong features.
+                self._check_column_labels(list(X.columns))
             if X.shape[0] == 0:
                 raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
             if X.shape[1] == 0:
@@ -240,10 +254,32 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             if array.dtype.kind == "c":
                 raise ValueError("Complex data not supported.")
             validate_data(self, array, reset=reset, skip_check_array=True)
+            if reset:
+                self._labelled_columns_ = False
             frame = pd.DataFrame(array)
         if not reset:
             frame.columns = self._column_keys_
         return frame
+
+    def _check_column_labels(self, columns: list) -> None:
+        """Raise when the column labels of X differ from those seen in fit, as scikit-learn
+        does for string feature names (a reordering included).
+
+        Raises
+        ------
+        ValueError
+            Naming the labels unseen in fit, those missing, or the order expected.
+        """
+        expected = list(self._column_keys_)
+        if columns == expected:
+            return
+        unseen = [c for c in columns if c not in expected]
+        missing = [c for c in expected if c not in columns]
+        if unseen or missing:
+            detail = f"unseen at fit time: {unseen[:10]}; seen at fit time, yet now missing: {missing[:10]}"
+        else:
+            detail = f"the same labels in another order, {columns[:10]} instead of {expected[:10]}; reorder X's columns"
+        raise ValueError(f"X's column labels should match those passed during fit: {detail}.")
 
     def _validate_y(self, Y, first: bool, classes=None) -> tuple[np.ndarray, dict]:
         """Labels as a float ``(n, k)`` array (NaN = missing) plus what fit learns from them."""

@@ -537,12 +537,10 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 if self.net_.lr != self.lr:
                     self.net_.set_params(lr=self.lr)
                 self.net_.train_split = None if valid_ds is None else predefined_split(valid_ds)
-                self.net_.callbacks = [
-                    ("early_stopping", self._early_stopping_callback(use_valid))
-                    if name == "early_stopping"
-                    else (name, cb)
-                    for name, cb in self.net_.callbacks
-                ]
+                # Callbacks rebuilt from the current parameters (early_stopping, verbose, and the
+                # user's `callbacks`, which set_params may have changed), as in the first fit.
+                self.net_.verbose = self.verbose
+                self.net_.callbacks = self._builtin_callbacks(use_valid) + self._user_callbacks()
                 self.net_.initialize_callbacks()
             try:
                 self.net_.partial_fit(train_ds, None, **({} if epochs is None else {"epochs": epochs}))
@@ -611,15 +609,26 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             sink=print if self.verbose else _silent,
         )
 
-    def _make_net(self, valid_ds) -> MultiTaskNet:
-        module = self._build_module(self.feature_encoder_.schema_, self.n_tasks_)
-        # Always present (None when off) so a continuation can switch it per call.
-        callbacks: list = [("early_stopping", self._early_stopping_callback(valid_ds is not None))]
+    def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
+        """The callbacks the estimator adds before the user's: early stopping (None when off)
+        and, when ``verbose``, a progress bar."""
+        callbacks: list = [("early_stopping", self._early_stopping_callback(use_valid))]
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        for i, cb in enumerate(self.callbacks or []):
-            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
-        callbacks = [(name, None if cb is None else copy.deepcopy(cb)) for name, cb in callbacks]
+        return callbacks
+
+    def _user_callbacks(self) -> list[tuple]:
+        """The ``callbacks`` parameter as ``(name, callback)`` pairs of copies: a fit never
+        changes the callbacks the user passed, and every call starts from them."""
+        named = [
+            cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb)
+            for i, cb in enumerate(self.callbacks or [])
+        ]
+        return [(name, None if cb is None else copy.deepcopy(cb)) for name, cb in named]
+
+    def _make_net(self, valid_ds) -> MultiTaskNet:
+        module = self._build_module(self.feature_encoder_.schema_, self.n_tasks_)
+        callbacks = self._builtin_callbacks(valid_ds is not None) + self._user_callbacks()
         return MultiTaskNet(
             module,
             mto=resolve_optimizer(self.optimizer),
@@ -889,7 +898,8 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Print a per-epoch table and a progress bar when positive.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (``Checkpoint``, ``LRScheduler``, loggers, ...), each a callback
-        or a ``(name, callback)`` pair; copied at fit time.
+        or a ``(name, callback)`` pair; copied at each ``fit`` and ``partial_fit`` call, so a
+        continuation runs the list the parameter holds then (``set_params(callbacks=...)``).
     warm_start : bool, default=False
         When True, ``fit`` continues training the fitted model (same features and tasks)
         instead of starting over. A continuation applies the training parameters (``lr``,

@@ -10,6 +10,7 @@ from skorch.callbacks import Callback, Checkpoint, LoadInitState
 from sklearn_mtr import MMoEClassifier
 from sklearn_mtr._net import MultiTaskNet
 from sklearn_mtr.datasets import make_multitask_classification
+from sklearn_mtr.optim import OPTIMIZERS
 
 TINY = {
     "n_experts": 2,
@@ -65,7 +66,7 @@ def test_a_non_finite_loss_names_the_task_and_epoch_and_leaves_a_fresh_fit_unfit
     X, Y = data
     _nan_on_task(monkeypatch, task=1, from_epoch=2)
     clf = MMoEClassifier(**TINY, max_epochs=3)
-    with pytest.raises(FloatingPointError, match=r"epoch 2, step 1: the loss of task 'task1' \(nan\)"):
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 1 \(lr=0.001\): the loss of task 'task1' \(nan\)"):
         clf.fit(X, Y)
     assert not clf.__sklearn_is_fitted__()
 
@@ -79,6 +80,46 @@ def test_a_diverged_step_never_reaches_the_weights_of_a_fitted_model(data, monke
         clf.partial_fit(X, Y)
     np.testing.assert_array_equal(clf.predict_proba(X), before)
     assert clf.n_iter_ == 1
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_every_method_raises_a_clear_error_when_a_huge_lr_makes_training_diverge(optimizer):
+    # lr=1e3 sent the loss to ~1e13 at the second step while staying finite, and predictions to 0 and 1.
+    X, Y = make_multitask_classification(n_samples=64, n_features=4, n_categorical=1, as_frame=True, random_state=0)
+    clf = MMoEClassifier(**{**TINY, "batch_size": 16}, optimizer=optimizer, lr=1e3, max_epochs=1)
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 1, step 2 \(lr=1000.0\): the loss of task"):
+        clf.fit(X, Y)
+    assert not clf.__sklearn_is_fitted__()
+
+
+def test_a_loss_bound_scales_with_pos_weight_and_a_converging_fit_stays_below_it(data):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=2, lr=0.05).fit(X, Y)
+    assert max(clf.history_[:, "train_loss_task0"]) < 1.0
+    losses = torch.tensor([1.0, 1.0])
+    clf.net_.pos_weight = torch.tensor([0.5, 3.0])
+    np.testing.assert_allclose(clf.net_._loss_bound(losses).numpy(), [6931.47, 3 * 6931.47], rtol=1e-5)
+
+
+class _PoisonWeightsAt(Callback):
+    """Sets a weight to NaN after training step ``step`` of epoch 1."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_batch_end(self, net, training, **kwargs):
+        steps = sum("train_loss" in b for b in net.history[-1, "batches"])
+        if training and len(net.history) == 1 and steps == self.step:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
+def test_weights_made_non_finite_by_the_last_step_of_an_epoch_raise_naming_epoch_and_lr(data):
+    X, Y = data  # 200 rows in batches of 50: step 4 is the epoch's last
+    clf = MMoEClassifier(**TINY, max_epochs=2, callbacks=[_PoisonWeightsAt(step=4)])
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 1 \(lr=0.001\): the weights are no longer finite"):
+        clf.fit(X, Y)
+    assert not clf.__sklearn_is_fitted__()
 
 
 @pytest.mark.filterwarnings("ignore:fit was interrupted")

@@ -375,10 +375,11 @@ class MultiTaskNet(NeuralNet):
         super().on_epoch_end(net, **kwargs)
         # The loss check in train_step catches non-finite weights at the next step; this one
         # catches them after the epoch's last step (before the callbacks and predict see them).
+        # Once an epoch, so one check per tensor and one device sync are cheap.
         state = getattr(self, "mto_state_", None)
-        params = [p for p in self.module_.parameters()] + ([] if state is None else list(state.parameters()))
-        norms = torch._foreach_norm([p.detach() for p in params]) if params else []
-        if norms and not bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
+        params = list(self.module_.parameters()) + ([] if state is None else list(state.parameters()))
+        finite = [torch.isfinite(p.detach()).all() for p in params]
+        if finite and not bool(torch.stack(finite).all()):
             raise FloatingPointError(
                 f"training diverged in epoch {len(self.history)} (lr={self.lr}): the weights are no longer "
                 "finite after its last step. Lower lr or check the inputs for extreme values."

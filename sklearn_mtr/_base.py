@@ -449,7 +449,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         backup = dict(vars(self)) if not first else None
         try:
             with torch_threads(self.n_threads):
-                self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
+                interrupt = self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
         except BaseException:
             # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
             for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -457,9 +457,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             if backup is not None:
                 vars(self).update(backup)
             raise
+        if interrupt is not None:
+            # Re-raised once the estimator is consistent: cross_val_score, GridSearchCV and
+            # scripts must stop, not go on to score a model whose training was cut short.
+            raise interrupt
         return self
 
-    def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes):
+    def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes) -> KeyboardInterrupt | None:
         self._check_params()
         fixed = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in _CONTINUATION_PARAMS}
         # Older fitted models (joblib / safe files) have no record: nothing to compare with.
@@ -549,26 +553,45 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                     f"CUDA ran out of memory while training with batch_size={self.batch_size} on {self.device_}; "
                     "lower batch_size (or embedding_dim / the layer sizes), or try precision='bf16'."
                 ) from exc
-        self._drop_interrupted_epoch()
+        interrupt = self._drop_interrupted_epoch()
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
-        if use_valid and self.scoring == "auc" and self.n_iter_ and np.isnan(self.history_[-1, "valid_auc"]):
+        if (
+            interrupt is None
+            and use_valid
+            and self.scoring == "auc"
+            and self.n_iter_
+            and np.isnan(self.history_[-1, "valid_auc"])
+        ):
             warnings.warn("validation AUC is undefined (a task has one class in the validation split).", RuntimeWarning)
+        return interrupt
 
-    def _drop_interrupted_epoch(self) -> None:
-        """skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
-        last completed step (the best epoch's with early stopping). The unfinished epoch's
-        row is dropped so that ``history_`` and ``n_iter_`` count completed epochs only."""
-        history = self.net_.history
-        if history and "train_loss" not in history[-1]:
+    def _drop_interrupted_epoch(self) -> KeyboardInterrupt | None:
+        """The KeyboardInterrupt that ended training, if any, once the estimator is consistent.
+
+        skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
+        last completed step (the best epoch's with early stopping). The epoch that had not
+        ended (its training steps, validation or ``on_epoch_end`` callbacks cut short) is
+        dropped from the history, so that ``history_`` and ``n_iter_`` count complete epochs
+        only. The caller re-raises the interrupt.
+        """
+        net, history = self.net_, self.net_.history
+        interrupt = vars(net).pop("_interrupt", None)
+        ended = vars(net).pop("_epochs_ended", len(history))
+        if interrupt is None:
+            return None
+        if len(history) > ended:
             steps = sum("train_loss" in batch for batch in history[-1].get("batches", []))
             history.pop()
-            warnings.warn(
-                f"fit was interrupted (KeyboardInterrupt) in epoch {len(history) + 1} after {steps} training "
-                "step(s); the estimator keeps the weights reached so far and can continue with warm_start "
-                "or partial_fit.",
-                RuntimeWarning,
-            )
+            where = f"in epoch {len(history) + 1} after {steps} training step(s)"
+        else:
+            where = f"after epoch {len(history)}"
+        warnings.warn(
+            f"fit was interrupted (KeyboardInterrupt) {where}; the estimator keeps the weights reached so "
+            f"far, n_iter_={len(history)} complete epoch(s), and can continue with warm_start or partial_fit.",
+            RuntimeWarning,
+        )
+        return interrupt
 
     def _early_stopping_on(self, n_rows: int) -> bool:
         """Whether a ``fit`` call on ``n_rows`` rows holds out validation rows and stops early."""

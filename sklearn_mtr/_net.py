@@ -281,6 +281,21 @@ class MultiTaskNet(NeuralNet):
             tensors = list(self.module_.parameters()) + list(self.module_.buffers())
             self.data_parallel_.broadcast_from_rank0(tensors + ([] if state is None else list(state.parameters())))
 
+    def fit_loop(self, X, y=None, **fit_params):
+        self._interrupt, self._epochs_ended = None, len(self.history)
+        try:
+            return super().fit_loop(X, y, **fit_params)
+        except KeyboardInterrupt as exc:
+            # skorch's partial_fit swallows it (then runs on_train_end, where early stopping
+            # restores the best weights): kept for the estimator to re-raise once consistent.
+            self._interrupt = exc
+            raise
+
+    def notify(self, method_name, **cb_kwargs):
+        super().notify(method_name, **cb_kwargs)
+        if method_name == "on_epoch_end":  # every callback has recorded the epoch: it is complete
+            self._epochs_ended = len(self.history)
+
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
         self.data_parallel_ = None  # the fitted net keeps nothing of the process group

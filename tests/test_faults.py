@@ -29,7 +29,7 @@ def data():
 
 class InterruptAt(Callback):
     """Raises ``error`` after training step ``step`` of epoch ``epoch``, keeping a copy of the
-    weights of every completed step. Fires once (a continuation keeps the fit's callbacks)."""
+    weights of every completed step. Fires once per copy (each fit call copies ``callbacks``)."""
 
     def __init__(self, epoch, step, error=KeyboardInterrupt):
         self.epoch, self.step, self.error = epoch, step, error
@@ -123,10 +123,13 @@ def test_weights_made_non_finite_by_the_last_step_of_an_epoch_raise_naming_epoch
 
 
 @pytest.mark.filterwarnings("ignore:fit was interrupted")
-def test_keyboard_interrupt_keeps_the_last_weights_and_a_usable_estimator(data):
+def test_keyboard_interrupt_propagates_keeping_the_last_weights_and_a_usable_estimator(data):
     X, Y = data
     clf = MMoEClassifier(**TINY, max_epochs=5, callbacks=[("interrupt", InterruptAt(epoch=2, step=2))])
-    with pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 2 training step"):
+    with (
+        pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 2 training step"),
+        pytest.raises(KeyboardInterrupt),
+    ):
         clf.fit(X, Y)
     assert clf.n_iter_ == 1 and len(clf.history_[:, "train_loss"]) == 1  # completed epochs only
     last = dict(clf.net_.callbacks_)["interrupt"].snapshots[-1]
@@ -135,6 +138,42 @@ def test_keyboard_interrupt_keeps_the_last_weights_and_a_usable_estimator(data):
     assert np.isfinite(clf.predict_proba(X)).all()
     clf.set_params(warm_start=True, max_epochs=1, callbacks=None).fit(X, Y)
     assert clf.n_iter_ == 2
+
+
+class _InterruptAtEpochEnd(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("continuation", [False, True])
+def test_keyboard_interrupt_in_on_epoch_end_propagates_with_a_warning_and_complete_epochs_only(data, continuation):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=1 if continuation else 3)
+    if continuation:
+        clf.fit(X, Y).set_params(callbacks=[_InterruptAtEpochEnd()])
+    else:
+        clf.set_params(callbacks=[_InterruptAtEpochEnd()])
+    with (
+        pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 4 training step"),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        clf.partial_fit(X, Y) if continuation else clf.fit(X, Y)
+    # the epoch whose on_epoch_end was cut short is not counted; every row left is complete
+    assert clf.n_iter_ == 1 and len(clf.history_) == 1 and "train_auc" in clf.history_[-1]
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.filterwarnings("ignore:fit was interrupted")
+def test_keyboard_interrupt_stops_cross_validation_and_search_instead_of_scoring_a_truncated_model(data):
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=3, callbacks=[_InterruptAtEpochEnd()])  # a clonable callback
+    with pytest.raises(KeyboardInterrupt):
+        cross_val_score(clf, X, Y, cv=2)
+    with pytest.raises(KeyboardInterrupt):
+        GridSearchCV(clf, {"lr": [1e-3, 1e-2]}, cv=2).fit(X, Y)
 
 
 def test_warm_start_continuation_repeats_an_uninterrupted_run(data):

@@ -575,9 +575,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         dropped from the history, so that ``history_`` and ``n_iter_`` count complete epochs
         only. The caller re-raises the interrupt.
         """
-        net, history = self.net_, self.net_.history
-        interrupt = vars(net).pop("_interrupt", None)
-        ended = vars(net).pop("_epochs_ended", len(history))
+        history = self.net_.history
+        interrupt, ended = self.net_.pop_interrupt()
         if interrupt is None:
             return None
         if len(history) > ended:

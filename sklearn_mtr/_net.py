@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import TeeGenerator
 from torch.nn import functional as F
 
@@ -282,19 +282,39 @@ class MultiTaskNet(NeuralNet):
             self.data_parallel_.broadcast_from_rank0(tensors + ([] if state is None else list(state.parameters())))
 
     def fit_loop(self, X, y=None, **fit_params):
-        self._interrupt, self._epochs_ended = None, len(self.history)
+        self._interrupt, self._epochs_ended, self._stopped_early = None, len(self.history), False
         try:
             return super().fit_loop(X, y, **fit_params)
         except KeyboardInterrupt as exc:
             # skorch's partial_fit swallows it (then runs on_train_end, where early stopping
-            # restores the best weights): kept for the estimator to re-raise once consistent.
-            self._interrupt = exc
+            # restores the best weights): kept for the estimator to re-raise once consistent,
+            # unless it is early stopping's own way of ending training.
+            if not self._stopped_early:
+                self._interrupt = exc
             raise
 
     def notify(self, method_name, **cb_kwargs):
-        super().notify(method_name, **cb_kwargs)
-        if method_name == "on_epoch_end":  # every callback has recorded the epoch: it is complete
-            self._epochs_ended = len(self.history)
+        if method_name != "on_epoch_end":
+            return super().notify(method_name, **cb_kwargs)
+        # skorch's notify, telling early stopping's KeyboardInterrupt (its stop signal, raised
+        # once the epoch is recorded) from an interrupt of the user.
+        self.on_epoch_end(self, **cb_kwargs)
+        for _, cb in self.callbacks_:
+            try:
+                cb.on_epoch_end(self, **cb_kwargs)
+            except KeyboardInterrupt:
+                if isinstance(cb, EarlyStopping):
+                    self._stopped_early, self._epochs_ended = True, len(self.history)
+                raise
+        self._epochs_ended = len(self.history)  # every callback has recorded the epoch
+
+    def pop_interrupt(self) -> tuple[KeyboardInterrupt | None, int]:
+        """The user's KeyboardInterrupt that ended the last ``fit_loop`` (None if none), and
+        how many epochs had ended by then; forgets both (they are not part of the model)."""
+        interrupt = self.__dict__.pop("_interrupt", None)
+        ended = self.__dict__.pop("_epochs_ended", len(self.history))
+        self.__dict__.pop("_stopped_early", None)
+        return interrupt, ended
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback, Checkpoint, LoadInitState
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LoadInitState
 
 from sklearn_mtr import MMoEClassifier
 from sklearn_mtr._net import MultiTaskNet
@@ -162,6 +162,15 @@ def test_keyboard_interrupt_in_on_epoch_end_propagates_with_a_warning_and_comple
     # the epoch whose on_epoch_end was cut short is not counted; every row left is complete
     assert clf.n_iter_ == 1 and len(clf.history_) == 1 and "train_auc" in clf.history_[-1]
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.filterwarnings("error:fit was interrupted")
+def test_early_stopping_callbacks_still_end_fit_normally_though_they_raise_keyboard_interrupt(data):
+    X, Y = data
+    # skorch's EarlyStopping stops by raising KeyboardInterrupt in on_epoch_end: not an interrupt
+    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)  # never improves after epoch 1
+    clf = MMoEClassifier(**TINY, max_epochs=5, callbacks=[stop]).fit(X, Y)
+    assert clf.n_iter_ == 2 and "train_auc" in clf.history_[-1]
 
 
 @pytest.mark.filterwarnings("ignore:fit was interrupted")

@@ -140,6 +140,16 @@ def test_loading_onto_a_device_that_is_not_a_torch_device_names_it(funnel, tmp_p
         load(tmp_path / "model.mtr", device="gpu0")
 
 
+def test_a_loaded_model_still_matches_integer_column_labels_by_label(tmp_path):
+    X = pd.DataFrame(np.random.RandomState(0).randn(60, 3))  # integer labels 0, 1, 2
+    Y = (np.random.RandomState(1).rand(60, 2) < 0.5).astype(int)
+    save(SharedBottomClassifier(**TINY).fit(X, Y), tmp_path / "model.mtr")
+    loaded = load(tmp_path / "model.mtr")
+    with pytest.raises(ValueError, match="another order"):
+        loaded.predict_proba(X[[2, 1, 0]])
+    assert loaded.predict_proba(X.to_numpy()).shape == (60, 2)  # an array is still read by position
+
+
 def test_a_modified_file_is_refused(funnel, tmp_path):
     X, Y = funnel
     path = tmp_path / "model.mtr"

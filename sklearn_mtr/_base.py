@@ -91,6 +91,25 @@ def check_compile(value) -> None:
             )
 
 
+def resolve_device(device) -> str:
+    """The torch device ``device`` names (``"auto"``: CUDA when available, else the CPU).
+
+    Raises
+    ------
+    ValueError
+        When ``device`` is not a torch device, or names CUDA on a machine without it.
+    """
+    if isinstance(device, str) and device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device or 'auto'.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    return str(resolved)
+
+
 class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
     """Base class of the multi-task ranking classifiers; not meant to be used directly.
 
@@ -193,29 +212,35 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
 
     def _resolve_device(self) -> str:
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device={self.device!r} is not a torch device or 'auto'.") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
-        return str(device)
+        return resolve_device(self.device)
 
     def _validate_X(self, X, reset: bool) -> pd.DataFrame | sp.csr_matrix:
         """A DataFrame whose column keys are those seen in fit, without touching the values;
-        a scipy sparse X as a CSR matrix (rows are sliced from it, never densified)."""
+        a scipy sparse X as a CSR matrix (rows are sliced from it, never densified).
+
+        Columns are matched by label when fit was given labelled columns (a DataFrame), by
+        position otherwise (an array, a sparse matrix), and for an unlabelled X at predict time.
+        """
         if sp.issparse(X):
             array = check_array(X, accept_sparse="csr", dtype=None, ensure_all_finite=False)
             if array.dtype.kind not in "biuf":
                 raise ValueError(f"a sparse X must hold numbers, got dtype {array.dtype}.")
             validate_data(self, array, reset=reset, skip_check_array=True)
+            if reset:
+                self._labelled_columns_ = False
             return array
         if isinstance(X, pd.DataFrame):
             if not X.columns.is_unique:
                 raise ValueError("X has duplicate column names.")
+            # checks string column names against feature_names_in_ (order included)
             validate_data(self, X, reset=reset, skip_check_array=True)
+            if reset:
+                self._labelled_columns_ = True
+            elif getattr(self, "_labelled_columns_", False) and not hasattr(self, "feature_names_in_"):
+                # feature_names_in_ covers string names only; other labels (the integers of a
+                # DataFrame built from an array) are compared here, or reordered columns would be
+                # read by position, silently as the wrong features.
+                self._check_column_labels(list(X.columns))
             if X.shape[0] == 0:
                 raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
             if X.shape[1] == 0:
@@ -229,10 +254,32 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             if array.dtype.kind == "c":
                 raise ValueError("Complex data not supported.")
             validate_data(self, array, reset=reset, skip_check_array=True)
+            if reset:
+                self._labelled_columns_ = False
             frame = pd.DataFrame(array)
         if not reset:
             frame.columns = self._column_keys_
         return frame
+
+    def _check_column_labels(self, columns: list) -> None:
+        """Raise when the column labels of X differ from those seen in fit, as scikit-learn
+        does for string feature names (a reordering included).
+
+        Raises
+        ------
+        ValueError
+            Naming the labels unseen in fit, those missing, or the order expected.
+        """
+        expected = list(self._column_keys_)
+        if columns == expected:
+            return
+        unseen = [c for c in columns if c not in expected]
+        missing = [c for c in expected if c not in columns]
+        if unseen or missing:
+            detail = f"unseen at fit time: {unseen[:10]}; seen at fit time, yet now missing: {missing[:10]}"
+        else:
+            detail = f"the same labels in another order, {columns[:10]} instead of {expected[:10]}; reorder X's columns"
+        raise ValueError(f"X's column labels should match those passed during fit: {detail}.")
 
     def _validate_y(self, Y, first: bool, classes=None) -> tuple[np.ndarray, dict]:
         """Labels as a float ``(n, k)`` array (NaN = missing) plus what fit learns from them."""
@@ -402,7 +449,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         backup = dict(vars(self)) if not first else None
         try:
             with torch_threads(self.n_threads):
-                self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
+                interrupt = self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
         except BaseException:
             # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
             for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -410,9 +457,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             if backup is not None:
                 vars(self).update(backup)
             raise
+        if interrupt is not None:
+            # Re-raised once the estimator is consistent: cross_val_score, GridSearchCV and
+            # scripts must stop, not go on to score a model whose training was cut short.
+            raise interrupt
         return self
 
-    def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes):
+    def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes) -> KeyboardInterrupt | None:
         self._check_params()
         fixed = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in _CONTINUATION_PARAMS}
         # Older fitted models (joblib / safe files) have no record: nothing to compare with.
@@ -490,12 +541,10 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 if self.net_.lr != self.lr:
                     self.net_.set_params(lr=self.lr)
                 self.net_.train_split = None if valid_ds is None else predefined_split(valid_ds)
-                self.net_.callbacks = [
-                    ("early_stopping", self._early_stopping_callback(use_valid))
-                    if name == "early_stopping"
-                    else (name, cb)
-                    for name, cb in self.net_.callbacks
-                ]
+                # Callbacks rebuilt from the current parameters (early_stopping, verbose, and the
+                # user's `callbacks`, which set_params may have changed), as in the first fit.
+                self.net_.verbose = self.verbose
+                self.net_.callbacks = self._builtin_callbacks(use_valid) + self._user_callbacks()
                 self.net_.initialize_callbacks()
             try:
                 self.net_.partial_fit(train_ds, None, **({} if epochs is None else {"epochs": epochs}))
@@ -504,26 +553,44 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                     f"CUDA ran out of memory while training with batch_size={self.batch_size} on {self.device_}; "
                     "lower batch_size (or embedding_dim / the layer sizes), or try precision='bf16'."
                 ) from exc
-        self._drop_interrupted_epoch()
+        interrupt = self._drop_interrupted_epoch()
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
-        if use_valid and self.scoring == "auc" and self.n_iter_ and np.isnan(self.history_[-1, "valid_auc"]):
+        if (
+            interrupt is None
+            and use_valid
+            and self.scoring == "auc"
+            and self.n_iter_
+            and np.isnan(self.history_[-1, "valid_auc"])
+        ):
             warnings.warn("validation AUC is undefined (a task has one class in the validation split).", RuntimeWarning)
+        return interrupt
 
-    def _drop_interrupted_epoch(self) -> None:
-        """skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
-        last completed step (the best epoch's with early stopping). The unfinished epoch's
-        row is dropped so that ``history_`` and ``n_iter_`` count completed epochs only."""
+    def _drop_interrupted_epoch(self) -> KeyboardInterrupt | None:
+        """The KeyboardInterrupt that ended training, if any, once the estimator is consistent.
+
+        skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
+        last completed step (the best epoch's with early stopping). The epoch that had not
+        ended (its training steps, validation or ``on_epoch_end`` callbacks cut short) is
+        dropped from the history, so that ``history_`` and ``n_iter_`` count complete epochs
+        only. The caller re-raises the interrupt.
+        """
         history = self.net_.history
-        if history and "train_loss" not in history[-1]:
+        interrupt, ended = self.net_.pop_interrupt()
+        if interrupt is None:
+            return None
+        if len(history) > ended:
             steps = sum("train_loss" in batch for batch in history[-1].get("batches", []))
             history.pop()
-            warnings.warn(
-                f"fit was interrupted (KeyboardInterrupt) in epoch {len(history) + 1} after {steps} training "
-                "step(s); the estimator keeps the weights reached so far and can continue with warm_start "
-                "or partial_fit.",
-                RuntimeWarning,
-            )
+            where = f"in epoch {len(history) + 1} after {steps} training step(s)"
+        else:
+            where = f"after epoch {len(history)}"
+        warnings.warn(
+            f"fit was interrupted (KeyboardInterrupt) {where}; the estimator keeps the weights reached so "
+            f"far, n_iter_={len(history)} complete epoch(s), and can continue with warm_start or partial_fit.",
+            RuntimeWarning,
+        )
+        return interrupt
 
     def _early_stopping_on(self, n_rows: int) -> bool:
         """Whether a ``fit`` call on ``n_rows`` rows holds out validation rows and stops early."""
@@ -564,15 +631,26 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             sink=print if self.verbose else _silent,
         )
 
-    def _make_net(self, valid_ds) -> MultiTaskNet:
-        module = self._build_module(self.feature_encoder_.schema_, self.n_tasks_)
-        # Always present (None when off) so a continuation can switch it per call.
-        callbacks: list = [("early_stopping", self._early_stopping_callback(valid_ds is not None))]
+    def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
+        """The callbacks the estimator adds before the user's: early stopping (None when off)
+        and, when ``verbose``, a progress bar."""
+        callbacks: list = [("early_stopping", self._early_stopping_callback(use_valid))]
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        for i, cb in enumerate(self.callbacks or []):
-            callbacks.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
-        callbacks = [(name, None if cb is None else copy.deepcopy(cb)) for name, cb in callbacks]
+        return callbacks
+
+    def _user_callbacks(self) -> list[tuple]:
+        """The ``callbacks`` parameter as ``(name, callback)`` pairs of copies: a fit never
+        changes the callbacks the user passed, and every call starts from them."""
+        named = [
+            cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb)
+            for i, cb in enumerate(self.callbacks or [])
+        ]
+        return [(name, None if cb is None else copy.deepcopy(cb)) for name, cb in named]
+
+    def _make_net(self, valid_ds) -> MultiTaskNet:
+        module = self._build_module(self.feature_encoder_.schema_, self.n_tasks_)
+        callbacks = self._builtin_callbacks(valid_ds is not None) + self._user_callbacks()
         return MultiTaskNet(
             module,
             mto=resolve_optimizer(self.optimizer),
@@ -842,7 +920,8 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Print a per-epoch table and a progress bar when positive.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (``Checkpoint``, ``LRScheduler``, loggers, ...), each a callback
-        or a ``(name, callback)`` pair; copied at fit time.
+        or a ``(name, callback)`` pair; copied at each ``fit`` and ``partial_fit`` call, so a
+        continuation runs the list the parameter holds then (``set_params(callbacks=...)``).
     warm_start : bool, default=False
         When True, ``fit`` continues training the fitted model (same features and tasks)
         instead of starting over. A continuation applies the training parameters (``lr``,

@@ -13,12 +13,20 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import TeeGenerator
 from torch.nn import functional as F
 
 from ._distributed import data_parallel_context
 from .optim import MultiTaskOptimizer, StepContext
+
+# A per-task loss above this many times log 2, the loss of predicting 0.5 for every row (the
+# loss of the best constant prediction is at most that), means training has diverged: a model
+# that converges starts near log 2 and goes down, while an update that overshot sends the
+# logits, and the loss with them, to 1e6 and beyond in a step or two (lr=1e3 gave 1e14). A
+# batch's mean loss this high needs logits in the thousands on the wrong side, which no
+# converging model produces. Times pos_weight when above 1, which scales the positive term.
+_DIVERGED_LOSS_RATIO = 1e4
 
 
 class TensorDataset(torch.utils.data.Dataset):
@@ -161,7 +169,7 @@ class TaskScoring(Callback):
             loss = net.history[-1, "batches", -1, "train_loss"]
             if not math.isfinite(loss):
                 raise FloatingPointError(
-                    f"training diverged: the loss became {loss} in epoch {len(net.history)}; "
+                    f"training diverged: the loss became {loss} in epoch {len(net.history)} (lr={net.lr}); "
                     "lower lr or check the input scale."
                 )
             for key, value in (diagnostics or {}).items():
@@ -273,6 +281,41 @@ class MultiTaskNet(NeuralNet):
             tensors = list(self.module_.parameters()) + list(self.module_.buffers())
             self.data_parallel_.broadcast_from_rank0(tensors + ([] if state is None else list(state.parameters())))
 
+    def fit_loop(self, X, y=None, **fit_params):
+        self._interrupt, self._epochs_ended, self._stopped_early = None, len(self.history), False
+        try:
+            return super().fit_loop(X, y, **fit_params)
+        except KeyboardInterrupt as exc:
+            # skorch's partial_fit swallows it (then runs on_train_end, where early stopping
+            # restores the best weights): kept for the estimator to re-raise once consistent,
+            # unless it is early stopping's own way of ending training.
+            if not self._stopped_early:
+                self._interrupt = exc
+            raise
+
+    def notify(self, method_name, **cb_kwargs):
+        if method_name != "on_epoch_end":
+            return super().notify(method_name, **cb_kwargs)
+        # skorch's notify, telling early stopping's KeyboardInterrupt (its stop signal, raised
+        # once the epoch is recorded) from an interrupt of the user.
+        self.on_epoch_end(self, **cb_kwargs)
+        for _, cb in self.callbacks_:
+            try:
+                cb.on_epoch_end(self, **cb_kwargs)
+            except KeyboardInterrupt:
+                if isinstance(cb, EarlyStopping):
+                    self._stopped_early, self._epochs_ended = True, len(self.history)
+                raise
+        self._epochs_ended = len(self.history)  # every callback has recorded the epoch
+
+    def pop_interrupt(self) -> tuple[KeyboardInterrupt | None, int]:
+        """The user's KeyboardInterrupt that ended the last ``fit_loop`` (None if none), and
+        how many epochs had ended by then; forgets both (they are not part of the model)."""
+        interrupt = self.__dict__.pop("_interrupt", None)
+        ended = self.__dict__.pop("_epochs_ended", len(self.history))
+        self.__dict__.pop("_stopped_early", None)
+        return interrupt, ended
+
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
         self.data_parallel_ = None  # the fitted net keeps nothing of the process group
@@ -330,17 +373,52 @@ class MultiTaskNet(NeuralNet):
         # number, so a run resumed from a checkpoint repeats the uninterrupted one exactly.
         torch.manual_seed(self.seed + len(self.history))
 
-    def _non_finite_loss_error(self, losses: torch.Tensor, aux: torch.Tensor | None) -> FloatingPointError:
+    def _loss_bound(self, losses: torch.Tensor) -> torch.Tensor:
+        """Per-task loss above which training has diverged (see ``_DIVERGED_LOSS_RATIO``)."""
+        bound = torch.full_like(losses, _DIVERGED_LOSS_RATIO * math.log(2.0))
+        pos_weight = self._pos_weight(losses)
+        return bound if pos_weight is None else bound * pos_weight.clamp_min(1.0)
+
+    def _diverged_error(
+        self, losses: torch.Tensor, aux: torch.Tensor | None, bound: torch.Tensor
+    ) -> FloatingPointError:
         values = losses.detach().float().cpu().tolist()
+        bounds = bound.cpu().tolist()
         bad = [f"task {name!r} ({value})" for name, value in zip(self.task_names, values) if not math.isfinite(value)]
         if aux is not None and not bool(torch.isfinite(aux).all()):
             bad.append(f"the architecture's auxiliary loss ({aux.detach().float().cpu().tolist()})")
         step = sum("train_loss" in b for b in self.history[-1, "batches"]) + 1
+        where = f"training diverged in epoch {len(self.history)}, step {step} (lr={self.lr})"
+        advice = "Lower lr, check the inputs for extreme values, or try precision='fp32'."
+        if bad:
+            return FloatingPointError(
+                f"{where}: the loss of {', '.join(bad)} is not finite. The weights are those of the last "
+                f"finite step. {advice}"
+            )
+        high = [
+            f"task {name!r} ({value:.3g} > {limit:.3g})"
+            for name, value, limit in zip(self.task_names, values, bounds)
+            if value > limit
+        ]
         return FloatingPointError(
-            f"training diverged in epoch {len(self.history)}, step {step}: the loss of {', '.join(bad)} is not "
-            "finite. The weights are those of the last finite step. Lower lr, check the inputs for extreme "
-            "values, or try precision='fp32'."
+            f"{where}: the loss of {', '.join(high)} exploded to over {_DIVERGED_LOSS_RATIO:g} times that of "
+            f"predicting 0.5 for every row, which no converging model reaches. The weights are those of the "
+            f"step before. {advice}"
         )
+
+    def on_epoch_end(self, net, **kwargs):
+        super().on_epoch_end(net, **kwargs)
+        # The loss check in train_step catches non-finite weights at the next step; this one
+        # catches them after the epoch's last step (before the callbacks and predict see them).
+        # Once an epoch, so one check per tensor and one device sync are cheap.
+        state = getattr(self, "mto_state_", None)
+        params = list(self.module_.parameters()) + ([] if state is None else list(state.parameters()))
+        finite = [torch.isfinite(p.detach()).all() for p in params]
+        if finite and not bool(torch.stack(finite).all()):
+            raise FloatingPointError(
+                f"training diverged in epoch {len(self.history)} (lr={self.lr}): the weights are no longer "
+                "finite after its last step. Lower lr or check the inputs for extreme values."
+            )
 
     def _set_training(self, training: bool = True) -> None:
         # skorch sets the mode before every step by walking every submodule (about 0.3 ms a
@@ -360,9 +438,11 @@ class MultiTaskNet(NeuralNet):
         dp = getattr(self, "data_parallel_", None)
         if dp is not None:  # global-batch loss values, this rank's share of the gradient
             losses, aux = dp.global_losses(losses, y, w, aux)
-        # Checked before the update, so a diverged step never reaches the weights.
-        if not bool(torch.isfinite(losses).all()) or (aux is not None and not bool(torch.isfinite(aux).all())):
-            raise self._non_finite_loss_error(losses, aux)
+        # Checked before the update, so a diverged step never reaches the weights. One device
+        # sync for both conditions: a NaN or infinite loss fails `<=` too.
+        bound = self._loss_bound(losses.detach())
+        if not bool((losses.detach() <= bound).all()) or (aux is not None and not bool(torch.isfinite(aux).all())):
+            raise self._diverged_error(losses, aux, bound)
         weights = self.task_weights.to(losses.device)
         ctx = StepContext(
             self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux, epoch=len(self.history) - 1

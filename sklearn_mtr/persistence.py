@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import uuid
 import zipfile
 import zlib
 from typing import Any
@@ -324,11 +325,13 @@ def save(estimator, path: str | os.PathLike) -> None:
         "sha256": {key: hashlib.sha256(data).hexdigest() for key, data in members.items()},
     }
     # Written next to the target and renamed over it: a crash mid-save never leaves a
-    # half-written file in place of a good one.
+    # half-written file in place of a good one. The temporary name is unique per call (not per
+    # process), so threads saving to one path never write into each other's file; it is created
+    # exclusively ("x"), with the permissions the umask gives any new file.
     path = os.fspath(path)
-    partial = f"{path}.partial-{os.getpid()}"
+    partial = f"{path}.partial-{os.getpid()}-{uuid.uuid4().hex}"
     try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with open(partial, "xb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("format.json", _json_bytes(header))
             for key, data in members.items():
                 archive.writestr(key, data)
@@ -413,9 +416,9 @@ def load(path: str | os.PathLike, device: str | None = None):
     path : str or path-like
         The file.
     device : str, default=None
-        Torch device for the network. ``None`` keeps the device it was trained on when that
-        is available here and otherwise uses the CPU, so a model trained on a GPU loads on a
-        CPU-only machine.
+        Torch device for the network (``"auto"``: CUDA when available). ``None`` keeps the
+        device it was trained on when that is available here and otherwise uses the CPU, so a
+        model trained on a GPU loads on a CPU-only machine.
 
     Returns
     -------
@@ -428,7 +431,8 @@ def load(path: str | os.PathLike, device: str | None = None):
         When the file is not a model file of this format, is damaged, names an unknown
         estimator, optimizer or type, holds parameters the estimator refuses (``compile``
         takes only allow-listed ``torch.compile`` arguments), was modified after saving, or
-        has a format version this library does not read. Sizes are checked before memory is
+        has a format version this library does not read; when ``device`` is not a torch
+        device or names CUDA on a machine without it. Sizes are checked before memory is
         taken: members larger than their caps (``config.json``: :data:`MAX_CONFIG_BYTES`)
         or than they declare, string arrays wider than their strings, and network sizes
         that the weights do not match are refused.
@@ -437,6 +441,11 @@ def load(path: str | os.PathLike, device: str | None = None):
     --------
     See :func:`save`.
     """
+    from ._base import resolve_device
+
+    # Checked before the file is read: a device torch cannot use is the caller's error, not
+    # a damaged file (torch.load would fail on it, and that failure reads as a corrupt file).
+    device = None if device is None else resolve_device(device)
     _, members = _read_members(path)
     try:
         return _load_members(members, device)

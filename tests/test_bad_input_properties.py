@@ -198,6 +198,39 @@ def test_missing_extra_or_reordered_columns_at_predict_are_refused(fitted, data)
         fitted.predict_proba(frame)
 
 
+@pytest.fixture(scope="module")
+def fitted_on_integer_labels():
+    X = pd.DataFrame(np.random.RandomState(0).randn(N, 4))  # integer column labels 0..3
+    return MMoEClassifier(**TINY).fit(X, _labels()), X
+
+
+@SMALL
+@given(data=st.data())
+def test_reordered_or_relabelled_integer_columns_at_predict_are_refused(fitted_on_integer_labels, data):
+    clf, X = fitted_on_integer_labels
+    # as many columns as in fit (a count that differs is refused earlier), any labels in any order
+    labels = data.draw(st.lists(st.integers(0, 5), min_size=4, max_size=4, unique=True))
+    if labels == list(X.columns):
+        return
+    frame = X.iloc[:5].set_axis(labels, axis=1)
+    with pytest.raises(ValueError, match="column labels should match those passed during fit"):
+        clf.predict_proba(frame)
+
+
+def test_integer_column_labels_are_matched_by_label_and_arrays_by_position(fitted_on_integer_labels):
+    clf, X = fitted_on_integer_labels
+    expected = clf.predict_proba(X)
+    with pytest.raises(ValueError, match=r"another order, \[3, 2, 1, 0\] instead of \[0, 1, 2, 3\]"):
+        clf.predict_proba(X[[3, 2, 1, 0]])
+    with pytest.raises(ValueError, match=r"unseen at fit time: \[7\]; seen at fit time, yet now missing: \[3\]"):
+        clf.predict_proba(X.rename(columns={3: 7}))
+    np.testing.assert_array_equal(clf.predict_proba(X.to_numpy()), expected)  # no labels: by position
+    np.testing.assert_array_equal(clf.predict_proba(X.copy()), expected)
+    # fitted on an array, the model has no labels to compare: any frame is read by position
+    on_array = MMoEClassifier(**TINY).fit(X.to_numpy(), _labels())
+    np.testing.assert_array_equal(on_array.predict_proba(X.set_axis([5, 6, 7, 8], axis=1)), on_array.predict_proba(X))
+
+
 def test_empty_input_is_refused(fitted):
     with pytest.raises(ValueError, match="0 sample"):
         fitted.predict_proba(_frame().iloc[:0])

@@ -376,6 +376,41 @@ def test_user_callbacks_run(frame):
     assert clf.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.01 * 0.01)
 
 
+class _Tag(Callback):
+    """Records its tag in the history row of every epoch it sees."""
+
+    def __init__(self, tag="a"):
+        self.tag = tag
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record(f"tag_{self.tag}", True)
+
+
+@pytest.mark.parametrize("continuation", ["partial_fit", "warm_start"])
+def test_a_continuation_runs_the_callbacks_set_since_the_first_fit(frame, continuation):
+    X, Y = frame
+    clf = tiny(max_epochs=1, callbacks=[_Tag("a")], warm_start=continuation == "warm_start", early_stopping=True)
+    clf.fit(X, Y)
+    clf.set_params(callbacks=[("b", _Tag("b"))])
+    clf.partial_fit(X, Y) if continuation == "partial_fit" else clf.fit(X, Y)
+    assert [sorted(k for k in row if k.startswith("tag_")) for row in clf.history_] == [["tag_a"], ["tag_b"]]
+    names = [name for name, _ in clf.net_.callbacks]
+    assert names == ["early_stopping", "b"]  # built-in ones kept, the old user callback gone
+    clf.set_params(callbacks=None)
+    clf.partial_fit(X, Y) if continuation == "partial_fit" else clf.fit(X, Y)
+    assert not any(k.startswith("tag_") for k in clf.history_[-1])
+
+
+def test_a_continuation_prints_as_the_current_verbose_says(frame, capsys):
+    X, Y = frame
+    clf = tiny(max_epochs=1).fit(X, Y)
+    assert capsys.readouterr().out == ""
+    clf.set_params(verbose=1).partial_fit(X, Y)
+    assert "train_loss" in capsys.readouterr().out
+    clf.set_params(verbose=0).partial_fit(X, Y)
+    assert capsys.readouterr().out == ""
+
+
 def test_verbose_prints_a_table_and_a_progress_bar(frame, capsys):
     X, Y = frame
     tiny(max_epochs=1, verbose=1).fit(X, Y)

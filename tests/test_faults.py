@@ -5,11 +5,12 @@ import copy
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback, Checkpoint, LoadInitState
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LoadInitState
 
 from sklearn_mtr import MMoEClassifier
 from sklearn_mtr._net import MultiTaskNet
 from sklearn_mtr.datasets import make_multitask_classification
+from sklearn_mtr.optim import OPTIMIZERS
 
 TINY = {
     "n_experts": 2,
@@ -28,7 +29,7 @@ def data():
 
 class InterruptAt(Callback):
     """Raises ``error`` after training step ``step`` of epoch ``epoch``, keeping a copy of the
-    weights of every completed step. Fires once (a continuation keeps the fit's callbacks)."""
+    weights of every completed step. Fires once per copy (each fit call copies ``callbacks``)."""
 
     def __init__(self, epoch, step, error=KeyboardInterrupt):
         self.epoch, self.step, self.error = epoch, step, error
@@ -65,7 +66,7 @@ def test_a_non_finite_loss_names_the_task_and_epoch_and_leaves_a_fresh_fit_unfit
     X, Y = data
     _nan_on_task(monkeypatch, task=1, from_epoch=2)
     clf = MMoEClassifier(**TINY, max_epochs=3)
-    with pytest.raises(FloatingPointError, match=r"epoch 2, step 1: the loss of task 'task1' \(nan\)"):
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 1 \(lr=0.001\): the loss of task 'task1' \(nan\)"):
         clf.fit(X, Y)
     assert not clf.__sklearn_is_fitted__()
 
@@ -81,11 +82,54 @@ def test_a_diverged_step_never_reaches_the_weights_of_a_fitted_model(data, monke
     assert clf.n_iter_ == 1
 
 
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_every_method_raises_a_clear_error_when_a_huge_lr_makes_training_diverge(optimizer):
+    # lr=1e3 sent the loss to ~1e13 at the second step while staying finite, and predictions to 0 and 1.
+    X, Y = make_multitask_classification(n_samples=64, n_features=4, n_categorical=1, as_frame=True, random_state=0)
+    clf = MMoEClassifier(**{**TINY, "batch_size": 16}, optimizer=optimizer, lr=1e3, max_epochs=1)
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 1, step 2 \(lr=1000.0\): the loss of task"):
+        clf.fit(X, Y)
+    assert not clf.__sklearn_is_fitted__()
+
+
+def test_a_loss_bound_scales_with_pos_weight_and_a_converging_fit_stays_below_it(data):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=2, lr=0.05).fit(X, Y)
+    assert max(clf.history_[:, "train_loss_task0"]) < 1.0
+    losses = torch.tensor([1.0, 1.0])
+    clf.net_.pos_weight = torch.tensor([0.5, 3.0])
+    np.testing.assert_allclose(clf.net_._loss_bound(losses).numpy(), [6931.47, 3 * 6931.47], rtol=1e-5)
+
+
+class _PoisonWeightsAt(Callback):
+    """Sets a weight to NaN after training step ``step`` of epoch 1."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_batch_end(self, net, training, **kwargs):
+        steps = sum("train_loss" in b for b in net.history[-1, "batches"])
+        if training and len(net.history) == 1 and steps == self.step:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
+def test_weights_made_non_finite_by_the_last_step_of_an_epoch_raise_naming_epoch_and_lr(data):
+    X, Y = data  # 200 rows in batches of 50: step 4 is the epoch's last
+    clf = MMoEClassifier(**TINY, max_epochs=2, callbacks=[_PoisonWeightsAt(step=4)])
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 1 \(lr=0.001\): the weights are no longer finite"):
+        clf.fit(X, Y)
+    assert not clf.__sklearn_is_fitted__()
+
+
 @pytest.mark.filterwarnings("ignore:fit was interrupted")
-def test_keyboard_interrupt_keeps_the_last_weights_and_a_usable_estimator(data):
+def test_keyboard_interrupt_propagates_keeping_the_last_weights_and_a_usable_estimator(data):
     X, Y = data
     clf = MMoEClassifier(**TINY, max_epochs=5, callbacks=[("interrupt", InterruptAt(epoch=2, step=2))])
-    with pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 2 training step"):
+    with (
+        pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 2 training step"),
+        pytest.raises(KeyboardInterrupt),
+    ):
         clf.fit(X, Y)
     assert clf.n_iter_ == 1 and len(clf.history_[:, "train_loss"]) == 1  # completed epochs only
     last = dict(clf.net_.callbacks_)["interrupt"].snapshots[-1]
@@ -94,6 +138,51 @@ def test_keyboard_interrupt_keeps_the_last_weights_and_a_usable_estimator(data):
     assert np.isfinite(clf.predict_proba(X)).all()
     clf.set_params(warm_start=True, max_epochs=1, callbacks=None).fit(X, Y)
     assert clf.n_iter_ == 2
+
+
+class _InterruptAtEpochEnd(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("continuation", [False, True])
+def test_keyboard_interrupt_in_on_epoch_end_propagates_with_a_warning_and_complete_epochs_only(data, continuation):
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=1 if continuation else 3)
+    if continuation:
+        clf.fit(X, Y).set_params(callbacks=[_InterruptAtEpochEnd()])
+    else:
+        clf.set_params(callbacks=[_InterruptAtEpochEnd()])
+    with (
+        pytest.warns(RuntimeWarning, match="interrupted .* in epoch 2 after 4 training step"),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        clf.partial_fit(X, Y) if continuation else clf.fit(X, Y)
+    # the epoch whose on_epoch_end was cut short is not counted; every row left is complete
+    assert clf.n_iter_ == 1 and len(clf.history_) == 1 and "train_auc" in clf.history_[-1]
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.filterwarnings("error:fit was interrupted")
+def test_early_stopping_callbacks_still_end_fit_normally_though_they_raise_keyboard_interrupt(data):
+    X, Y = data
+    # skorch's EarlyStopping stops by raising KeyboardInterrupt in on_epoch_end: not an interrupt
+    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)  # never improves after epoch 1
+    clf = MMoEClassifier(**TINY, max_epochs=5, callbacks=[stop]).fit(X, Y)
+    assert clf.n_iter_ == 2 and "train_auc" in clf.history_[-1]
+
+
+@pytest.mark.filterwarnings("ignore:fit was interrupted")
+def test_keyboard_interrupt_stops_cross_validation_and_search_instead_of_scoring_a_truncated_model(data):
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    X, Y = data
+    clf = MMoEClassifier(**TINY, max_epochs=3, callbacks=[_InterruptAtEpochEnd()])  # a clonable callback
+    with pytest.raises(KeyboardInterrupt):
+        cross_val_score(clf, X, Y, cv=2)
+    with pytest.raises(KeyboardInterrupt):
+        GridSearchCV(clf, {"lr": [1e-3, 1e-2]}, cv=2).fit(X, Y)
 
 
 def test_warm_start_continuation_repeats_an_uninterrupted_run(data):

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import pickle
+import threading
 import zipfile
 
 import numpy as np
@@ -123,6 +124,32 @@ def test_a_model_saved_from_a_gpu_loads_on_a_cpu_only_machine(funnel, tmp_path, 
     np.testing.assert_array_equal(loaded.predict_proba(X), expected)
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_loading_onto_cuda_without_cuda_says_cuda_is_not_available(funnel, tmp_path, monkeypatch, device):
+    X, Y = funnel
+    save(SharedBottomClassifier(**TINY).fit(X, Y), tmp_path / "model.mtr")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"device='{device}' was requested but CUDA is not available"):
+        load(tmp_path / "model.mtr", device=device)
+
+
+def test_loading_onto_a_device_that_is_not_a_torch_device_names_it(funnel, tmp_path):
+    X, Y = funnel
+    save(SharedBottomClassifier(**TINY).fit(X, Y), tmp_path / "model.mtr")
+    with pytest.raises(ValueError, match="device='gpu0' is not a torch device"):
+        load(tmp_path / "model.mtr", device="gpu0")
+
+
+def test_a_loaded_model_still_matches_integer_column_labels_by_label(tmp_path):
+    X = pd.DataFrame(np.random.RandomState(0).randn(60, 3))  # integer labels 0, 1, 2
+    Y = (np.random.RandomState(1).rand(60, 2) < 0.5).astype(int)
+    save(SharedBottomClassifier(**TINY).fit(X, Y), tmp_path / "model.mtr")
+    loaded = load(tmp_path / "model.mtr")
+    with pytest.raises(ValueError, match="another order"):
+        loaded.predict_proba(X[[2, 1, 0]])
+    assert loaded.predict_proba(X.to_numpy()).shape == (60, 2)  # an array is still read by position
+
+
 def test_a_modified_file_is_refused(funnel, tmp_path):
     X, Y = funnel
     path = tmp_path / "model.mtr"
@@ -238,6 +265,40 @@ def test_a_failed_save_leaves_the_previous_file_intact(funnel, tmp_path, monkeyp
         save(clf, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mtr"]
+
+
+def test_threads_saving_to_one_path_do_not_collide(funnel, tmp_path, monkeypatch):
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    models = [SharedBottomClassifier(**TINY).fit(X, Y), SharedBottomClassifier(**{**TINY, "random_state": 1}).fit(X, Y)]
+    # Both saves hold their archive open at once: with a temporary name shared by the process,
+    # one thread truncates or renames the other's half-written file.
+    barrier = threading.Barrier(2, timeout=10)
+    writestr = zipfile.ZipFile.writestr
+
+    def synchronised_writestr(self, name, data, *args, **kwargs):
+        if name == "format.json":
+            barrier.wait()
+        return writestr(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", synchronised_writestr)
+    errors = []
+
+    def save_one(clf):
+        try:
+            save(clf, path)
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_one, args=(clf,)) for clf in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mtr"]
+    proba = load(path).predict_proba(X)
+    assert any(np.array_equal(proba, clf.predict_proba(X)) for clf in models)
 
 
 def _config(path):

@@ -424,6 +424,9 @@ def merge(names: list[str], output: str) -> dict:
         info["models"] = {m: summarise(sorted(r, key=lambda r: r["seed"]), tasks, base) for m, r in runs.items()}
         info["skipped"] = {m: why for m, why in info["skipped"].items() if m not in info["models"]}
     merged["config"]["models"] = sorted({m for i in merged["datasets"].values() for m in i["models"]})
+    merged["config"]["seeds"] = sorted(
+        {r["seed"] for i in merged["datasets"].values() for r in i["baseline"]["runs"] + i["null_control"]["runs"]}
+    )
     _common.write_results(output, merged)
     return merged
 

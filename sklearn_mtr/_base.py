@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
@@ -24,6 +24,7 @@ from ._net import MultiTaskNet, TensorDataset
 from ._threads import check_n_threads, torch_threads
 from .features import TabularEncoder
 from .features._encoder import check_numeric_encoding
+from .metrics import _check_sample_weight
 from .models import MultiTaskModule
 from .optim import resolve_optimizer
 
@@ -482,11 +483,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         self._check_task_labels(y, info["task_names_"])
         if n < 2:
             raise ValueError(f"n_samples = {n}: at least 2 samples are needed to fit.")
-        w = (
-            None
-            if sample_weight is None
-            else _check_sample_weight(sample_weight, frame, dtype=np.float64, ensure_non_negative=True)
-        )
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, n)
+        if w is not None and not w.any():
+            raise ValueError("sample_weight is zero for every sample: there is nothing to fit.")
         if groups is not None:
             groups = np.asarray(groups)
             if groups.shape != (n,):

@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 import sklearn
 from scipy.stats import rankdata
-from sklearn.metrics import make_scorer, roc_auc_score
-from sklearn.metrics._scorer import _Scorer
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.metadata_routing import MetadataRequest
 
 __all__ = [
     "gauc_scorer",
@@ -552,31 +552,48 @@ def _task_probabilities(proba, y_true):
     return proba
 
 
-class _MultiTaskProbaScorer(_Scorer):
-    """A ``make_scorer`` scorer that reads ``predict_proba`` itself.
+class _MultiTaskProbaScorer:
+    """A scorer (``scorer(estimator, X, y, **metadata)``) that reads ``predict_proba`` itself.
 
-    scikit-learn post-processes ``predict_proba`` from ``estimator.classes_``: a
-    two-task estimator reporting ``classes_ == [0, 1]`` is taken for a binary one
-    and only its second column is scored. This subclass calls ``predict_proba``
-    directly and keeps one column per task.
+    A scorer from ``make_scorer`` post-processes ``predict_proba`` from ``estimator.classes_``:
+    a two-task estimator reporting ``classes_ == [0, 1]`` is taken for a binary one and only
+    its second column is scored. This one calls ``predict_proba`` directly and keeps one column
+    per task. Metadata (``groups``) reaches it through scikit-learn's routing, which reads
+    :meth:`get_metadata_routing`; built from public APIs only.
     """
 
-    # names of metadata the score function cannot do without (checked in _score)
-    _required: tuple[str, ...] = ()
+    def __init__(self, score_func, *, greater_is_better: bool = True, required: tuple[str, ...] = ()):
+        self._score_func = score_func
+        self._sign = 1 if greater_is_better else -1
+        # names of metadata the score function cannot do without
+        self._required = tuple(required)
+        self._requests: dict[str, bool | str | None] = {}
 
-    def _score(self, method_caller, estimator, X, y_true, **kwargs):
-        self._warn_overlap(
-            message=(
-                "There is an overlap between set kwargs of this scorer instance and "
-                "passed metadata. Please pass them either as kwargs to `make_scorer` "
-                "or metadata, but not both."
-            ),
-            kwargs=kwargs,
-        )
+    def __repr__(self) -> str:
+        sign = "" if self._sign > 0 else ", greater_is_better=False"
+        return f"make_scorer({self._score_func.__name__}{sign}, response_method='predict_proba')"
+
+    def set_score_request(self, **requests) -> _MultiTaskProbaScorer:
+        """Request metadata (``groups=True``) for scoring, as ``set_score_request`` of a
+        scikit-learn scorer; needs ``sklearn.set_config(enable_metadata_routing=True)``."""
+        if not sklearn.get_config()["enable_metadata_routing"]:
+            raise RuntimeError(
+                "This method is only available when metadata routing is enabled. You can enable it "
+                "using sklearn.set_config(enable_metadata_routing=True)."
+            )
+        self._requests.update(requests)
+        return self
+
+    def get_metadata_routing(self) -> MetadataRequest:
+        request = MetadataRequest(owner=type(self).__name__)
+        for param, alias in self._requests.items():
+            request.score.add_request(param=param, alias=alias)
+        return request
+
+    def __call__(self, estimator, X, y_true, **kwargs):
         if not hasattr(estimator, "predict_proba"):
             raise AttributeError(f"{type(estimator).__name__} has no predict_proba method, which this scorer needs.")
-        scoring_kwargs = {**self._kwargs, **kwargs}
-        if "groups" in self._required and scoring_kwargs.get("groups") is None:
+        if "groups" in self._required and kwargs.get("groups") is None:
             raise ValueError(
                 "This scorer needs the `groups` of the rows. Enable metadata routing "
                 "(sklearn.set_config(enable_metadata_routing=True)) and pass groups "
@@ -584,36 +601,27 @@ class _MultiTaskProbaScorer(_Scorer):
             )
         # a model that scores a request's rows together (OneRank) must see the same groups
         # the metric uses, or every row would be scored as a request of its own
-        groups = scoring_kwargs.get("groups")
+        groups = kwargs.get("groups")
         takes_groups = "groups" in inspect.signature(estimator.predict_proba).parameters
         proba = estimator.predict_proba(X, groups=groups) if groups is not None and takes_groups else None
         if proba is None:
             proba = estimator.predict_proba(X)
         y_score = _task_probabilities(proba, y_true)
-        return self._sign * self._score_func(y_true, y_score, **scoring_kwargs)
+        return self._sign * self._score_func(y_true, y_score, **kwargs)
 
 
-def _make_multitask_scorer(score_func, *, greater_is_better=True, required=()):
-    # make_scorer validates the arguments and builds the standard scorer; only the
-    # way predict_proba is read changes
-    base = make_scorer(score_func, greater_is_better=greater_is_better, response_method="predict_proba")
-    scorer = _MultiTaskProbaScorer(base._score_func, base._sign, base._kwargs, base._response_method)
-    scorer._required = tuple(required)
-    return scorer
-
-
-mean_auc_scorer = _make_multitask_scorer(mean_roc_auc_score)
+mean_auc_scorer = _MultiTaskProbaScorer(mean_roc_auc_score)
 mean_auc_scorer.__doc__ = """Scorer: mean ROC AUC over tasks (:func:`mean_roc_auc_score`).
 
-Built from ``make_scorer(mean_roc_auc_score, response_method="predict_proba")``, but
+Like ``make_scorer(mean_roc_auc_score, response_method="predict_proba")``, but
 it reads ``predict_proba`` itself: ``(n_samples, n_tasks)`` for multi-task targets,
 column 1 of ``(n_samples, 2)`` for a single binary task.
 """
 
-mean_log_loss_scorer = _make_multitask_scorer(mean_log_loss, greater_is_better=False)
+mean_log_loss_scorer = _MultiTaskProbaScorer(mean_log_loss, greater_is_better=False)
 mean_log_loss_scorer.__doc__ = """Scorer: minus the mean binary log loss (:func:`mean_log_loss`).
 
-Built from ``make_scorer(mean_log_loss, greater_is_better=False,
+Like ``make_scorer(mean_log_loss, greater_is_better=False,
 response_method="predict_proba")`` (reading ``predict_proba`` itself, like
 :data:`mean_auc_scorer`), so it reports the negative loss. Use it instead of
 scikit-learn's ``"neg_log_loss"``, which is wrong for multilabel output: it scores the
@@ -625,7 +633,7 @@ renormalise each row of ``predict_proba`` to sum to one; recent ones keep only t
 # set_score_request only works while routing is enabled; the request it records
 # stays with the scorer afterwards
 with sklearn.config_context(enable_metadata_routing=True):
-    gauc_scorer = _make_multitask_scorer(mean_group_auc_score, required=("groups",)).set_score_request(groups=True)
+    gauc_scorer = _MultiTaskProbaScorer(mean_group_auc_score, required=("groups",)).set_score_request(groups=True)
 gauc_scorer.__doc__ = """Scorer: mean group AUC over tasks (:func:`mean_group_auc_score`).
 
 It requests ``groups`` through metadata routing, so it needs

@@ -46,14 +46,14 @@ class TextInput:
         Column name.
     vocab_size : int
         Size of the tables the term ids index (padding included).
-    deep_size : int or None
+    deep_size : int
         Size of the deep tables: ids from ``deep_size`` on (terms of few training texts) are
-        read by the wide path only. None (a schema saved before the split): ``vocab_size``.
+        read by the wide path only.
     """
 
     name: str
     vocab_size: int
-    deep_size: int | None = None
+    deep_size: int
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,13 @@ class SparseInput:
     ----------
     n_columns : int
         Number of columns of X.
-    deep_size : int or None
+    deep_size : int
         Size of the deep table: ids from ``deep_size`` on (columns stored in few training
-        rows) are read by the wide path only. None (a schema saved before the split):
-        ``n_columns + 1``.
+        rows) are read by the wide path only.
     """
 
     n_columns: int
-    deep_size: int | None = None
+    deep_size: int
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from sklearn_mtr._schema import N_RESERVED, OOV_INDEX, PAD_INDEX, SequenceInput, TextInput
 from sklearn_mtr.features import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, TabularEncoder, resolve_roles
-from sklearn_mtr.features._vocab import tokenize
 
 # --------------------------------------------------------------------------------------
 # helpers
@@ -543,17 +542,6 @@ def test_categorical_receiving_lists_at_transform_raises():
 # --------------------------------------------------------------------------------------
 # texts
 # --------------------------------------------------------------------------------------
-
-
-def test_tokenize():
-    assert tokenize("Héllo wörld") == ["héllo", "wörld"]
-    assert tokenize("Foo, BAR-baz!! 42") == ["foo", "bar", "baz", "42"]
-    assert tokenize("") == []
-    assert tokenize(None) == []
-    assert tokenize(np.nan) == []
-    assert tokenize(pd.NA) == []
-    with pytest.raises(TypeError):
-        tokenize(5)
 
 
 def _dense_bag(ids, weights, size):

@@ -427,7 +427,7 @@ EMB_SCHEMA = FeatureSchema(
         SequenceInput(name="hist", vocab_size=6, shared_with="item"),
         SequenceInput(name="tags", vocab_size=5),
     ),
-    texts=(TextInput(name="title", vocab_size=7),),
+    texts=(TextInput(name="title", vocab_size=7, deep_size=7),),
 )
 
 

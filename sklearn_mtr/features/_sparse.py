@@ -83,8 +83,9 @@ class SparseColumns:
 
     @property
     def deep_size(self) -> int:
-        """Size of the deep table (every column for an encoder fitted before the split existed)."""
-        return self.n_deep_columns_ + 1 if hasattr(self, "n_deep_columns_") else self.n_columns_ + 1
+        """Size of the deep table: the columns stored in at least ``DEEP_MIN_DF`` training rows
+        plus padding."""
+        return self.n_deep_columns_ + 1
 
     def transform(self, X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         if X.shape[1] != self.n_columns_:
@@ -100,5 +101,4 @@ class SparseColumns:
                 "per row (e.g. max_features of the vectorizer) or fit on smaller chunks (partial_fit)."
             )
         values = X.data / self.scale_[X.indices]
-        ids = self.ids_[X.indices] if hasattr(self, "ids_") else X.indices.astype(np.int64) + 1
-        return pad_rows(X.indptr, ids, values)
+        return pad_rows(X.indptr, self.ids_[X.indices], values)

@@ -127,9 +127,8 @@ class HashedText:
 
     @property
     def deep_size(self) -> int:
-        """Size of the deep tables: the terms of at least ``deep_min_df`` texts plus padding
-        (every seen term for an encoder fitted before the split existed)."""
-        return self.n_deep_terms_ + 1 if hasattr(self, "n_deep_terms_") else self.size
+        """Size of the deep tables: the terms of at least ``deep_min_df`` texts plus padding."""
+        return self.n_deep_terms_ + 1
 
     @property
     def size(self) -> int:
@@ -143,8 +142,8 @@ class HashedText:
         pos_c = np.minimum(pos, max(len(self.buckets_) - 1, 0))
         known = (pos < len(self.buckets_)) & (self.buckets_[pos_c] == counts.indices) if len(self.buckets_) else pos < 0
         weights = (1.0 + np.log(counts.data)) * np.where(known, self.idf_[pos_c] if len(self.idf_) else 0.0, 0.0)
-        # ids_ is absent from encoders fitted before the frequent-first order existed
-        ids = self.ids_[pos_c] if hasattr(self, "ids_") and len(self.buckets_) else pos_c + 1
+        # no term seen in fit: nothing to look up, and every term is dropped below
+        ids = self.ids_[pos_c] if len(self.buckets_) else pos_c
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
         norms = np.sqrt(np.bincount(rows, weights=weights**2, minlength=counts.shape[0]))
         weights = weights / np.where(norms > 0, norms, 1.0)[rows]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
@@ -11,8 +9,6 @@ import pandas as pd
 
 from .._schema import N_RESERVED, OOV_INDEX, PAD_INDEX
 from ._roles import is_list_like_cell, is_missing_cell
-
-_TOKEN = re.compile(r"\w+", flags=re.UNICODE)
 
 
 class Vocabulary:
@@ -69,22 +65,6 @@ class Vocabulary:
 
     def merged_with(self, values: Iterable) -> Vocabulary:
         return Vocabulary(list(self.index_) + list(values))
-
-
-def tokenize(text: object) -> list[str]:
-    """Lower-cased word tokens; a missing value is an empty text."""
-    if is_missing_cell(text):
-        return []
-    if not isinstance(text, str):
-        raise TypeError(f"expected a string, got {type(text).__name__}")
-    return _TOKEN.findall(text.lower())
-
-
-def text_vocabulary(token_lists: Iterable[list[str]], max_size: int) -> Vocabulary:
-    """The ``max_size`` most frequent tokens (ties broken alphabetically)."""
-    counts = Counter(t for tokens in token_lists for t in tokens)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size]
-    return Vocabulary([t for t, _ in ranked])
 
 
 def flatten_lists(series: pd.Series, label: str) -> tuple[list, np.ndarray]:

@@ -51,10 +51,9 @@ def bag_inputs(schema: FeatureSchema) -> list[tuple[str, str, str, int]]:
 
 def deep_sizes(schema: FeatureSchema) -> dict[str, int]:
     """Per bag key, the size of its deep table: the ids of frequent terms or columns only
-    (``deep_size`` of the schema's inputs; all ids in a schema saved before the split)."""
-    sizes = {key: size for key, _, _, size in bag_inputs(schema)}
-    sizes.update({f"text__{t.name}": t.deep_size for t in schema.texts if t.deep_size is not None})
-    if schema.sparse is not None and schema.sparse.deep_size is not None:
+    (``deep_size`` of the schema's inputs)."""
+    sizes = {f"text__{t.name}": t.deep_size for t in schema.texts}
+    if schema.sparse is not None:
         sizes["sparse"] = schema.sparse.deep_size
     return sizes
 

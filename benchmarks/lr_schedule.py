@@ -23,10 +23,7 @@ Run ``python benchmarks/lr_schedule.py --datasets clothing census --seeds 3``. W
 from __future__ import annotations
 
 import argparse
-import time
 
-import _common
-import numpy as np
 import vs_sklearn
 
 VARIANTS = ("constant", "plateau", "cosine", "control")
@@ -48,20 +45,10 @@ def make(model: str, variant: str, seed: int, data: dict):
     return clf
 
 
-def run(model: str, variant: str, seed: int, data: dict) -> dict:
-    clf = make(model, variant, seed, data)
-    t0 = time.perf_counter()
-    clf.fit(data["X_train"], data["Y_train"])
-    fit_seconds = time.perf_counter() - t0
-    P = np.asarray(clf.predict_proba(data["X_test"]), dtype=float)
-    auc = vs_sklearn._auc(data["Y_test"], P, data["tasks"])
-    return {"seed": seed, "auc": auc, "fit_seconds": fit_seconds, "epochs": len(clf.history_)}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=list(vs_sklearn.DATASETS), default=["clothing", "census"])
-    parser.add_argument("--model", default="MMoE", choices=list(vs_sklearn.MODELS))
+    parser.add_argument("--models", nargs="+", default=["MMoE"], choices=list(vs_sklearn.MODELS))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -72,22 +59,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    results: dict = {"config": {**vars(args), "protocol": __doc__}, "datasets": {}}
-    for name in args.datasets:
-        data = vs_sklearn.prepare(vs_sklearn.DATASETS[name](), None, None)
-        runs: dict = {v: [] for v in args.variants}
-        for seed in range(args.seeds):  # seeds outermost: a stopped run still holds paired results
-            for variant in args.variants:
-                r = run(args.model, variant, seed, data)
-                runs[variant].append(r)
-                aucs = " / ".join(f"{a:.4f}" for a in r["auc"].values())
-                print(f"{name} {variant:>8} seed {seed}: AUC {aucs}, {r['epochs']} epochs, {r['fit_seconds']:.0f} s")
-                results["datasets"][name] = {
-                    "tasks": data["tasks"],
-                    "variants": vs_sklearn.summarise_variants(runs, data["tasks"], "constant"),
-                }
-                _common.write_results(args.output, results)
-    print(f"wrote {_common.RESULTS_DIR / (args.output + '.json')}")
+    vs_sklearn.run_variants(args, make, args.output, "constant", __doc__)
     return 0
 
 

@@ -342,6 +342,45 @@ def summarise_variants(runs: dict[str, list[dict]], tasks: list[str], reference:
     return out
 
 
+def run_variants(args, make, output: str, reference: str, protocol: str) -> None:
+    """Fit every variant ``make(model, variant, seed, data)`` returns (an unfitted estimator)
+    with ``fit`` on each data set's training rows, seeds outermost so that a stopped run
+    still holds paired results, and write ``results/<output>.json`` after every fit:
+    per data set (and model, when there are several) the variants summarised and paired
+    with ``reference``. ``args`` holds ``datasets``, ``models``, ``variants``, ``seeds``."""
+    import torch
+
+    results: dict = {
+        "config": {**vars(args), "model": ", ".join(args.models), "protocol": protocol},
+        "datasets": {},
+    }
+    for name in args.datasets:
+        data = prepare(DATASETS[name](), None, None)
+        runs = {model: {v: [] for v in args.variants} for model in args.models}
+        for seed in range(args.seeds):
+            for model in args.models:
+                for variant in args.variants:
+                    torch.manual_seed(seed)
+                    clf = make(model, variant, seed, data)
+                    t0 = time.perf_counter()
+                    clf.fit(data["X_train"], data["Y_train"])
+                    fit_seconds = time.perf_counter() - t0
+                    P = np.asarray(clf.predict_proba(data["X_test"]), dtype=float)
+                    r = {"seed": seed, "auc": _auc(data["Y_test"], P, data["tasks"]), "fit_seconds": fit_seconds}
+                    r["epochs"] = len(clf.history_)
+                    runs[model][variant].append(r)
+                    aucs = " / ".join(f"{a:.4f}" for a in r["auc"].values())
+                    print(f"{name} {model} {variant:>8} seed {seed}: AUC {aucs}, {r['epochs']} epochs, {fit_seconds:.0f} s")
+                    key = name if len(args.models) == 1 else f"{name} · {model}"
+                    results["datasets"][key] = {
+                        "tasks": data["tasks"],
+                        "reference": reference,
+                        "variants": summarise_variants(runs[model], data["tasks"], reference),
+                    }
+                    _common.write_results(output, results)
+    print(f"wrote {_common.RESULTS_DIR / (output + '.json')}")
+
+
 def summarise(runs: list[dict], tasks: list[str], base_runs: list[dict] | None) -> dict:
     ok = [r for r in runs if "auc" in r]
     entry: dict = {

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
+from ._averaging import WeightAveraging
 from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
 from ._threads import check_n_threads, torch_threads
@@ -50,6 +51,7 @@ _CONTINUATION_PARAMS = frozenset(
         "compile",
         "device",
         "early_stopping",
+        "ema_epochs",
         "lr",
         "max_epochs",
         "n_iter_no_change",
@@ -133,6 +135,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         n_iter_no_change=3,
         scoring="auc",
         tol=1e-4,
+        ema_epochs=1.0,
         categorical_features="from_dtype",
         sequence_features=None,
         text_features=None,
@@ -207,6 +210,13 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             raise ValueError(f"scoring must be one of {_SCORING}, got {self.scoring!r}.")
         if self.precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}.")
+        if self.ema_epochs is not None and (
+            not isinstance(self.ema_epochs, numbers.Real)
+            or isinstance(self.ema_epochs, bool)
+            or not np.isfinite(self.ema_epochs)
+            or self.ema_epochs < 0
+        ):
+            raise ValueError(f"ema_epochs must be None or a non-negative number of epochs, got {self.ema_epochs!r}.")
         check_compile(self.compile)
         check_n_threads(self.n_threads)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
@@ -631,9 +641,12 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         )
 
     def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
-        """The callbacks the estimator adds before the user's: early stopping (None when off)
-        and, when ``verbose``, a progress bar."""
-        callbacks: list = [("early_stopping", self._early_stopping_callback(use_valid))]
+        """The callbacks the estimator adds before the user's: weight averaging (when
+        ``ema_epochs``), early stopping (None when off) and, when ``verbose``, a progress bar.
+        Averaging comes first, so that early stopping restores its best epoch after the
+        average is in place at the end of training."""
+        callbacks: list = [("weight_averaging", WeightAveraging(self.ema_epochs))] if self.ema_epochs else []
+        callbacks.append(("early_stopping", self._early_stopping_callback(use_valid)))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
@@ -851,6 +864,15 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Early-stopping criterion: mean per-task validation ROC AUC, or validation loss.
     tol : float, default=1e-4
         Minimum improvement that resets the patience.
+    ema_epochs : float or None, default=1.0
+        Horizon, in epochs, of an exponential moving average of the weights (Polyak
+        averaging): training moves the raw weights, while validation, early stopping's
+        choice of epoch and the fitted model use the average. The decay per step is
+        ``1 - 1 / (ema_epochs * steps_per_epoch)``, so the horizon does not depend on the
+        data or batch size. It costs one extra copy of the weights and lifted Census income
+        AUC by about 0.001 at every architecture (see the benchmarks page). ``None`` or 0
+        turns it off. Each fit call (``partial_fit`` and warm starts included) starts a new
+        average from its starting weights.
     categorical_features : "from_dtype", None, array-like of bool, int or str, default="from_dtype"
         Columns embedded as categories, with the value space of
         :class:`~sklearn.ensemble.HistGradientBoostingClassifier`: a boolean mask, column

@@ -61,6 +61,7 @@ class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         n_iter_no_change=3,
         scoring="auc",
         tol=1e-4,
+        ema_epochs=1.0,
         categorical_features="from_dtype",
         sequence_features=None,
         text_features=None,

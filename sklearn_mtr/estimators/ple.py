@@ -67,6 +67,7 @@ class PLEClassifier(MultiTaskClassifierBase):
         n_iter_no_change=3,
         scoring="auc",
         tol=1e-4,
+        ema_epochs=1.0,
         categorical_features="from_dtype",
         sequence_features=None,
         text_features=None,

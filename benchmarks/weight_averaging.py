@@ -1,0 +1,56 @@
+"""Weight averaging of a default fit: an exponential moving average of the weights or none.
+
+The estimators keep an exponential moving average of their weights over about
+``ema_epochs`` epochs of steps (Polyak averaging): validation, early stopping's choice of
+epoch and the fitted model use the average, training moves the raw weights. This benchmark
+measures what that default is worth:
+
+- ``none``: the estimator with ``ema_epochs=None`` (the last step's weights; the reference);
+- ``ema-0.5``, ``ema-1``, ``ema-2``: ``ema_epochs`` 0.5, 1 (the default) and 2;
+- ``control``: ``none`` with ``task_weights`` 1 / n_tasks each, which Adam's scale
+  invariance makes a no-op up to rounding: its difference from ``none`` is the resolution.
+
+Data sets and their loading are those of ``vs_sklearn.py``; everything else is the
+estimator's defaults (``fit``, early stopping on a held-out tenth). Seeds pair the variants.
+
+Run ``python benchmarks/weight_averaging.py --datasets census --models SharedBottom ResFlow
+--seeds 5``. Writes ``benchmarks/results/weight_averaging.json`` after every fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import vs_sklearn
+
+VARIANTS = {"none": None, "ema-0.5": 0.5, "ema-1": 1.0, "ema-2": 2.0, "control": None}
+
+
+def make(model: str, variant: str, seed: int, data: dict):
+    clf = vs_sklearn.make_estimator(model, seed, data).set_params(ema_epochs=VARIANTS[variant])
+    if variant == "control":
+        n = len(data["tasks"])
+        clf.set_params(task_weights=[1.0 / n] * n)
+    return clf
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", choices=list(vs_sklearn.DATASETS), default=["census", "clothing"])
+    parser.add_argument("--models", nargs="+", default=["SharedBottom"], choices=list(vs_sklearn.MODELS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["none", "ema-1", "control"])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", default="weight_averaging")
+    args = parser.parse_args(argv)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    vs_sklearn.run_variants(args, make, args.output, "none", __doc__)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

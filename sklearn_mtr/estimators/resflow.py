@@ -124,9 +124,10 @@ class ResFlowClassifier(MultiTaskClassifierBase):
     Learner for Applied Ranking", KDD 2024, arXiv 2411.09705), each an ordinary estimator
     whose parameters ``get_params`` shows: :meth:`released_funnel` (two tasks, CTR then
     CTCVR: loss ``2 * BCE_ctr + 1 * BCE_ctcvr`` with ``pos_weight`` 100 / 500) and
-    :meth:`released_ordinal` (N ordinal tasks from a graded label, see
-    :func:`ordinal_labels`; logit residuals only). The defaults differ from both: plain
-    cross-entropy with equal weights, so that ``predict_proba`` is calibrated.
+    :meth:`released_ordinal` (N ordinal tasks from a graded label, built by
+    ``sklearn_mtr.estimators.resflow.ordinal_labels``; logit residuals only). The
+    defaults differ from both: plain cross-entropy with equal weights, so that
+    ``predict_proba`` is calibrated.
 
     Examples
     --------
@@ -210,8 +211,8 @@ class ResFlowClassifier(MultiTaskClassifierBase):
 
         From the official code of arXiv 2411.09705 (``other-modality/``, KuaiRand watch
         time above 5, 10, 20, ..., 80 seconds: build such labels with
-        :func:`ordinal_labels`). Independent towers (no hidden residuals, no batch norm)
-        whose logits chain, ``z_t = f_t(e) + z_{t-1}``; equal task weights and
+        ``sklearn_mtr.estimators.resflow.ordinal_labels``). Independent towers (no
+        hidden residuals, no batch norm) whose logits chain, ``z_t = f_t(e) + z_{t-1}``; equal task weights and
         ``pos_weight`` ``0.9 + 0.05 * t`` for task ``t = 0 .. n_tasks - 1`` (0.90 to 1.30
         at 9 tasks); towers (128, 64), embeddings of 8, Adam at lr 1e-3.
 

@@ -561,7 +561,7 @@ def render_throughput(page: Page, stem: str, data: dict) -> None:
     config = data.get("config", {})
     page.add(
         "",
-        f"{config.get('rows', '?')} rows, one epoch per fit, {config.get('rounds', '?')} interleaved rounds; "
+        f"{_count(config.get('rows', '?'))} rows, one epoch per fit, {config.get('rounds', '?')} interleaved rounds; "
         "samples per second (mean ± std over rounds); ratios are medians of the per-round ratios.",
         "",
     )
@@ -633,6 +633,11 @@ def render_flops(page: Page, stem: str, data: dict) -> None:
     page.table(
         ["contender", "ms / step", "samples / s", "GFLOP/s", "of matmul peak", "of peak (median of rounds)"], rows
     )
+
+
+def _count(value) -> str:
+    """An integer with thousands separators (anything else as it is)."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _sentence(text: str) -> str:

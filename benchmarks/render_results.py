@@ -2,16 +2,15 @@
 
     python benchmarks/render_results.py            # writes docs/benchmark_results.md, docs/img/results/*.png
 
-Each result file is rendered by the renderer of its ``benchmark`` name (Census baselines,
-multi-task methods on Census, funnel and other per-data-set accuracy benchmarks, optimizer step
-time, optimizer accuracy on synthetic tasks, throughput, defaults against scikit-learn
-baselines); any other file gets the generic rendering: lists and dicts of flat records as
-tables, every other number in a quantity / value table. Smoke runs (``--quick``, ``*_smoke``)
-are listed, not rendered. Optimizer-accuracy files with the same setup (``*_others`` runs of
-more methods) are merged into one section. The trade-off plots are
-:class:`sklearn_mtr.inspection.TaskTradeoffDisplay` and the learning curves
-:class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is generated: edit this
-script, not the page.
+Each result file is rendered by the renderer of its ``benchmark`` name (``RENDERERS``): every
+benchmark declares its tables (rows, columns with units, number formats, seed counts, paired
+differences with their 95 % t-interval where the runs are paired by seed). A result file of a
+benchmark without a declared renderer stops the rendering with a ``ValueError``: nothing is
+laid out by walking the JSON. Smoke runs (``--quick``, ``*_smoke``) are listed, not rendered.
+Optimizer-accuracy files with the same setup (``*_others`` runs of more methods) are merged
+into one section. The trade-off plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay`
+and the learning curves :class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is
+generated: edit this script, not the page.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +29,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's sklearn_mtr, installed or not
@@ -82,8 +83,8 @@ def pm(stat: dict | None, digits: int = 4) -> str:
         return "–"
     std = stat.get("std")
     if std is None or stat.get("n", 2) < 2 or (isinstance(std, float) and math.isnan(std)):
-        return fmt(stat["mean"], digits)
-    return f"{stat['mean']:.{digits}f} ± {std:.{digits}f}"
+        return f"{stat['mean']:,.{digits}f}"
+    return f"{stat['mean']:,.{digits}f} ± {std:,.{digits}f}"
 
 
 def environment(page: Page, data: dict, files: list[str]) -> None:
@@ -179,30 +180,46 @@ def _mean_valid_curve(runs: list[dict], tasks: list[str]) -> list[dict]:
 
 
 def render_datasets(page: Page, stem: str, data: dict) -> None:
-    """Accuracy benchmarks shaped ``datasets -> {tasks, models -> {auc, gauc, ...}}``."""
+    """Accuracy benchmarks shaped ``datasets -> {tasks, models -> {auc, gauc, ...}}``: per data set
+    the test AUC per task, GAUC and weighted recall@k where the data has requests, fit time."""
     config = data.get("config", {})
-    recall = f"; weighted recall@{config['k']} per request" if "k" in config else ""
-    page.add(f"Seeds: {len(config.get('seeds', []))}{recall}; test metrics, mean ± sample std over seeds.", "")
+    recall = (
+        f"; weighted recall@{config['k']}: per request, the fused score's top {config['k']}" if "k" in config else ""
+    )
+    page.add(f"Test metrics, mean ± sample std over seeds{recall}.", "")
     datasets = data["datasets"]
     for name, ds in datasets.items():
-        tasks = ds["tasks"]
+        tasks, models = ds["tasks"], ds["models"]
         page.add(f"### {name}", "", ds.get("description", ""), "")
-        rows = []
-        for model, m in ds["models"].items():
+        with_gauc = any(m.get("gauc") for m in models.values())
+        with_recall = any(m.get("wrecall_at_k") for m in models.values())
+        header = ["model", "seeds", *(f"{t} AUC" for t in tasks)]
+        header += [f"{t} GAUC" for t in tasks] if with_gauc else []
+        header += [f"weighted recall@{config.get('k', 'k')}"] if with_recall else []
+        header += ["fit s"]
+        rows, notes = [], []
+        for model, m in models.items():
+            notes += [f"{model}: {err}" for err in m.get("errors", [])]
             if "auc" not in m:
-                rows.append([model, *(["–"] * (2 * len(tasks) + 2)), "; ".join(map(str, m.get("errors", [])))])
+                rows.append([model, 0, *(["–"] * (len(header) - 2))])
                 continue
-            rows.append(
-                [model, *(pm(m["auc"][t]) for t in tasks), *(pm(m.get("gauc", {}).get(t)) for t in tasks)]
-                + [pm(m.get("wrecall_at_k")), pm(m.get("fit_seconds"), 1), ""]
-            )
+            cells = [model, m["auc"][tasks[0]].get("n", "?"), *(pm(m["auc"][t]) for t in tasks)]
+            cells += [pm(m.get("gauc", {}).get(t)) for t in tasks] if with_gauc else []
+            cells += [pm(m.get("wrecall_at_k"))] if with_recall else []
+            rows.append([*cells, pm(m.get("fit_seconds"), 1)])
         oracle = ds.get("oracle_test_auc")
         if oracle:
-            rows.append(["*oracle*", *(fmt(oracle[t]) for t in tasks), *(["–"] * len(tasks)), "–", "–", ""])
-        page.table(
-            ["model", *(f"{t} AUC" for t in tasks), *(f"{t} GAUC" for t in tasks), "wrecall@k", "fit s", "errors"],
-            rows,
-        )
+            rows.append(
+                [
+                    "*oracle (true posterior)*",
+                    "–",
+                    *(fmt(oracle[t]) for t in tasks),
+                    *(["–"] * (len(header) - 2 - len(tasks))),
+                ]
+            )
+        page.table(header, rows)
+        if notes:
+            page.add(*(f"- {n}" for n in notes), "")
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 4.0), squeeze=False)
     for ax, (name, ds) in zip(axes[0], datasets.items()):
         results = {m: {t: v["auc"][t]["values"] for t in ds["tasks"]} for m, v in ds["models"].items() if "auc" in v}
@@ -216,9 +233,16 @@ def render_datasets(page: Page, stem: str, data: dict) -> None:
 def render_census_optimizers(page: Page, stem: str, data: dict) -> None:
     """Every multi-task method on each architecture (``summary -> arch -> method``), gains paired with ``ew``."""
     config = data.get("config", {})
+    protocol = config.get("protocol", {})
     note = config.get("reduced_protocol_note")
-    if note:
-        page.add(note, "")
+    page.add(
+        (note + " " if note else "")
+        + f"{protocol.get('train_rows', 0):,} training / {protocol.get('valid_rows', 0):,} validation rows, at most "
+        f"{protocol.get('max_epochs')} epochs (patience {protocol.get('patience')}), lr {protocol.get('lr')} for "
+        f"every method. Test AUC mean ± sample std over seeds; Δ: the method's AUC minus equal weighting's (`ew`), "
+        "paired by seed, with its 95 % t-interval.",
+        "",
+    )
     for model, methods in data["summary"].items():
         tasks = list(next(iter(methods.values()))["test_auc"])
         order = list(dict.fromkeys(m for m in ["ew", *config.get("methods", [])] if m in methods)) or list(methods)
@@ -230,10 +254,22 @@ def render_census_optimizers(page: Page, stem: str, data: dict) -> None:
             rows.append(
                 [method, len(entry.get("seeds", []))]
                 + [pm(entry["test_auc"][t]) for t in tasks]
-                + [_signed(gain.get(t)) for t in tasks]
+                + [("(reference)" if method == "ew" else _delta_ci(paired(gain.get(t)))) for t in tasks]
                 + [pm(entry.get("fit_seconds"), 0)]
             )
-        page.table(["method", "seeds", *(f"{t} AUC" for t in tasks), *(f"Δ {t} vs ew" for t in tasks), "fit s"], rows)
+        page.table(
+            ["method", "seeds", *(f"{t} AUC" for t in tasks), *(f"Δ {t} vs ew [95 % CI]" for t in tasks), "fit s"],
+            rows,
+        )
+    for entry in data.get("reference", {}).values():
+        rows = entry.get("rows", {})
+        columns = list(dict.fromkeys(c for values in rows.values() for c in values))
+        page.add(
+            f"Published: {_sentence(entry.get('source', ''))} Other data or protocol: a band, not a row-for-row "
+            "comparison.",
+            "",
+        )
+        page.table(["row", *columns], [[name, *(fmt(v.get(c)) for c in columns)] for name, v in rows.items()])
     models = list(data["summary"])
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.4), squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -286,23 +322,38 @@ def render_step_time(page: Page, stem: str, data: dict) -> None:
 
 
 def render_synthetic(page: Page, stem: str, data: dict) -> None:
+    """Multi-task methods on the synthetic generator: the mean of the two tasks' test AUCs per task
+    correlation, then each method's difference with equal weighting (``adam``) paired by seed."""
     config = data["config"]
     results, runs = data["results"], data.get("runs", {})
     correlations = list(results)
     methods = list(dict.fromkeys(m for c in correlations for m in results[c]))
+    if "adam" in methods:
+        methods = ["adam", *(m for m in methods if m != "adam")]
+    mmoe = config.get("mmoe", {})
     page.add(
-        f"{config.get('n_tasks', 2)} tasks of the synthetic generator, task correlation from conflicting to aligned; "
-        f"MMoE, {config.get('epochs', '?')} epochs, {config.get('n_train', '?')} training rows, "
-        f"{len(config.get('seeds', []))} seeds; test AUC, mean ± std over seeds.",
+        f"{config.get('n_tasks', 2)} tasks of the synthetic generator ({config.get('n_train', 0):,} training / "
+        f"{config.get('n_test', 0):,} test rows, data seed 100 + seed), from conflicting to aligned tasks (ρ: task "
+        f"correlation). MMoE of {mmoe.get('n_experts')} experts of {tuple(mmoe.get('expert_hidden_sizes', []))}, "
+        f"{config.get('epochs', '?')} epochs, lr {config.get('lr')}, batch {config.get('batch_size')}, each "
+        "method's defaults, the model after the last epoch. Mean test AUC of the two tasks, mean ± sample std over "
+        "seeds.",
         "",
     )
-    header = ["method", *(f"ρ={c} mean AUC" for c in correlations), *(f"ρ={c} Δ adam" for c in correlations)]
+    header = ["method", "seeds", *(f"ρ = {float(c):g}" for c in correlations)]
     rows = []
     for m in methods:
+        seeds = {results[c][m].get("n_seeds") for c in correlations if m in results[c]}
         cells = [pm(results[c].get(m, {}).get("mean_auc")) for c in correlations]
-        cells += [_signed(results[c].get(m, {}).get("mean_auc_minus_adam")) for c in correlations]
-        rows.append([m, *cells])
+        rows.append([m, ", ".join(str(n) for n in sorted(seeds)), *cells])
     page.table(header, rows)
+    page.add("Mean-AUC difference with `adam`, paired by seed, and its 95 % t-interval:", "")
+    rows = [
+        [m, *(_delta_ci(paired(results[c].get(m, {}).get("mean_auc_minus_adam"))) for c in correlations)]
+        for m in methods
+        if m != "adam"
+    ]
+    page.table(["method", *(f"Δ vs adam, ρ = {float(c):g}" for c in correlations)], rows)
     fig, axes = plt.subplots(1, len(correlations), figsize=(4.0 * len(correlations), 4.0), squeeze=False)
     for ax, c in zip(axes[0], correlations):
         per_method = {m: [run["test_auc"] for run in runs.get(c, {}).get(m, [])] for m in methods}
@@ -320,10 +371,20 @@ def render_synthetic(page: Page, stem: str, data: dict) -> None:
     page.figure(fig, f"{stem}_tradeoff", "Optimizer task trade-off on synthetic tasks")
 
 
-def _signed(stat: dict | None) -> str:
-    if not isinstance(stat, dict) or stat.get("mean") is None:
-        return "–"
-    return f"{stat['mean']:+.4f}"
+def paired(stat) -> dict | None:
+    """Mean and 95 % t-interval of a paired difference, from its per-seed ``values`` (a summary
+    dict or a list); ``ci95`` is None for a single seed."""
+    values = stat.get("values") if isinstance(stat, dict) else stat
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return None
+    mean = float(arr.mean())
+    if arr.size < 2:
+        return {"mean": mean, "ci95": None, "n": 1}
+    half = float(stats.t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / math.sqrt(arr.size))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": int(arr.size)}
 
 
 def _delta_ci(stat: dict | None) -> str:
@@ -500,7 +561,7 @@ def render_throughput(page: Page, stem: str, data: dict) -> None:
     config = data.get("config", {})
     page.add(
         "",
-        f"{config.get('rows', '?')} rows, one epoch per fit, {config.get('rounds', '?')} interleaved rounds; "
+        f"{_count(config.get('rows', '?'))} rows, one epoch per fit, {config.get('rounds', '?')} interleaved rounds; "
         "samples per second (mean ± std over rounds); ratios are medians of the per-round ratios.",
         "",
     )
@@ -545,76 +606,358 @@ def render_throughput(page: Page, stem: str, data: dict) -> None:
     page.figure(fig, f"{stem}_ratios", "Throughput ratios")
 
 
-def render_generic(page: Page, stem: str, data: dict) -> None:
-    """Lists of flat records and dicts of flat records as tables; every other number as a
-    ``quantity | value`` row."""
-    if isinstance(data.get("description"), str):
-        page.add(data["description"].strip().split("\n\n")[0].replace("\n", " "), "")
-    flat: list[tuple[str, str]] = []
-    tables: list[tuple[str, str | None, list[tuple]]] = []
-    for key, value in data.items():
-        if key not in _GENERIC_SKIP:
-            _walk(key, value, flat, tables)
-    for path, index, records in tables:
-        columns = list(dict.fromkeys(k for _, r in records for k in r))
-        page.add(f"`{path}`:", "")
-        lead = [] if index is None else [index]
-        page.table(
-            [*lead, *columns],
-            [[*([] if index is None else [name]), *(_cell(r.get(c)) for c in columns)] for name, r in records],
-        )
-    if flat:
-        shown = flat[:_MAX_ROWS]
-        page.table(["quantity", "value"], [[f"`{k}`", v] for k, v in shown])
-        if len(flat) > len(shown):
-            page.add(f"({len(flat) - len(shown)} more values in the JSON file.)", "")
-    if isinstance(data.get("note"), str):
-        page.add(f"Note: {data['note']}", "")
-
-
-_GENERIC_SKIP = {"benchmark", "environment", "config", "description", "note", "args"}
-_MAX_ROWS = 80
-
-
-def _summary(value) -> bool:
-    return isinstance(value, dict) and "mean" in value and "values" in value
-
-
-def _cell(value) -> str:
-    if _summary(value):
-        std = value.get("std")
-        return fmt_any(value["mean"]) + ("" if std is None else f" ± {fmt_any(std)}")
-    if isinstance(value, list):
-        return ", ".join(fmt_any(v) for v in value[:8]) + (", …" if len(value) > 8 else "")
-    return fmt_any(value)
-
-
-def _record(value) -> bool:
-    """A dict of scalars, lists of scalars and summaries: one table row."""
-    return isinstance(value, dict) and all(
-        _scalar(v) or _summary(v) or (isinstance(v, list) and all(_scalar(x) for x in v)) for v in value.values()
+# ---------------------------------------------------------------------------------------- speed and memory
+def render_flops(page: Page, stem: str, data: dict) -> None:
+    """FLOP/s of one MMoE training step, ours and a plain loop, against a matmul peak."""
+    config, peak = data.get("config", {}), data["matmul_peak_flops"]
+    page.add(
+        f"MMoE of {config.get('n_experts')} experts of {tuple(config.get('expert_hidden_sizes', []))}, towers "
+        f"{tuple(config.get('tower_hidden_sizes', []))}, batch {config.get('batch_size')}, {config.get('steps')} "
+        f"steps per round, {config.get('rounds')} interleaved rounds. {_gflop(data['flops_per_step'])} per step "
+        f"({_gflop(data['flops_per_sample'], 'MFLOP', 1e6)} per sample); single-thread float32 matmul peak "
+        f"{_gflop(peak['median_over_rounds'], 'GFLOP/s')} (median of {len(peak.get('per_round', []))} rounds, "
+        f"sizes {', '.join(map(str, peak.get('sizes', [])))}). {_sentence(data.get('note', ''))}",
+        "",
+    )
+    rows = [
+        [
+            contender,
+            pm(_scaled(stat, 1e3), 1),
+            f"{data['samples_per_second'][contender]:,.0f}",
+            _gflop(data["achieved_flops"][contender], "")[:-1].strip(),
+            f"{data['ratio_to_peak'][contender]:.1%}",
+            f"{data['ratio_to_peak_median_of_rounds'][contender]:.1%}",
+        ]
+        for contender, stat in data["seconds_per_step"].items()
+    ]
+    page.table(
+        ["contender", "ms / step", "samples / s", "GFLOP/s", "of matmul peak", "of peak (median of rounds)"], rows
     )
 
 
-def _walk(prefix: str, value, flat: list, tables: list) -> None:
-    """Tables for lists / dicts of records; dotted paths to every other value."""
-    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-        rows = [{k: v for k, v in r.items() if _scalar(v) or _summary(v)} for r in value]
-        tables.append((prefix, None, [(None, r) for r in rows]))
-    elif isinstance(value, dict) and not _summary(value):
-        if len(value) > 1 and all(_record(v) and v and not _summary(v) for v in value.values()):
-            tables.append((prefix, prefix.rsplit(".", 1)[-1], [(str(k), v) for k, v in value.items()]))
-            return
-        for key, item in value.items():
-            _walk(f"{prefix}.{key}", item, flat, tables)
-    elif _summary(value) or _scalar(value) or (isinstance(value, list) and all(_scalar(v) for v in value)):
-        flat.append((prefix, _cell(value)))
+def _count(value) -> str:
+    """An integer with thousands separators (anything else as it is)."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def _scalar(value) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+def _sentence(text: str) -> str:
+    """``text`` capitalised and ending with a full stop."""
+    text = str(text).strip()
+    if not text:
+        return ""
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
+def _gflop(value: float, unit: str = "GFLOP", scale: float = 1e9) -> str:
+    return f"{value / scale:,.1f} {unit}"
+
+
+def _scaled(stat: dict, factor: float) -> dict:
+    """A summary dict in other units (seconds to milliseconds)."""
+    return {**stat, "mean": stat["mean"] * factor, "std": (stat.get("std") or 0.0) * factor}
+
+
+def render_task_scaling(page: Page, stem: str, data: dict) -> None:
+    """predict_proba throughput per model as the number of tasks grows, one table per input setting."""
+    config = data.get("config", {})
+    page.add(
+        f"`predict_proba` on {config.get('n_predict', 0):,} rows after one epoch on {config.get('n_fit', 0):,}; "
+        f"each estimator's defaults, 1 torch thread, {config.get('rounds')} interleaved rounds. Samples per second "
+        "(mean ± std over rounds); time ratio: median time per sample over the 2-task model's.",
+        "",
+    )
+    for setting, models in data["results"].items():
+        page.add(f"### {setting.replace('_', ' + ')} inputs", "")
+        rows = [
+            [model, tasks, f"{cell['parameters']:,}", pm(cell["end_to_end_samples_per_s"], 0)]
+            + [pm(cell["model_samples_per_s"], 0)]
+            + [f"{cell['end_to_end_time_ratio_vs_2_tasks']:.2f}×", f"{cell['model_time_ratio_vs_2_tasks']:.2f}×"]
+            for model, per_tasks in models.items()
+            for tasks, cell in per_tasks.items()
+        ]
+        page.table(
+            [
+                "model",
+                "tasks",
+                "parameters",
+                "end to end, samples / s",
+                "network only, samples / s",
+                "end-to-end time ÷ 2 tasks",
+                "network time ÷ 2 tasks",
+            ],
+            rows,
+        )
+
+
+def render_onerank_scaling(page: Page, stem: str, data: dict) -> None:
+    """OneRank's forward time and FLOPs per candidate against candidates per request, next to a dense mask."""
+    config, params, slope = data.get("config", {}), data.get("parameters", {}), data.get("loglog_slope", {})
+    page.add(
+        f"One request: a {config.get('history')}-item history and N candidates, {config.get('n_tasks')} tasks; "
+        f"d_model {config.get('d_model')}, {config.get('n_layers')} layers, {config.get('n_heads')} heads; "
+        f"{params.get('total', 0):,} parameters ({params.get('embeddings', 0):,} in embeddings). Eval-mode forward "
+        f"time, median of {data.get('repeats')} repeats; FLOPs counted by `FlopCounterMode` (forward). Log-log "
+        f"slope of time against N for N ≥ 256: shared-prefix forward {slope.get('forward', float('nan')):.2f}, "
+        f"encoder {slope.get('encoder', float('nan')):.2f}, dense-mask encoder {slope.get('dense', float('nan')):.2f} "
+        "(1 is linear).",
+        "",
+    )
+    rows = []
+    for r in data["rows"]:
+        dense = r.get("dense_encoder_s")
+        rows.append(
+            [
+                f"{r['candidates']:,}",
+                f"{r['forward_s'] * 1e3:.1f}",
+                f"{r['encoder_s'] * 1e3:.1f}",
+                f"{r['us_per_candidate']:.1f}",
+                f"{r['flops_per_candidate'] / 1e6:.2f}",
+                "–" if dense is None else f"{dense * 1e3:.1f}",
+                "–" if dense is None else f"{dense / r['encoder_s']:.2f}×",
+                "–" if r.get("dense_max_abs_diff") is None else f"{r['dense_max_abs_diff']:.1e}",
+            ]
+        )
+    page.table(
+        [
+            "candidates N",
+            "forward ms",
+            "encoder ms",
+            "µs / candidate",
+            "MFLOP / candidate",
+            "dense-mask encoder ms",
+            "dense ÷ shared prefix",
+            "max abs diff vs dense",
+        ],
+        rows,
+    )
+
+
+def render_predict_memory(page: Page, stem: str, data: dict) -> None:
+    """Peak memory and speed of one predict_proba call, chunked and not, against rows."""
+    model = data.get("model", {})
+    page.add(
+        f"{_sentence(data.get('description', ''))} MMoE of {model.get('n_experts')} experts of "
+        f"{tuple(model.get('expert_hidden_sizes', []))}; {data.get('columns', '')}; "
+        f"{data.get('torch_threads')} torch thread(s); one fresh process per row of the table (one run each).",
+        "",
+    )
+    rows = [
+        [f"{r['rows']:,}", r["mode"], f"{r['input_mib']:,.1f}", f"{r['output_mib']:,.1f}"]
+        + [f"{r['rss_before_mib']:,.0f}", f"{r['peak_rss_mib']:,.0f}", f"{r['added_by_predict_mib']:,.0f}"]
+        + [f"{r['seconds']:.1f}", f"{r['rows_per_second']:,.0f}"]
+        for r in data["runs"]
+    ]
+    page.table(
+        [
+            "rows",
+            "prediction",
+            "input MiB",
+            "output MiB",
+            "RSS before MiB",
+            "peak RSS MiB",
+            "added by predict MiB",
+            "s",
+            "rows / s",
+        ],
+        rows,
+    )
+
+
+def render_streaming_memory(page: Page, stem: str, data: dict) -> None:
+    """Peak memory of one epoch, streaming fit against in-memory fit, when the rows grow 10×."""
+    config = data.get("config", {})
+    page.add(
+        f"One epoch of a small MMoE; Parquet parts of {config.get('part_rows', 0):,} rows, streamed in chunks of "
+        f"{config.get('batch_rows', 0):,}; one fresh process per row of the table (one run each): "
+        f"{config.get('measure', '')}.",
+        "",
+    )
+    rows = [
+        [r["mode"].replace("_", " "), f"{r['rows']:,}", f"{r['peak_rss_mib']:,.0f}"]
+        + [f"{r['peak_above_imports_mib']:,.0f}", f"{r['seconds']:.1f}", f"{r['rows_per_second']:,.0f}"]
+        for r in data["runs"]
+    ]
+    page.table(["fit", "rows", "peak RSS MiB", "peak above imports MiB", "s", "rows / s"], rows)
+    growth = data.get("peak_above_imports_growth_10x_rows", {})
+    if growth:
+        page.add(
+            "Peak above imports, 10× the rows: "
+            + ", ".join(f"{mode.replace('_', ' ')} {g:.2f}×" for mode, g in growth.items())
+            + ".",
+            "",
+        )
+
+
+def render_threads_demo(page: Page, stem: str, data: dict) -> None:
+    """Fit seconds with 1 and 2 torch threads, round by round, on a shared machine."""
+    page.add(
+        f"`{data.get('command', '')}`, 1 and 2 threads alternated in each round; the 1-minute load average "
+        "before each fit shows how busy the shared machine was.",
+        "",
+    )
+    by_round: dict[int, dict[int, dict]] = {}
+    for r in data["runs"]:
+        by_round.setdefault(r["round"], {})[r["threads"]] = r
+    rows = []
+    for rnd, per in sorted(by_round.items()):
+        one, two = per.get(1, {}), per.get(2, {})
+        ratio = two["fit_s"] / one["fit_s"] if one and two else None
+        rows.append(
+            [rnd, fmt(one.get("fit_s"), 1), fmt(two.get("fit_s"), 1), "–" if ratio is None else f"{ratio:.2f}×"]
+            + [fmt(one.get("load1_before"), 1), fmt(two.get("load1_before"), 1)]
+            + [fmt(one.get("mean_test_auc"), 4), fmt(two.get("mean_test_auc"), 4)]
+        )
+    page.table(
+        [
+            "round",
+            "fit s, 1 thread",
+            "fit s, 2 threads",
+            "2 ÷ 1 threads",
+            "load before, 1 thread",
+            "load before, 2 threads",
+            "mean test AUC, 1 thread",
+            "mean test AUC, 2 threads",
+        ],
+        rows,
+    )
+    page.add(
+        f"Fit seconds over {data['fit_s_1_thread']['n']} rounds: 1 thread {pm(data['fit_s_1_thread'], 1)}, "
+        f"2 threads {pm(data['fit_s_2_threads'], 1)}; median ratio 2 ÷ 1 threads "
+        f"{data['median_ratio_2_over_1']:.2f}×.",
+        "",
+    )
+
+
+# ---------------------------------------------------------------------------------------- accuracy
+def render_drgrad_ablation(page: Page, stem: str, data: dict) -> None:
+    """Per task correlation: each DRGrad variant's test AUCs, final training loss and its mean-AUC
+    difference with equal weighting (``adam``), paired by seed."""
+    config = data.get("config", {})
+    mmoe = config.get("mmoe", {})
+    page.add(
+        f"MMoE of {mmoe.get('n_experts')} experts of {tuple(mmoe.get('expert_hidden_sizes', []))} on the 2-task "
+        f"synthetic generator ({config.get('n_train', 0):,} training / {config.get('n_test', 0):,} test rows), "
+        f"{config.get('epochs')} epochs, lr {config.get('lr')}, batch {config.get('batch_size')}, no selection. "
+        "What each variant changes: the docstring of `benchmarks/drgrad_ablation.py`. Test AUC mean ± sample std "
+        "over seeds; Δ: the mean of the two tasks' AUCs minus `adam`'s, paired by seed, with its 95 % t-interval.",
+        "",
+    )
+    fit_s: dict[tuple, list[float]] = {}
+    for run in data.get("runs", []):
+        seconds = run.get("fit_seconds", run.get("fit_s"))  # older runs wrote fit_s
+        if seconds is not None:
+            fit_s.setdefault((str(run["corr"]), run["variant"]), []).append(seconds)
+    for corr, variants in data["summary"].items():
+        page.add(f"### Task correlation ρ = {float(corr):g}", "")
+        order = ["adam", *(v for v in variants if v != "adam")] if "adam" in variants else list(variants)
+        rows = []
+        for name in order:
+            entry = variants[name]
+            delta = "(reference)" if name == "adam" else _delta_ci(paired(entry.get("mean_auc_minus_adam")))
+            seconds = fit_s.get((corr, name))
+            rows.append(
+                [name, _seed_list(entry.get("seeds"))]
+                + [pm(entry["task0_auc"]), pm(entry["task1_auc"]), pm(entry.get("final_train_loss"))]
+                + [delta, pm(_common_summary(seconds), 0) if seconds else "–"]
+            )
+        page.table(
+            ["variant", "seeds", "task 0 AUC", "task 1 AUC", "final train loss", "Δ mean AUC vs adam [95 % CI]"]
+            + ["fit s"],
+            rows,
+        )
+
+
+def _seed_list(seeds) -> str:
+    return "–" if not seeds else f"{len(seeds)} ({', '.join(map(str, seeds))})"
+
+
+def render_onerank_accuracy(page: Page, stem: str, data: dict) -> None:
+    """Per data set: test AUC (and GAUC by request and by user where there are requests) per model,
+    with each baseline's AUC difference to OneRank paired by seed."""
+    description = str(data.get("description", "")).strip().split("\n\n")[0].replace("\n", " ")
+    page.add(
+        f"{description} Mean ± sample std over seeds; Δ: the model's test AUC minus OneRank's, paired by seed, "
+        "with its 95 % t-interval; epochs: the selected epoch of each seed.",
+        "",
+    )
+    parts = [p.get("name", "?") for p in data.get("parts", [])]
+    if parts:
+        page.add("Merged from the runs " + ", ".join(f"`{p}`" for p in parts) + ".", "")
+    for name, ds in data["datasets"].items():
+        tasks, models = ds["tasks"], ds["models"]
+        page.add(f"### {name}", "", ds.get("description", ""), "")
+        requests = ds.get("train_requests")
+        if requests:
+            page.add(
+                f"{requests['n']:,} training requests of {requests['mean_size']:.1f} candidates on average "
+                f"(at most {requests['max_size']:,}).",
+                "",
+            )
+        metrics = [m for m in ("auc", "gauc_request", "gauc_user") if any(m in e["summary"] for e in models.values())]
+        labels = {"auc": "AUC", "gauc_request": "GAUC by request", "gauc_user": "GAUC by user"}
+        reference = "OneRank" if "OneRank" in models else next(iter(models))
+        ref_auc = {run["seed"]: run["auc"] for run in models[reference].get("runs", [])}
+        rows = []
+        for model, entry in models.items():
+            runs = entry.get("runs", [])
+            cells = [model, len(runs)]
+            cells += [pm(entry["summary"].get(m, {}).get(t)) for m in metrics for t in tasks]
+            for t in tasks:
+                diffs = [r["auc"][t] - ref_auc[r["seed"]][t] for r in runs if r["seed"] in ref_auc]
+                cells.append("(reference)" if model == reference else _delta_ci(paired(diffs)) if diffs else "–")
+            cells += [", ".join(str(r.get("best_epoch", "?")) for r in runs)]
+            params = runs[0].get("parameters") if runs else None
+            cells += [f"{params:,}" if params else "–", pm(_common_summary([r["fit_seconds"] for r in runs]), 0)]
+            rows.append(cells)
+        page.table(
+            ["model", "seeds", *(f"{t} {labels[m]}" for m in metrics for t in tasks)]
+            + [f"Δ {t} AUC vs {reference} [95 % CI]" for t in tasks]
+            + ["epochs", "parameters", "fit s"],
+            rows,
+        )
+
+
+def render_text_wide_scale(page: Page, stem: str, data: dict) -> None:
+    """Per scale of the text's wide term: test AUC per task, the difference with the (deterministic)
+    logistic-regression baseline and, where scale 1 was run, the paired difference with it."""
+    tasks, baseline = data["tasks"], data["baseline"]
+    variants = data["variants"]
+    with_scale_1 = any(v.get("vs_scale_1") for v in variants.values())
+    page.add(
+        f"{_sentence(data.get('description', ''))} MMoE with its defaults but the wide term's scale; "
+        f"{data.get('config', {}).get('seeds')} seeds. Baseline: TF-IDF (1-2-grams) + one-hot + "
+        "`LogisticRegression` per task, deterministic, fitted once. Δ: difference with it (or, paired by seed, "
+        "with scale 1), mean and 95 % t-interval over seeds.",
+        "",
+    )
+    header = ["wide scale", "seeds"] + [f"{t} AUC" for t in tasks] + [f"{t} Δ vs LR [95 % CI]" for t in tasks]
+    if with_scale_1:
+        header += [f"{t} Δ vs scale 1 [95 % CI]" for t in tasks]
+    header += ["epochs trained", "fit s"]
+    rows = [
+        [
+            "LR baseline",
+            "deterministic",
+            *(fmt(baseline["test_auc"][t]) for t in tasks),
+            *(["(reference)"] * len(tasks)),
+        ]
+    ]
+    rows[0] += ["–"] * len(tasks) * with_scale_1 + ["–", fmt(baseline.get("fit_seconds"), 1)]
+    for scale, entry in variants.items():
+        runs = entry.get("runs", [])
+        cells = [f"{float(scale):g}", len(runs), *(pm(entry["test_auc"][t]) for t in tasks)]
+        cells += [_delta_ci(paired(entry["minus_logistic_regression"][t])) for t in tasks]
+        if with_scale_1:
+            vs = entry.get("vs_scale_1") or {}
+            cells += [_delta_ci(_interval(vs[t])) if t in vs else "(reference)" for t in tasks]
+        cells += [", ".join(str(r["epochs_trained"]) for r in runs)]
+        cells += [pm(_common_summary([r["fit_seconds"] for r in runs]), 1)]
+        rows.append(cells)
+    page.table(header, rows)
+
+
+# Every result file's benchmark name (the longest matching prefix) and the renderer that lays
+# out its tables. A file of a benchmark not listed here stops the rendering.
 RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "census_baselines": render_census,
     "census_optimizers": render_census_optimizers,
@@ -628,6 +971,15 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "defaults_grid": render_defaults_grid,
     "lr_schedule": render_variants,
     "text_deep_min_df": render_variants,
+    "text_wide_scale": render_text_wide_scale,
+    "drgrad_ablation": render_drgrad_ablation,
+    "onerank_accuracy": render_onerank_accuracy,
+    "onerank_scaling": render_onerank_scaling,
+    "grec_task_scaling": render_task_scaling,
+    "flops_mmoe": render_flops,
+    "predict_memory": render_predict_memory,
+    "streaming_memory": render_streaming_memory,
+    "threads_demo": render_threads_demo,
 }
 TITLES = {
     "census_baselines": "Census-Income baselines",
@@ -642,10 +994,21 @@ TITLES = {
     "defaults_grid": "Training defaults: a small grid against the default fit",
     "lr_schedule": "Learning-rate schedules of a default fit",
     "text_deep_min_df": "Text and sparse X: which terms get a deep vector",
+    "text_wide_scale": "Text: the scale of the wide term",
+    "drgrad_ablation": "DRGrad ablations",
+    "onerank_accuracy": "OneRank against MMoE, PLE and ResFlow",
+    "onerank_scaling": "OneRank cost against candidates per request",
+    "grec_task_scaling": "GRec, MMoE and PLE prediction throughput as tasks grow",
+    "flops_mmoe": "FLOP/s of MMoE training against the matmul peak",
+    "predict_memory": "Peak memory of predict_proba",
+    "streaming_memory": "Peak memory of the streaming fit",
+    "threads_demo": "One thread against two on a shared machine",
 }
 
 
 def renderer_of(name: str) -> str | None:
+    """The declared benchmark a result file belongs to: the longest key of RENDERERS that
+    starts its benchmark name, or None."""
     matches = [key for key in RENDERERS if name.startswith(key)]
     return max(matches, key=len) if matches else None
 
@@ -685,11 +1048,21 @@ def render(results_dir: Path, out: Path, img_dir: Path) -> list[str]:
         for stem, data in files.items()
         if (data.get("config") or {}).get("quick") or stem.endswith(("_quick", "_smoke"))
     )
-    groups: dict[str | None, dict[str, dict]] = {}
+    groups: dict[str, dict[str, dict]] = {}
+    undeclared = []
     for stem, data in files.items():
         if stem in quick:
             continue
-        groups.setdefault(renderer_of(str(data.get("benchmark", stem))), {})[stem] = data
+        key = renderer_of(str(data.get("benchmark", stem)))
+        if key is None:
+            undeclared.append(f"{stem}.json (benchmark {data.get('benchmark', stem)!r})")
+        else:
+            groups.setdefault(key, {})[stem] = data
+    if undeclared:
+        raise ValueError(
+            "no table layout is declared for " + ", ".join(undeclared) + ": add a renderer to RENDERERS in "
+            "benchmarks/render_results.py (results are laid out by design, never walked)."
+        )
     page = Page(out, img_dir)
     page.add(
         "# Benchmark results",
@@ -700,7 +1073,7 @@ def render(results_dir: Path, out: Path, img_dir: Path) -> list[str]:
         "[Optimizer benchmarks](optimizer_benchmarks.md).",
         "",
     )
-    for key in [*RENDERERS, None]:
+    for key, renderer in RENDERERS.items():
         members = groups.get(key, {})
         if key == "optimizer_synthetic":
             members = {stem: data for stem, (stems, data) in merge_synthetic(members).items()}
@@ -708,11 +1081,11 @@ def render(results_dir: Path, out: Path, img_dir: Path) -> list[str]:
         else:
             sources = {stem: [stem] for stem in members}
         for stem, data in members.items():
-            title = TITLES.get(key, str(data.get("benchmark", stem)).replace("_", " "))
-            suffix = stem[len(key) :].strip("_").replace("_", " ") if key and stem != key else ""
+            title = TITLES[key]
+            suffix = re.sub(r"(\d+)epochs", r"\1 epochs", stem[len(key) :].strip("_").replace("_", " "))
             page.add(f"## {title}" + (f" ({suffix})" if suffix else ""), "")
             environment(page, data, [f"{s}.json" for s in sources[stem]])
-            (RENDERERS[key] if key else render_generic)(page, stem, data)
+            renderer(page, stem, data)
     if quick:
         page.add(
             "Smoke runs (`--quick`, `*_smoke`), not rendered: " + ", ".join(f"`{stem}.json`" for stem in quick) + ".",

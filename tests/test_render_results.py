@@ -15,7 +15,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def _stat(values):
     mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
     return {"mean": mean, "std": std, "n": len(values), "values": values}
 
 
@@ -42,6 +42,16 @@ def render_results():
     return module
 
 
+def render_one(module, tmp_path, name: str, data: dict) -> str:
+    """The page rendered from one result file ``name.json`` holding ``data``."""
+    results = tmp_path / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(data))
+    out = tmp_path / "page.md"
+    module.render(results, out, tmp_path / "img")
+    return out.read_text()
+
+
 def test_page_holds_the_json_numbers_and_plots(render_results, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
@@ -49,9 +59,6 @@ def test_page_holds_the_json_numbers_and_plots(render_results, tmp_path):
         if not (RESULTS / name).exists():
             pytest.skip(f"{name} is not in benchmarks/results")
         shutil.copy(RESULTS / name, results / name)
-    (results / "toy_scaling.json").write_text(
-        json.dumps({"benchmark": "toy_scaling", "rows": [{"n": 10, "seconds": 0.5}, {"n": 100000, "seconds": 4.25}]})
-    )
     (results / "census_optimizers.json").write_text(json.dumps({"benchmark": "census_optimizers", **CENSUS_OPTIMIZERS}))
     (results / "toy_quick.json").write_text(json.dumps({"benchmark": "toy", "config": {"quick": True}}))
     out, img = tmp_path / "docs" / "page.md", tmp_path / "docs" / "img"
@@ -63,16 +70,38 @@ def test_page_holds_the_json_numbers_and_plots(render_results, tmp_path):
     assert f"| MMoE | {census['mean']:.4f} ± {census['std']:.4f} |" in page
     synthetic = json.loads((RESULTS / "optimizer_synthetic_8epochs.json").read_text())["results"]
     pub = synthetic["0.0"]["pub"]["mean_auc_minus_adam"]["mean"]
-    assert f"{pub:+.4f}" in page
-    # Generic rendering of an unknown benchmark; smoke runs are listed, not rendered.
-    assert "| n | seconds |" in page and "| 100,000 | 4.25 |" in page
+    assert f"| pub | {synthetic['-0.5']['pub']['mean_auc_minus_adam']['mean']:+.4f} [" in page
+    assert f" | {pub:+.4f} [" in page
+    # smoke runs are listed, not rendered
     assert "not rendered: `toy_quick.json`" in page
-    assert "| ew | 2 | 0.9100 ± 0.0141 | 0.8100 ± 0.0141 | – | – | – |" in page
-    assert "| pub | 2 | 0.9400 ± 0.0141 | 0.7900 ± 0.0000 | +0.0300 | -0.0200 | – |" in page
+    assert (
+        "| method | seeds | income AUC | married AUC | Δ income vs ew [95 % CI] | Δ married vs ew [95 % CI] |" in page
+    )
+    assert "| ew | 2 | 0.9100 ± 0.0141 | 0.8100 ± 0.0141 | (reference) | (reference) | – |" in page
+    # paired gains: the t-interval of 2 seeds (t = 12.71): -0.02 ± 12.71 * 0.0141 / sqrt(2)
+    assert (
+        "| pub | 2 | 0.9400 ± 0.0141 | 0.7900 ± 0.0000 | +0.0300 [+0.0300, +0.0300] | -0.0200 [-0.1471, +0.1071] |"
+        in page
+    )
     pngs = ("census_baselines_tradeoff", "census_baselines_curves", "optimizer_synthetic_8epochs_tradeoff")
     for png in (*pngs, "census_optimizers_tradeoff"):
         assert (img / f"{png}.png").stat().st_size > 1000
         assert f"](img/{png}.png)" in page
+
+
+def test_a_result_without_a_declared_renderer_stops_the_rendering(render_results, tmp_path):
+    data = {"benchmark": "toy_scaling", "rows": [{"n": 10, "seconds": 0.5}]}
+    with pytest.raises(ValueError, match=r"no table layout is declared for toy_scaling\.json"):
+        render_one(render_results, tmp_path, "toy_scaling", data)
+
+
+def test_every_stored_result_has_a_declared_renderer(render_results):
+    stored = sorted(RESULTS.glob("*.json"))
+    undeclared = [
+        p.name for p in stored if render_results.renderer_of(json.loads(p.read_text()).get("benchmark", p.stem)) is None
+    ]
+    assert not undeclared
+    assert "render_generic" not in vars(render_results)  # no JSON walker to fall back on
 
 
 def test_throughput_page_shows_every_cell_and_its_ratios(render_results, tmp_path):
@@ -253,3 +282,284 @@ def test_variant_tables_show_the_reference_and_paired_intervals(render_results, 
     assert "Text: which terms get a deep vector. Model: MMoE; 2 seed(s)" in page
     assert "| min_df=1 | 0.9450 ± 0.0014 | -0.0020 [-0.0040, +0.0000] | 6.0 ± 1.4 | 11.0 ± 1.4 |" in page
     assert "| min_df=100 (reference) | 0.9450 ± 0.0014 | (reference) |" in page
+
+
+def test_synthetic_methods_table_and_paired_differences_with_adam(render_results, tmp_path):
+    def method(mean_auc, delta):
+        return {"n_seeds": len(mean_auc), "mean_auc": _stat(mean_auc), "mean_auc_minus_adam": _stat(delta)}
+
+    data = {
+        "benchmark": "optimizer_synthetic_toy",
+        "config": {"n_tasks": 2, "epochs": 4, "n_train": 1000, "n_test": 500, "seeds": [0, 1, 2], "methods": []},
+        "results": {
+            "-0.5": {
+                "adam": method([0.80, 0.82, 0.84], [0, 0, 0]),
+                "pub": method([0.81, 0.84, 0.85], [0.01, 0.02, 0.01]),
+            },
+            "0.9": {"adam": method([0.90, 0.90, 0.90], [0, 0, 0]), "pub": method([0.91], [0.01])},
+        },
+        "runs": {c: {m: [{"test_auc": [0.8, 0.9]}] for m in ("adam", "pub")} for c in ("-0.5", "0.9")},
+    }
+    page = render_one(render_results, tmp_path, "optimizer_synthetic_toy", data)
+    # correlations as headers, not "5" / "9"; seed counts; no ± for one seed
+    assert "| method | seeds | ρ = -0.5 | ρ = 0.9 |" in page
+    assert "| adam | 3 | 0.8200 ± 0.0200 | 0.9000 ± 0.0000 |" in page
+    assert "| pub | 1, 3 | 0.8333 ± 0.0208 | 0.9100 |" in page
+    # paired with adam: mean 0.0133, half-width t(0.975, 2) * 0.00577 / sqrt(3) = 0.0143
+    assert "| method | Δ vs adam, ρ = -0.5 | Δ vs adam, ρ = 0.9 |" in page
+    assert "| pub | +0.0133 [-0.0010, +0.0277] | +0.0100 (n=1, no interval) |" in page
+    assert "| adam | +0.0000" not in page  # the reference is not compared with itself
+
+
+def test_drgrad_ablation_table_per_correlation_with_paired_delta_and_merged_fit_seconds(render_results, tmp_path):
+    entry = {"task0_auc": _stat([0.9, 0.92]), "task1_auc": _stat([0.8, 0.8]), "final_train_loss": _stat([0.5, 0.7])}
+    data = {
+        "benchmark": "drgrad_ablation_synthetic",
+        "config": {"epochs": 24, "n_train": 2000, "n_test": 1000, "mmoe": {"n_experts": 4}, "lr": 0.001},
+        "runs": [
+            {"variant": "adam", "corr": 0.9, "seed": 0, "fit_s": 10.0},
+            {"variant": "adam", "corr": 0.9, "seed": 1, "fit_seconds": 14.0},  # the other key of newer runs
+            {"variant": "tower", "corr": 0.9, "seed": 0, "fit_s": 30.0},
+        ],
+        "summary": {
+            "0.9": {
+                "tower": {**entry, "seeds": [0], "mean_auc_minus_adam": _stat([-0.004])},
+                "adam": {**entry, "seeds": [0, 1], "mean_auc_minus_adam": _stat([0.0, 0.0])},
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "drgrad_ablation_synthetic", data)
+    assert "### Task correlation ρ = 0.9" in page
+    header = "| variant | seeds | task 0 AUC | task 1 AUC | final train loss | Δ mean AUC vs adam [95 % CI] | fit s |"
+    assert header in page
+    assert "| adam | 2 (0, 1) | 0.9100 ± 0.0141 | 0.8000 ± 0.0000 | 0.6000 ± 0.1414 | (reference) | 12 ± 3 |" in page
+    assert (
+        "| tower | 1 (0) | 0.9100 ± 0.0141 | 0.8000 ± 0.0000 | 0.6000 ± 0.1414 | -0.0040 (n=1, no interval) | 30 |"
+        in page
+    )
+    assert page.index("| adam |") < page.index("| tower |")  # the reference first
+
+
+def test_onerank_accuracy_table_pairs_each_model_with_onerank_by_seed(render_results, tmp_path):
+    def run(seed, like, gauc):
+        return {"seed": seed, "auc": {"like": like}, "best_epoch": seed + 2, "fit_seconds": 10.0, "parameters": 12345}
+
+    def model(runs):
+        return {"summary": {"auc": {"like": _stat([r["auc"]["like"] for r in runs])}}, "runs": runs}
+
+    data = {
+        "benchmark": "onerank_accuracy",
+        "description": "OneRank vs the others.\n\nMore text.",
+        "parts": [{"name": "part_a"}, {"name": "part_b"}],
+        "datasets": {
+            "toy": {
+                "description": "a toy",
+                "tasks": ["like"],
+                "models": {
+                    "OneRank": model([run(0, 0.70, 0), run(1, 0.72, 0)]),
+                    "MMoE": model([run(1, 0.74, 0), run(0, 0.71, 0)]),  # seed order differs: paired by seed
+                },
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "onerank_accuracy", data)
+    assert "Merged from the runs `part_a`, `part_b`." in page and "| name |" not in page
+    assert "| model | seeds | like AUC | Δ like AUC vs OneRank [95 % CI] | epochs | parameters | fit s |" in page
+    assert "| OneRank | 2 | 0.7100 ± 0.0141 | (reference) | 2, 3 | 12,345 | 10 ± 0 |" in page
+    # differences 0.01 and 0.02: mean 0.015, half-width 12.71 * 0.00707 / sqrt(2) = 0.0635
+    assert "| MMoE | 2 | 0.7250 ± 0.0212 | +0.0150 [-0.0485, +0.0785] |" in page
+
+
+def test_text_wide_scale_table_against_the_baseline_and_scale_1(render_results, tmp_path):
+    runs = [
+        {"seed": 0, "fit_seconds": 10.0, "epochs_trained": 4},
+        {"seed": 1, "fit_seconds": 12.0, "epochs_trained": 5},
+    ]
+    data = {
+        "benchmark": "text_wide_scale",
+        "config": {"seeds": 2},
+        "description": "clothing reviews",
+        "tasks": ["rec"],
+        "baseline": {"test_auc": {"rec": 0.9}, "fit_seconds": 40.0},
+        "variants": {
+            "1": {
+                "runs": runs,
+                "test_auc": {"rec": _stat([0.89, 0.91])},
+                "vs_scale_1": None,
+                "minus_logistic_regression": {"rec": _stat([-0.01, 0.01])},
+            },
+            "10": {
+                "runs": runs,
+                "test_auc": {"rec": _stat([0.92, 0.92])},
+                "vs_scale_1": {"rec": {"mean": 0.02, "low": 0.01, "high": 0.03, "n": 2}},
+                "minus_logistic_regression": {"rec": _stat([0.02, 0.02])},
+            },
+        },
+    }
+    page = render_one(render_results, tmp_path, "text_wide_scale", data)
+    assert "Clothing reviews. MMoE with its defaults" in page
+    assert (
+        "| wide scale | seeds | rec AUC | rec Δ vs LR [95 % CI] | rec Δ vs scale 1 [95 % CI] | epochs trained | fit s |"
+        in page
+    )
+    assert "| LR baseline | deterministic | 0.9000 | (reference) | – | – | 40.0 |" in page
+    assert "| 1 | 2 | 0.9000 ± 0.0141 | +0.0000 [-0.1271, +0.1271] | (reference) | 4, 5 | 11.0 ± 1.4 |" in page
+    assert "| 10 | 2 | 0.9200 ± 0.0000 | +0.0200 [+0.0200, +0.0200] | +0.0200 [+0.0100, +0.0300] | 4, 5 |" in page
+
+
+def test_scaling_tables_have_units_and_ratios(render_results, tmp_path):
+    cell = {
+        "parameters": 32702,
+        "end_to_end_samples_per_s": _stat([50000.0, 60000.0]),
+        "model_samples_per_s": _stat([1000.0, 1000.0]),
+        "end_to_end_time_ratio_vs_2_tasks": 1.915,
+        "model_time_ratio_vs_2_tasks": 1.0,
+    }
+    grec = {
+        "benchmark": "grec_task_scaling",
+        "config": {"n_predict": 8192},
+        "results": {"sequence_text": {"GRec": {"4": cell}}},
+    }
+    page = render_one(render_results, tmp_path, "grec_task_scaling", grec)
+    assert "### sequence + text inputs" in page
+    assert "| model | tasks | parameters | end to end, samples / s | network only, samples / s |" in page
+    assert "| GRec | 4 | 32,702 | 55,000 ± 7,071 | 1,000 ± 0 | 1.92× | 1.00× |" in page
+
+    row = {
+        "candidates": 1024,
+        "forward_s": 0.0386,
+        "encoder_s": 0.0336,
+        "forward_flops": 1,
+        "flops_per_candidate": 993862.0,
+        "us_per_candidate": 37.66,
+        "dense_encoder_s": 0.3895,
+        "dense_max_abs_diff": 1.43e-06,
+    }
+    onerank = {
+        "benchmark": "onerank_scaling",
+        "config": {"history": 50},
+        "parameters": {"total": 336486},
+        "rows": [row, {**row, "candidates": 2048, "dense_encoder_s": None, "dense_max_abs_diff": None}],
+        "loglog_slope": {"forward": 0.96, "encoder": 1.035, "dense": 2.034},
+        "repeats": 7,
+    }
+    page = render_one(render_results, tmp_path, "onerank_scaling", onerank)
+    assert (
+        "| candidates N | forward ms | encoder ms | µs / candidate | MFLOP / candidate | dense-mask encoder ms |"
+        in page
+    )
+    assert "| 1,024 | 38.6 | 33.6 | 37.7 | 0.99 | 389.5 | 11.59× | 1.4e-06 |" in page
+    assert "| 2,048 | 38.6 | 33.6 | 37.7 | 0.99 | – | – | – |" in page
+    assert "dense-mask encoder 2.03 (1 is linear)" in page and "336,486 parameters" in page
+
+
+def test_flops_table_shows_time_rate_and_share_of_peak(render_results, tmp_path):
+    data = {
+        "benchmark": "flops_mmoe",
+        "config": {"n_experts": 8, "batch_size": 2048, "rounds": 2},
+        "flops_per_step": 16612392960,
+        "flops_per_sample": 8111520.0,
+        "matmul_peak_flops": {"median_over_rounds": 95775150785.0, "per_round": [1, 2], "sizes": [1024]},
+        "seconds_per_step": {"ours": _stat([0.25, 0.27])},
+        "achieved_flops": {"ours": 64564702582.0},
+        "ratio_to_peak": {"ours": 0.6741},
+        "ratio_to_peak_median_of_rounds": {"ours": 0.6799},
+        "samples_per_second": {"ours": 7959.6},
+        "note": "matmuls only",
+    }
+    page = render_one(render_results, tmp_path, "flops_mmoe", data)
+    assert "16.6 GFLOP per step (8.1 MFLOP per sample)" in page and "peak 95.8 GFLOP/s" in page
+    assert "Matmuls only." in page
+    assert "| contender | ms / step | samples / s | GFLOP/s | of matmul peak | of peak (median of rounds) |" in page
+    assert "| ours | 260.0 ± 14.1 | 7,960 | 64.6 | 67.4% | 68.0% |" in page
+
+
+def test_memory_tables_show_mib_seconds_and_growth(render_results, tmp_path):
+    predict = {
+        "benchmark": "predict_memory",
+        "description": "peak RSS added by predict_proba",
+        "model": {"n_experts": 4, "expert_hidden_sizes": [64]},
+        "runs": [
+            {
+                "rows": 1000000,
+                "mode": "chunked",
+                "input_mib": 33.4,
+                "output_mib": 15.3,
+                "rss_before_mib": 506.2,
+                "peak_rss_mib": 546.6,
+                "added_by_predict_mib": 40.4,
+                "seconds": 19.31,
+                "rows_per_second": 51785,
+            }
+        ],
+    }
+    page = render_one(render_results, tmp_path, "predict_memory", predict)
+    assert page.count("Peak RSS added by predict_proba.") == 1
+    assert (
+        "| rows | prediction | input MiB | output MiB | RSS before MiB | peak RSS MiB | added by predict MiB | s |"
+        in page
+    )
+    assert "| 1,000,000 | chunked | 33.4 | 15.3 | 506 | 547 | 40 | 19.3 | 51,785 |" in page
+
+    streaming = {
+        "benchmark": "streaming_memory",
+        "config": {"part_rows": 100000, "batch_rows": 50000},
+        "runs": [
+            {
+                "mode": "in_memory",
+                "rows": 100000,
+                "peak_rss_mib": 549.66,
+                "rss_after_imports_mib": 366.6,
+                "peak_above_imports_mib": 183.08,
+                "seconds": 5.49,
+                "rows_per_second": 18213.2,
+            }
+        ],
+        "peak_above_imports_growth_10x_rows": {"streaming": 1.066, "in_memory": 3.138},
+    }
+    page = render_one(render_results, tmp_path / "s", "streaming_memory", streaming)
+    assert "| fit | rows | peak RSS MiB | peak above imports MiB | s | rows / s |" in page
+    assert "| in memory | 100,000 | 550 | 183 | 5.5 | 18,213 |" in page
+    assert "Peak above imports, 10× the rows: streaming 1.07×, in memory 3.14×." in page
+
+
+def test_threads_demo_table_pairs_the_two_thread_counts_of_each_round(render_results, tmp_path):
+    runs = [
+        {"round": 0, "threads": 2, "fit_s": 46.2, "load1_before": 5.84, "mean_test_auc": 0.7867},
+        {"round": 0, "threads": 1, "fit_s": 1.7, "load1_before": 6.0, "mean_test_auc": 0.7867},
+    ]
+    data = {
+        "benchmark": "threads_demo",
+        "command": "demo",
+        "runs": runs,
+        "fit_s_1_thread": _stat([1.7]),
+        "fit_s_2_threads": _stat([46.2]),
+        "median_ratio_2_over_1": 27.18,
+    }
+    page = render_one(render_results, tmp_path, "threads_demo", data)
+    assert "| round | fit s, 1 thread | fit s, 2 threads | 2 ÷ 1 threads |" in page
+    assert "| 0 | 1.7 | 46.2 | 27.18× | 6.0 | 5.8 | 0.7867 | 0.7867 |" in page
+    assert "1 thread 1.7, 2 threads 46.2; median ratio 2 ÷ 1 threads 27.18×." in page  # one round: no ±
+
+
+def test_dataset_tables_drop_empty_metric_columns_and_list_errors(render_results, tmp_path):
+    data = {
+        "benchmark": "funnel_models",
+        "config": {"seeds": [0, 1]},
+        "datasets": {
+            "census": {
+                "tasks": ["income", "married"],
+                "models": {
+                    "MMoE": {
+                        "auc": {"income": _stat([0.95, 0.96]), "married": _stat([0.99, 0.99])},
+                        "fit_seconds": _stat([20.0, 22.0]),
+                    },
+                    "ESMM": {"errors": ["tasks are not nested"]},
+                },
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "funnel_models", data)
+    assert "| model | seeds | income AUC | married AUC | fit s |" in page  # no GAUC / recall columns without requests
+    assert "| MMoE | 2 | 0.9550 ± 0.0071 | 0.9900 ± 0.0000 | 21.0 ± 1.4 |" in page
+    assert "| ESMM | 0 | – | – | – |" in page and "- ESMM: tasks are not nested" in page

@@ -8,6 +8,7 @@ from model_fixtures import SCHEMA, make_batch
 
 from sklearn_mtr import ResFlowClassifier
 from sklearn_mtr.datasets import make_funnel_classification
+from sklearn_mtr.estimators.resflow import ordinal_labels
 from sklearn_mtr.models import MODELS, ResFlow
 from sklearn_mtr.models.resflow import Affine
 
@@ -99,6 +100,34 @@ def test_task_parameters_are_exactly_what_one_task_reaches(n_tasks, order, logit
     for k in model.order[:-1]:
         expected = [] if logit_residual else list(model.towers[k].out.parameters())
         assert [id(p) for p in model.task_parameters(k)] == [id(p) for p in expected]
+
+
+def test_logit_only_variant_chains_logits_of_independent_towers():
+    model = build(n_tasks=3, hidden_residual=False, logit_residual=True, batch_norm="none").eval()
+    batch = make_batch()
+    e = model.embedding(batch)
+
+    def own(tower):  # a tower on the embedding alone: no hidden flow enters it
+        x = e
+        for layer in tower.layers:
+            x = layer(x)
+        return tower.out(x)
+
+    z0 = own(model.towers[0])
+    z1 = own(model.towers[1]) + z0
+    z2 = own(model.towers[2]) + z1
+    torch.testing.assert_close(model(batch), torch.cat([z0, z1, z2], dim=1))
+
+
+@pytest.mark.parametrize("logit_residual", [False, True])
+def test_task_parameters_without_hidden_flows(logit_residual):
+    model = build(n_tasks=3, task_order=[2, 0, 1], hidden_residual=False, logit_residual=logit_residual)
+    assert_task_parameters_exact(model, make_batch())
+    # no flow at all: every task owns its whole tower; the logit chain: only the last does
+    owners = [1] if logit_residual else [0, 1, 2]
+    for k in range(3):
+        owned = {id(p) for p in model.task_parameters(k)}
+        assert ({id(p) for p in model.towers[k].parameters()} <= owned) == (k in owners)
 
 
 def test_batch_norm_modes():
@@ -215,3 +244,52 @@ def test_resflow_pos_weight_raises_predicted_rates_and_is_validated():
     assert np.all(weighted > plain)
     with pytest.raises(ValueError, match="pos_weight"):
         ResFlowClassifier(**small, pos_weight=[1.0, -2.0]).fit(X, Y)
+
+
+def test_released_funnel_loss_is_the_weighted_bce_of_the_released_code():
+    X, Y = make_funnel_classification(n_samples=300, random_state=0)
+    clf = ResFlowClassifier.released_funnel(**{**TINY, "max_epochs": 1})
+    params = clf.get_params()
+    assert (params["task_weights"], params["pos_weight"]) == ((2.0, 1.0), (100.0, 500.0))
+    assert params["logit_residual"] and params["hidden_residual"] and params["batch_norm"] == "affine"
+    assert ResFlowClassifier.released_funnel(pos_weight=None).get_params()["pos_weight"] is None  # overridable
+    clf.fit(X, Y)
+    encoded = clf._encode(clf._validate_X(X[:16], reset=False))
+    y = torch.tensor(np.asarray(Y[:16], dtype=np.float32))
+    loss = clf.net_.validation_step((encoded, (y, None)))["loss"]
+    # by hand: 2 * mean BCE(pos_weight 100) of task 0 + 1 * mean BCE(pos_weight 500) of task 1
+    p = torch.sigmoid(clf.net_.module_(encoded).double())
+    yd = y.double()
+    bce = -(torch.tensor([100.0, 500.0]) * yd * torch.log(p) + (1 - yd) * torch.log(1 - p)).mean(0)
+    torch.testing.assert_close(loss.double(), 2 * bce[0] + bce[1], rtol=1e-5, atol=1e-6)
+
+
+def test_released_ordinal_is_the_logit_only_variant_with_rising_pos_weight():
+    clf = ResFlowClassifier.released_ordinal(n_tasks=3, **{**TINY, "max_epochs": 2})
+    params = clf.get_params()
+    assert not params["hidden_residual"] and params["logit_residual"] and params["batch_norm"] == "none"
+    np.testing.assert_allclose(params["pos_weight"], [0.90, 0.95, 1.00])
+    assert len(ResFlowClassifier.released_ordinal().get_params()["pos_weight"]) == 9
+    assert ResFlowClassifier.released_ordinal().get_params()["pos_weight"][-1] == pytest.approx(1.30)
+    with pytest.raises(ValueError, match="n_tasks"):
+        ResFlowClassifier.released_ordinal(n_tasks=0)
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    graded = np.exp(X["a"] + rng.normal(scale=0.5, size=300)) * 10
+    Y = ordinal_labels(graded, thresholds=[5, 10, 20])
+    clf.fit(X, Y)
+    module = clf.net_.module_
+    assert not module.hidden_residual and module.logit_residual
+    assert clf.predict_proba(X).shape == (300, 3)
+
+
+def test_ordinal_labels_are_nested_thresholds_and_keep_missing():
+    Y = ordinal_labels(pd.Series([3.0, 12.0, np.nan, 45.0], index=[7, 8, 9, 10]), thresholds=[5, 10, 40])
+    assert list(Y.columns) == ["> 5", "> 10", "> 40"] and list(Y.index) == [7, 8, 9, 10]
+    np.testing.assert_array_equal(Y.to_numpy()[[0, 1, 3]], [[0, 0, 0], [1, 1, 0], [1, 1, 1]])
+    assert Y.iloc[2].isna().all()
+    with pytest.raises(ValueError, match="strictly increasing"):
+        ordinal_labels([1.0, 2.0], thresholds=[10, 5])
+    with pytest.raises(ValueError, match="1-D"):
+        ordinal_labels([[1.0, 2.0]], thresholds=[1])

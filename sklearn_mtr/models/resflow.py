@@ -70,13 +70,19 @@ class ResFlow(MultiTaskModule):
 
     With tasks taken in ``task_order`` (shallow funnel step first: click before
     conversion), write ``h_t^l`` for the output of layer ``l`` of the ``t``-th tower.
-    The first tower is a plain MLP. For every later tower the input of layer ``l + 1``
-    is ``h_t^l + h_{t-1}^l`` and its logit layer reads ``h_t^L + h_{t-1}^L`` (L = last
-    hidden layer), as in the released two-task code, generalised as a chain ``t-1 -> t``.
-    With ``logit_residual`` the previous task's logit is added to the task's logit, so
-    each task learns a correction of the shallower one. There is no stop-gradient: a
-    deeper task's loss also trains the shallower towers through the additions. All
-    towers have the same widths (``tower_hidden_sizes``), which the additions require.
+    The first tower is a plain MLP. With ``hidden_residual`` (the default), for every
+    later tower the input of layer ``l + 1`` is ``h_t^l + h_{t-1}^l`` and its logit layer
+    reads ``h_t^L + h_{t-1}^L`` (L = last hidden layer), as in the released two-task code
+    (arXiv 2411.09705), generalised as a chain ``t-1 -> t``. With ``logit_residual`` the
+    previous task's logit is added to the task's logit, so each task learns a correction
+    of the shallower one. There is no stop-gradient: a deeper task's loss also trains the
+    shallower towers through the additions. All towers have the same widths
+    (``tower_hidden_sizes``), which the additions require.
+
+    ``hidden_residual=False, logit_residual=True, batch_norm="none"`` is the released
+    N-task variant for ordinal tasks (watch time above 5, 10, ..., 80 s): independent
+    towers whose outputs are summed along the chain, ``z_t = f_t(e) + z_{t-1}``, so each
+    task's logit is a cumulative sum and a deeper threshold learns only its correction.
 
     ``batch_norm`` (applied after the activation of every hidden layer and to the
     concatenated embedding, as in the released code):
@@ -90,9 +96,11 @@ class ResFlow(MultiTaskModule):
     - ``"none"``: no normalisation (the released N-task, logit-residual variant).
 
     Parameters private to a task (:meth:`task_modules`): a task's hidden layers reach
-    every later task through the flows, and its logit reaches the next one when
-    ``logit_residual`` is on. So only the **last** task in ``task_order`` owns its whole
-    tower; every other task owns its logit layer (nothing with ``logit_residual``).
+    every later task through the hidden flows, and its whole tower reaches the next one
+    through the logit when ``logit_residual`` is on. So only the **last** task in
+    ``task_order`` owns its whole tower; every other task owns its logit layer with the
+    hidden flows alone, nothing with ``logit_residual``, and its whole tower with neither
+    (the towers are then independent).
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class ResFlow(MultiTaskModule):
         activation: str = "prelu",
         batch_norm: str = "affine",
         logit_residual: bool = False,
+        hidden_residual: bool = True,
     ) -> None:
         super().__init__()
         sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
@@ -117,6 +126,7 @@ class ResFlow(MultiTaskModule):
         self.n_tasks = n_tasks
         self.order = check_task_order(task_order, n_tasks)
         self.logit_residual = bool(logit_residual)
+        self.hidden_residual = bool(hidden_residual)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         self.embedding_norm = make_norm(batch_norm, self.embedding.out_dim)
         self.towers = nn.ModuleList(
@@ -129,7 +139,7 @@ class ResFlow(MultiTaskModule):
             raise ValueError(f"ResFlow needs equal tower widths for its residual flows, got {sorted(widths)}.")
 
     def task_modules(self, k: int) -> list[nn.Module]:
-        if k == self.order[-1]:
+        if k == self.order[-1] or not (self.hidden_residual or self.logit_residual):
             return [self.towers[k]]
         return [] if self.logit_residual else [self.towers[k].out]
 
@@ -153,5 +163,6 @@ class ResFlow(MultiTaskModule):
             if self.logit_residual and prev_logit is not None:
                 z = z + prev_logit
             logits[k] = z
-            prev_hidden, prev_logit = hidden, z
+            prev_hidden = hidden if self.hidden_residual else None
+            prev_logit = z
         return self.embedding.bags.add_to(torch.cat(logits, dim=1), batch)

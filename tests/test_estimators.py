@@ -395,7 +395,7 @@ def test_a_continuation_runs_the_callbacks_set_since_the_first_fit(frame, contin
     clf.partial_fit(X, Y) if continuation == "partial_fit" else clf.fit(X, Y)
     assert [sorted(k for k in row if k.startswith("tag_")) for row in clf.history_] == [["tag_a"], ["tag_b"]]
     names = [name for name, _ in clf.net_.callbacks]
-    assert names == ["early_stopping", "b"]  # built-in ones kept, the old user callback gone
+    assert names == ["weight_averaging", "early_stopping", "b"]  # built-in ones kept, the old user callback gone
     clf.set_params(callbacks=None)
     clf.partial_fit(X, Y) if continuation == "partial_fit" else clf.fit(X, Y)
     assert not any(k.startswith("tag_") for k in clf.history_[-1])

@@ -202,20 +202,36 @@ class _Payload:
         return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_a_pickle_payload_in_the_weights_is_refused_and_never_run(funnel, tmp_path, monkeypatch):
+def test_a_pickle_payload_in_place_of_the_weights_is_refused_and_never_run(funnel, tmp_path, monkeypatch):
     X, Y = funnel
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "model.mtr"
     save(SharedBottomClassifier(**TINY).fit(X, Y), path)
-    _rewrite(path, "weights.pt", pickle.dumps({"module": _Payload()}), fix_checksum=True)
-    with pytest.raises(ValueError, match="tensors only"):
-        load(path)
+    for payload in (pickle.dumps({"module": _Payload()}), _torch_save({"module": _Payload()})):
+        _rewrite(path, "weights.safetensors", payload, fix_checksum=True)
+        with pytest.raises(ValueError, match="not a valid safetensors buffer"):
+            load(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def _torch_save(obj) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"module": _Payload()}, buffer)
-    _rewrite(path, "weights.pt", buffer.getvalue(), fix_checksum=True)
-    with pytest.raises(ValueError, match="tensors only"):
-        load(path)
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_a_version_1_file_is_refused_by_its_version_before_its_pickle_is_read(tmp_path, monkeypatch):
+    # Version 1 held the tensors in torch's pickle-based weights.pt; nothing of it is unpickled now.
+    monkeypatch.chdir(tmp_path)
+    members = {"config.json": b"{}", "weights.pt": _torch_save({"module": _Payload()})}
+    header = {"format": "sklearn-mtr-safe", "format_version": 1, "sklearn_mtr_version": "0.1.0"}
+    header["sha256"] = {k: hashlib.sha256(v).hexdigest() for k, v in members.items()}
+    with zipfile.ZipFile(tmp_path / "old.mtr", "w") as archive:
+        archive.writestr("format.json", json.dumps(header))
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match="format version 1 .*reads version 2. Version 1 stored the tensors in torch"):
+        load(tmp_path / "old.mtr")
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -361,7 +377,7 @@ def _patch_central_size(path, member, size):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("member", ["config.json", "weights.pt"])
+@pytest.mark.parametrize("member", ["config.json", "weights.safetensors"])
 def test_a_member_longer_than_its_declared_size_is_refused(funnel, tmp_path, member):
     X, Y = funnel
     path = tmp_path / "model.mtr"
@@ -406,7 +422,7 @@ def test_malformed_tagged_values_give_the_documented_value_error(tmp_path, key, 
 
 
 def test_sizes_the_weights_do_not_back_are_refused_before_the_network_is_built(funnel, tmp_path, monkeypatch):
-    # bottom_hidden_sizes=(24000,) in the configuration, 8-wide weights in weights.pt: the check
+    # bottom_hidden_sizes=(24000,) in the configuration, 8-wide weights in the file: the check
     # runs on the meta device, so the 24000-wide network is never allocated nor initialised.
     X, Y = funnel
     path = tmp_path / "model.mtr"
@@ -416,7 +432,7 @@ def test_sizes_the_weights_do_not_back_are_refused_before_the_network_is_built(f
     built = []
     monkeypatch.setattr(SharedBottomClassifier, "_make_net", lambda self, valid: built.append(1))
     with pytest.raises(
-        ValueError, match=r"weights.pt holds .* of shape \(8, .*where the configuration builds \(24000,"
+        ValueError, match=r"weights.safetensors holds .* of shape \(8, .*where the configuration builds \(24000,"
     ):
         load(path)
     assert not built

@@ -447,3 +447,113 @@ def test_torch_compile_options_in_a_file_are_refused_on_load(funnel, tmp_path):
     _rewrite(path, "config.json", json.dumps(_set_param(_config(path), "compile", options)).encode(), True)
     with pytest.raises(ValueError, match="parameters are not valid for SharedBottomClassifier: compile.*'options'"):
         load(path)
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write_members(path, members, compress=None):
+    """Write ``members`` (name, bytes pairs) with checksums that match; ``compress`` names the
+    members to deflate."""
+    header = json.loads(dict(members)["format.json"])
+    header["sha256"] = {name: hashlib.sha256(data).hexdigest() for name, data in members if name != "format.json"}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            data = json.dumps(header).encode() if name == "format.json" else data
+            method = zipfile.ZIP_DEFLATED if name in (compress or ()) else zipfile.ZIP_STORED
+            archive.writestr(name, data, compress_type=method)
+
+
+@pytest.fixture
+def saved(funnel, tmp_path):
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    save(MMoEClassifier(**TINY, n_experts=2, expert_hidden_sizes=(4,)).fit(X, Y), path)
+    return path
+
+
+def test_the_weights_member_must_be_stored_uncompressed(saved):
+    # a deflated member could inflate ~1000 times; stored, the weights are bytes of the file
+    _write_members(saved, list(_members(saved).items()), compress={"weights.safetensors"})
+    with pytest.raises(ValueError, match="weights.safetensors is compressed"):
+        load(saved)
+
+
+def test_a_compression_bomb_is_refused_by_its_ratio_before_it_is_inflated(saved):
+    members = _members(saved)
+    members["config.json"] += b" " * (4 << 20)  # valid JSON that deflates about 1000 times
+    _write_members(saved, list(members.items()), compress={"config.json"})
+    with pytest.raises(ValueError, match="config.json declares .* MAX_COMPRESSION_RATIO=32 times"):
+        load(saved)
+
+
+@pytest.mark.parametrize("change", ["duplicate", "extra"])
+def test_duplicate_or_unexpected_members_are_refused(saved, change):
+    members = list(_members(saved).items())
+    members.append(("config.json", b"{}") if change == "duplicate" else ("notes.txt", b"hello"))
+    with pytest.warns(UserWarning, match="Duplicate name") if change == "duplicate" else _nothing():
+        _write_members(saved, members)
+    with pytest.raises(
+        ValueError, match="appears twice" if change == "duplicate" else "unexpected ones \\['notes.txt'"
+    ):
+        load(saved)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _retarget(config, old, new):
+    """config.json with the tensor reference ``old`` renamed ``new``."""
+    return json.loads(json.dumps(config).replace(json.dumps(old), json.dumps(new), 1))
+
+
+@pytest.mark.parametrize("fault", ["unplaced", "twice"])
+def test_each_tensor_is_placed_exactly_once(saved, fault):
+    from sklearn_mtr._safetensors import dumps, loads
+
+    members = _members(saved)
+    tensors, _ = loads(members["weights.safetensors"])
+    config = json.loads(members["config.json"])
+    first, second = list(tensors)[:2]
+    if fault == "unplaced":
+        tensors["spare"] = torch.zeros(3)
+    else:  # two places share one tensor: load_state_dict would copy it twice
+        config = _retarget(config, second, first)
+        del tensors[second]
+    members["config.json"], members["weights.safetensors"] = json.dumps(config).encode(), dumps(tensors)
+    _write_members(saved, list(members.items()))
+    with pytest.raises(ValueError, match="does not place" if fault == "unplaced" else "absent from .* or named twice"):
+        load(saved)
+
+
+def test_tensors_are_refused_outside_the_training_state(saved):
+    config = _set_param(_config(saved), "task_weights", {"t": "tensor", "name": "state['module']['gates.0.bias']"})
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="unknown value tag 'tensor'"):
+        load(saved)
+
+
+def test_counts_the_weights_do_not_back_stop_the_build_before_it_grows(saved):
+    # Widths cost nothing on the meta device (experts are batched: n_experts is a width), but
+    # 50,000 tower layers are 100,000 Python modules; the build stops once it registers more
+    # than the file's tensors allow.
+    config = _set_param(_config(saved), "tower_hidden_sizes", {"t": "tuple", "v": [4] * 50_000})
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="builds a network of more than \\d+ (modules|tensors), where"):
+        load(saved)
+
+
+def test_a_number_of_tasks_the_weights_do_not_back_is_refused(saved):
+    config = _config(saved)
+    pairs = config["fitted"]["v"]
+    config["fitted"]["v"] = [[k, 10**9 if k == "n_tasks_" else v] for k, v in pairs]
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="n_tasks_=1000000000 is not a count of tasks"):
+        load(saved)

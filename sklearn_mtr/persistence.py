@@ -193,7 +193,7 @@ class _Encoder:
             dtype = value.get("dtype")
             if dtype in ("object", "str", "string"):
                 return pd.Index(items, dtype=object if dtype == "object" else dtype)
-            return pd.Index(np.asarray(items, dtype=_safe_dtype(dtype, items, where)))
+            return pd.Index(_typed_array(items, _safe_dtype(dtype, items, where), where))
         if tag == "optimizer":
             cls = self._lookup(self.optimizers, value, "optimizer")
             return cls(**self._table(payload, where))
@@ -230,7 +230,7 @@ class _Encoder:
             for i, v in enumerate(items):  # one by one: sequences must not broadcast
                 array[i] = self.decode(v, f"{where}[{i}]")
         else:
-            array = np.asarray(items, dtype=_safe_dtype(value.get("dtype"), items, where))
+            array = _typed_array(items, _safe_dtype(value.get("dtype"), items, where), where)
         if array.size != int(np.prod(shape)):
             raise _corrupt(f"{where} has {array.size} values, which does not match its shape {shape}")
         return array.reshape(shape)
@@ -271,6 +271,13 @@ def _safe_dtype(text: Any, items: list, where: str) -> np.dtype:
                 f"string has {longest}; such an array would take {len(items) * dtype.itemsize} bytes"
             )
     return dtype
+
+
+def _typed_array(items: list, dtype: np.dtype, where: str) -> np.ndarray:
+    try:
+        return np.asarray(items, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:  # "a" as a float, 2**70 as int64, a nested list
+        raise _corrupt(f"{where} holds values that are not of its dtype {dtype.str} ({str(exc)[:80]})") from None
 
 
 def _short(key: Any) -> str:
@@ -631,8 +638,9 @@ def _check_module_shapes(estimator, state: dict) -> None:
             f"the configuration builds a network of more than {limit} {kind}, where {_WEIGHTS} holds "
             f"{len(state)} tensors of it"
         ) from None
-    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
-    found = {name: tuple(t.shape) if isinstance(t, torch.Tensor) else None for name, t in state.items()}
+    # dtypes too: load_state_dict would silently cast integer bytes into float weights
+    expected = {name: (tuple(t.shape), t.dtype) for name, t in skeleton.state_dict().items()}
+    found = {name: (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else None for name, t in state.items()}
     if expected.keys() != found.keys():
         missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
         raise _corrupt(
@@ -641,7 +649,10 @@ def _check_module_shapes(estimator, state: dict) -> None:
         )
     for name, shape in expected.items():
         if found[name] != shape:
-            raise _corrupt(f"{_WEIGHTS} holds {name} of shape {found[name]}, where the configuration builds {shape}")
+            raise _corrupt(
+                f"{_WEIGHTS} holds {name} of shape {found[name][0]} ({found[name][1]}), where the configuration "
+                f"builds {shape[0]} ({shape[1]})"
+            )
 
 
 __all__ = ["FORMAT_VERSION", "MAX_COMPRESSION_RATIO", "MAX_CONFIG_BYTES", "load", "save"]

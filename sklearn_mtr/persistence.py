@@ -573,7 +573,34 @@ def _load_members(members: dict[str, bytes], device: str | None):
     net.history = History(history)
     estimator.net_ = net
     estimator.history_ = net.history
+    _check_predicts(estimator, len(members["config.json"]))
     return estimator
+
+
+def _check_predicts(estimator, config_size: int) -> None:
+    """Predict two rows of missing values, which every feature kind accepts: fitted attributes
+    that are well-typed one by one but do not work together (a scaler or a vocabulary removed
+    or replaced, column names that are not the encoder's) fail here, as a damaged file, rather
+    than with an AttributeError or a KeyError at the user's first predict. A ValueError is
+    what predict raises for input it refuses: it tells nothing about the file, so it passes."""
+    import warnings
+
+    keys = getattr(estimator, "_column_keys_", None)
+    if getattr(estimator, "_labelled_columns_", False) and isinstance(keys, list):
+        X = pd.DataFrame({key: [None, None] for key in keys}, columns=keys)
+    else:
+        n = estimator.n_features_in_
+        if not isinstance(n, int) or not 0 < n <= config_size:  # each column takes bytes of config.json
+            raise _corrupt(f"n_features_in_={_short(n)} is not a number of columns that config.json describes")
+        X = np.full((2, n), np.nan)
+    try:
+        with warnings.catch_warnings(), torch.random.fork_rng():
+            warnings.simplefilter("ignore")
+            estimator.predict_proba(X)
+    except ValueError:
+        pass
+    except Exception as exc:  # noqa: BLE001  (whatever fails here, the file's state is what is wrong)
+        raise _corrupt(f"the rebuilt estimator cannot predict ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 class _BuildBudget:

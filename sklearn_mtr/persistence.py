@@ -442,7 +442,8 @@ def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
         if version != FORMAT_VERSION:
             old = (
                 " Version 1 stored the tensors in torch's pickle-based format, which is no longer "
-                "read; re-save the model with sklearn-mtr 0.1.0 from before that change."
+                "read. To convert a file you trust: load it with the version that wrote it and "
+                "joblib.dump it, then joblib.load that file here and save it."
                 if version == 1
                 else " Load it with the sklearn-mtr version that wrote it."
             )

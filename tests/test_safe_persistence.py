@@ -557,3 +557,39 @@ def test_a_number_of_tasks_the_weights_do_not_back_is_refused(saved):
     _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
     with pytest.raises(ValueError, match="n_tasks_=1000000000 is not a count of tasks"):
         load(saved)
+
+
+def _edit_encoder(config, edit):
+    """config.json with the fitted TabularEncoder's attribute table passed through ``edit``."""
+    for pair in config["fitted"]["v"]:
+        if pair[0] == "feature_encoder_":
+            pair[1]["v"]["v"] = edit(pair[1]["v"]["v"])
+    return config
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda pairs: [p for p in pairs if p[0] != "scale_"],  # found by the fuzz suite: AttributeError
+        lambda pairs: [[k, "x" if k == "scale_" else v] for k, v in pairs],
+    ],
+)
+def test_fitted_state_that_cannot_predict_is_refused_on_load_not_at_the_first_predict(saved, edit):
+    config = _edit_encoder(_config(saved), edit)
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="the rebuilt estimator cannot predict"):
+        load(saved)
+
+
+def test_a_module_tensor_of_another_dtype_is_refused(saved):
+    from sklearn_mtr._safetensors import dumps, loads
+
+    members = _members(saved)
+    tensors, _ = loads(members["weights.safetensors"])
+    name = next(n for n in tensors if n.startswith("state['module']"))
+    tensors[name] = tensors[name].double()
+    _rewrite(saved, "weights.safetensors", dumps(tensors), fix_checksum=True)
+    with pytest.raises(
+        ValueError, match=r"holds .* \(torch.float64\), where the configuration builds .* \(torch.float32\)"
+    ):
+        load(saved)

@@ -551,7 +551,8 @@ def _load_members(members: dict[str, bytes], device: str | None):
         saved = torch.device(fitted.get("device_", "cpu"))
         device = str(saved) if saved.type != "cuda" or torch.cuda.is_available() else "cpu"
     estimator.device_ = str(torch.device(device))
-    tensors, _ = _safetensors.loads(members[_WEIGHTS])  # every size checked against the member's bytes
+    # every size checked against the member's bytes, which are dropped once copied into tensors
+    tensors, _ = _safetensors.loads(members.pop(_WEIGHTS))
     state_codec = _Encoder(tensors)
     state = state_codec.decode(config.get("state"), "state")
     if state_codec.used != tensors.keys():

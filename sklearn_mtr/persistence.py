@@ -595,6 +595,8 @@ def _check_predicts(estimator, config_size: int) -> None:
         if not isinstance(n, int) or not 0 < n <= config_size:  # each column takes bytes of config.json
             raise _corrupt(f"n_features_in_={_short(n)} is not a number of columns that config.json describes")
         X = np.full((2, n), np.nan)
+    net, compile_module = estimator.net_, estimator.net_.compile_module
+    net.set_compile(False)  # compiling (and the compiler it needs) is the first predict's business
     try:
         with warnings.catch_warnings(), torch.random.fork_rng():
             warnings.simplefilter("ignore")
@@ -603,6 +605,8 @@ def _check_predicts(estimator, config_size: int) -> None:
         pass
     except Exception as exc:  # noqa: BLE001  (whatever fails here, the file's state is what is wrong)
         raise _corrupt(f"the rebuilt estimator cannot predict ({type(exc).__name__}: {str(exc)[:200]})") from None
+    finally:
+        net.set_compile(compile_module)
 
 
 class _BuildBudget:

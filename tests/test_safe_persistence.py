@@ -593,3 +593,16 @@ def test_a_module_tensor_of_another_dtype_is_refused(saved):
         ValueError, match=r"holds .* \(torch.float64\), where the configuration builds .* \(torch.float32\)"
     ):
         load(saved)
+
+
+def test_the_load_time_prediction_check_does_not_compile(funnel, tmp_path, monkeypatch):
+    # compile=True is kept for the user's predict; the check must not run torch.compile (slow,
+    # and it may need a compiler the loading machine lacks).
+    X, Y = funnel
+    save(SharedBottomClassifier(**TINY).fit(X, Y).set_params(compile=True), tmp_path / "model.mtr")
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: calls.append(kwargs) or module)
+    loaded = load(tmp_path / "model.mtr")
+    assert calls == [] and loaded.net_.compile_module is True
+    loaded.predict_proba(X)
+    assert calls == [{}]

@@ -2,37 +2,47 @@
 
 ``joblib`` / ``pickle`` keep everything but execute whatever the file says when it is loaded,
 so a model file from an untrusted source is a program. :func:`save` writes a zip archive that
-:func:`load` reads back without unpickling anything:
+:func:`load` reads back without unpickling anything, not even through torch's restricted
+unpickler:
 
 - ``format.json``: the format name and version, the library versions that wrote it, and the
   SHA-256 of every other member (a damaged or edited file is refused with a clear error;
   this is an integrity check, not a signature);
 - ``config.json``: the estimator's class name (one of :data:`sklearn_mtr.estimators.__all__`),
   its ``get_params(deep=False)``, its fitted attributes (the feature encoder's roles,
-  vocabularies and scalers included) and ``history_``, all as tagged JSON. Only plain values,
-  numpy arrays of numbers or strings, pandas indexes and a fixed allow-list of this package's
-  classes can appear; anything else is refused when saving, and again when loading;
-- ``weights.pt``: the network's ``state_dict``, the torch optimizer's state and the
-  multi-task method's state, read with ``torch.load(weights_only=True)`` (tensors and plain
-  containers only) onto the device asked for.
+  vocabularies and scalers included), ``history_`` and the layout of the training state, all
+  as tagged JSON. Only plain values, numpy arrays of numbers or strings, pandas indexes and a
+  fixed allow-list of this package's classes can appear; anything else is refused when
+  saving, and again when loading;
+- ``weights.safetensors`` (stored uncompressed): the tensors of the network's ``state_dict``,
+  of the torch optimizer's state and of the multi-task method's state, in the safetensors
+  format (a JSON header of names, dtypes, shapes and byte ranges, then raw bytes), which the
+  official ``safetensors`` library reads too. ``config.json`` says where each tensor goes.
 
-:func:`load` bounds what a file can make it allocate: each member is read up to a cap (or
-its declared size), and the network is built only once its shapes, computed on the ``meta``
-device, match the tensors in ``weights.pt``.
+:func:`load` bounds what a file can make it allocate by what the file holds: each member is
+read up to a cap, its declared size and (for a compressed member) a compression ratio; every
+tensor's shape and byte range is checked against the bytes present; and the network is built
+on the ``meta`` device, stopped as soon as it registers more parameters or modules than the
+weights could fill, and built for real only once its shapes match the tensors.
 
 A loaded estimator predicts exactly as the saved one and can continue training
 (``partial_fit`` / ``warm_start``) with its optimizer state. The ``callbacks`` parameter and
 ``optimizer=`` instances of classes outside :mod:`sklearn_mtr.optim` hold arbitrary objects
 and cannot be saved this way: use ``joblib`` for them, on files you trust.
+
+Format version 1 (sklearn-mtr 0.1.0 before release) stored the tensors as a ``weights.pt``
+member read with ``torch.load(weights_only=True)``; it is no longer read, so that no model
+file goes through the pickle protocol.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
+import struct
+import threading
 import uuid
 import zipfile
 import zlib
@@ -43,9 +53,12 @@ import pandas as pd
 import torch
 from skorch.history import History
 
+from . import _safetensors
+
 FORMAT_NAME = "sklearn-mtr-safe"
-FORMAT_VERSION = 1
-_MEMBERS = ("config.json", "weights.pt")
+FORMAT_VERSION = 2
+_WEIGHTS = "weights.safetensors"
+_MEMBERS = ("config.json", _WEIGHTS)
 # numpy dtypes stored as JSON lists: booleans, integers, floats and fixed-width strings.
 _ARRAY_KINDS = "biufU"
 # Largest uncompressed size load reads of each member; a member is refused before it is inflated
@@ -54,12 +67,19 @@ _ARRAY_KINDS = "biufU"
 # digests. config.json holds the parameters, history and the fitted encoder, whose vocabularies
 # grow with the categories seen: ten million 20-character categories take about 250 MB of JSON,
 # and parsed JSON takes several times its size in memory, hence 512 MiB; raise MAX_CONFIG_BYTES
-# to read a file with larger vocabularies. weights.pt is bounded by its own declared size only,
-# since the tensors of a real model can be any size.
+# to read a file with larger vocabularies. The tensors of a real model can be any size, so the
+# weights member is bounded by the file itself: it must be stored uncompressed, so its bytes are
+# bytes of the file.
 _MAX_HEADER_BYTES = 1 << 16
 #: Largest ``config.json`` (uncompressed bytes) that :func:`load` reads: 512 MiB. Raise it to
 #: load a file you trust whose vocabularies are larger.
 MAX_CONFIG_BYTES = 1 << 29
+#: Largest ratio of uncompressed to compressed size that :func:`load` accepts for a deflated
+#: member (beyond its first MiB): 32. The config.json of a model with vocabularies of 50,000
+#: strings and 60,000 integer ids deflates 3.7 times; a compression bomb deflates up to about
+#: 1000 times, and parsed JSON takes up to about 25 times its text in memory.
+MAX_COMPRESSION_RATIO = 32
+_RATIO_SLACK = 1 << 20
 _READ_CHUNK = 1 << 20
 # A string array may be declared wider than its longest string only while it stays this small
 # (numpy keeps the width of the array a subset came from); a wider declared width is what turns
@@ -74,7 +94,7 @@ class _Encoder:
     """Turns the allowed Python values into tagged JSON (every container is a tagged object,
     so a JSON object is never ambiguous) and back."""
 
-    def __init__(self) -> None:
+    def __init__(self, tensors: dict[str, torch.Tensor] | None = None) -> None:
         from . import estimators
         from ._schema import FeatureSchema, SequenceInput, SparseInput, TextInput
         from .features import TabularEncoder
@@ -88,6 +108,11 @@ class _Encoder:
         # Restored from their attribute dict, without calling __init__ or any other code.
         self.stateful = {cls.__name__: cls for cls in (TabularEncoder, Vocabulary, HashedText, SparseColumns)}
         self.dataclasses = {cls.__name__: cls for cls in (FeatureSchema, SequenceInput, TextInput, SparseInput)}
+        # Training state only: tensors live in the weights member, and the tagged JSON names
+        # them ({"t": "tensor", "name": ...}); each tensor is referenced exactly once, so no
+        # tensor is copied into several places on load. None: tensors are not allowed.
+        self.tensors = tensors
+        self.used: set[str] = set()
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, value: Any, where: str) -> Any:
@@ -108,6 +133,11 @@ class _Encoder:
             return {"t": "dict", "v": items}
         if isinstance(value, np.ndarray):
             return self._encode_array(value, where)
+        if isinstance(value, torch.Tensor) and self.tensors is not None:
+            if where in self.tensors:  # only a tensor used as a dict key could share its path
+                raise ValueError(f"{where} is a tensor in a place the safe format cannot name")
+            self.tensors[where] = value
+            return {"t": "tensor", "name": where}
         if isinstance(value, pd.Index) and not isinstance(value, pd.MultiIndex):
             return {"t": "index", "dtype": str(value.dtype), "v": [self.encode(v, f"{where}[]") for v in value]}
         cls = type(value)
@@ -163,7 +193,7 @@ class _Encoder:
             dtype = value.get("dtype")
             if dtype in ("object", "str", "string"):
                 return pd.Index(items, dtype=object if dtype == "object" else dtype)
-            return pd.Index(np.asarray(items, dtype=_safe_dtype(dtype, items, where)))
+            return pd.Index(_typed_array(items, _safe_dtype(dtype, items, where), where))
         if tag == "optimizer":
             cls = self._lookup(self.optimizers, value, "optimizer")
             return cls(**self._table(payload, where))
@@ -175,6 +205,12 @@ class _Encoder:
         if tag == "dataclass":
             cls = self._lookup(self.dataclasses, value, "class")
             return cls(**self._table(payload, where))
+        if tag == "tensor" and self.tensors is not None:
+            name = value.get("name")
+            if not isinstance(name, str) or name not in self.tensors or name in self.used:
+                raise _corrupt(f"{where} names the tensor {str(name)[:80]!r}, absent from {_WEIGHTS} or named twice")
+            self.used.add(name)
+            return self.tensors[name]
         raise _corrupt(f"{where} has an unknown value tag {tag!r}")
 
     def _table(self, payload: Any, where: str) -> dict:
@@ -194,7 +230,7 @@ class _Encoder:
             for i, v in enumerate(items):  # one by one: sequences must not broadcast
                 array[i] = self.decode(v, f"{where}[{i}]")
         else:
-            array = np.asarray(items, dtype=_safe_dtype(value.get("dtype"), items, where))
+            array = _typed_array(items, _safe_dtype(value.get("dtype"), items, where), where)
         if array.size != int(np.prod(shape)):
             raise _corrupt(f"{where} has {array.size} values, which does not match its shape {shape}")
         return array.reshape(shape)
@@ -235,6 +271,13 @@ def _safe_dtype(text: Any, items: list, where: str) -> np.dtype:
                 f"string has {longest}; such an array would take {len(items) * dtype.itemsize} bytes"
             )
     return dtype
+
+
+def _typed_array(items: list, dtype: np.dtype, where: str) -> np.ndarray:
+    try:
+        return np.asarray(items, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:  # "a" as a float, 2**70 as int64, a nested list
+        raise _corrupt(f"{where} holds values that are not of its dtype {dtype.str} ({str(exc)[:80]})") from None
 
 
 def _short(key: Any) -> str:
@@ -299,7 +342,7 @@ def save(estimator, path: str | os.PathLike) -> None:
             "callbacks=None before saving (callbacks only act during fit), or use joblib.dump."
         )
     config: dict[str, Any] = {"class": name, "params": codec.encode(params, "parameter")}
-    weights: dict[str, Any] = {}
+    tensors: dict[str, torch.Tensor] = {}
     if estimator.__sklearn_is_fitted__():
         net = estimator.net_
         fitted = {
@@ -309,13 +352,12 @@ def save(estimator, path: str | os.PathLike) -> None:
         }
         config["fitted"] = codec.encode(fitted, "fitted attribute")
         config["history"] = codec.encode([dict(row) for row in net.history], "history_")
-        weights["module"] = net.module_.state_dict()
-        weights["optimizer"] = net.optimizer_.state_dict()
+        state = {"module": net.module_.state_dict(), "optimizer": net.optimizer_.state_dict()}
         if getattr(net, "mto_state_", None) is not None:
-            weights["mto_state"] = net.mto_state_.state_dict()
-    buffer = io.BytesIO()
-    torch.save(_to_cpu(weights), buffer)
-    members = {"config.json": _json_bytes(config), "weights.pt": buffer.getvalue()}
+            state["mto_state"] = net.mto_state_.state_dict()
+        # the layout in config.json, each tensor replaced by its name in the weights member
+        config["state"] = _Encoder(tensors).encode(state, "state")
+    members = {"config.json": _json_bytes(config), _WEIGHTS: _safetensors.dumps(tensors)}
     header = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -333,30 +375,34 @@ def save(estimator, path: str | os.PathLike) -> None:
     try:
         with open(partial, "xb") as stream, zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("format.json", _json_bytes(header))
-            for key, data in members.items():
-                archive.writestr(key, data)
+            archive.writestr("config.json", members["config.json"])
+            # stored, not deflated: load bounds the weights by the file's own size (tensors
+            # barely compress anyway)
+            archive.writestr(_WEIGHTS, members[_WEIGHTS], compress_type=zipfile.ZIP_STORED)
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
 
 
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _read_member(archive: zipfile.ZipFile, name: str, limit: int, hint: str = "") -> bytes:
-    """Member ``name`` of ``archive``, refused when it declares more than ``limit`` bytes or
-    inflates to more than it declared: read in bounded chunks, so no header can make it exceed."""
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int, file_size: int, hint: str = "") -> bytes:
+    """Member ``name`` of ``archive``, refused when it declares more than ``limit`` bytes, more
+    than :data:`MAX_COMPRESSION_RATIO` times its compressed size, compressed bytes beyond the
+    file's ``file_size``, or inflates to more than it declared: read in bounded chunks, so no
+    header can make it exceed."""
     info = archive.getinfo(name)
     if info.file_size > limit:
         raise _corrupt(f"{name} declares {info.file_size} bytes, more than the {limit} load reads of it{hint}")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _corrupt(f"{name} uses the zip compression method {info.compress_type}, which save never writes")
+    if info.compress_size > file_size:
+        raise _corrupt(f"{name} declares {info.compress_size} compressed bytes in a file of {file_size}")
+    if info.file_size > MAX_COMPRESSION_RATIO * info.compress_size + _RATIO_SLACK:
+        raise _corrupt(
+            f"{name} declares {info.file_size} bytes compressed into {info.compress_size}, more than "
+            f"MAX_COMPRESSION_RATIO={MAX_COMPRESSION_RATIO} times (a compression bomb; raise "
+            "sklearn_mtr.persistence.MAX_COMPRESSION_RATIO to read a trusted file)"
+        )
     chunks, total = [], 0
     try:
         with archive.open(info) as stream:
@@ -365,8 +411,8 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int, hint: str = ""
                 if total > info.file_size:
                     raise _corrupt(f"{name} inflates to more than the {info.file_size} bytes it declares")
                 chunks.append(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-        # damaged data (bad CRC, broken deflate stream), or a compression / encryption save never writes
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError) as exc:
+        # damaged data (bad CRC, broken deflate stream, truncated file), or an encryption save never writes
         raise _corrupt(f"{name} cannot be read ({type(exc).__name__}: {exc})") from None
     return b"".join(chunks)
 
@@ -374,13 +420,18 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int, hint: str = ""
 def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError):
+        file_size = os.fstat(archive.fp.fileno()).st_size
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, struct.error):
         raise _corrupt(f"{os.fspath(path)!r} is not a zip archive written by sklearn_mtr.persistence.save") from None
     with archive:
-        names = set(archive.namelist())
+        listed = archive.namelist()
+        names = set(listed)
+        if len(names) != len(listed):
+            # zipfile reads the last of two same-named members, other tools the first
+            raise _corrupt("a member name appears twice in the archive")
         if "format.json" not in names:
             raise _corrupt("format.json is missing")
-        text = _read_member(archive, "format.json", _MAX_HEADER_BYTES)
+        text = _read_member(archive, "format.json", _MAX_HEADER_BYTES, file_size)
         try:
             header = json.loads(text)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -389,17 +440,31 @@ def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
             raise _corrupt(f"format.json does not name the {FORMAT_NAME!r} format")
         version = header.get("format_version")
         if version != FORMAT_VERSION:
+            old = (
+                " Version 1 stored the tensors in torch's pickle-based format, which is no longer "
+                "read. To convert a file you trust: load it with the version that wrote it and "
+                "joblib.dump it, then joblib.load that file here and save it."
+                if version == 1
+                else " Load it with the sklearn-mtr version that wrote it."
+            )
             raise ValueError(
-                f"the file has format version {version!r} (written by sklearn-mtr "
-                f"{header.get('sklearn_mtr_version', '?')}); this sklearn-mtr reads version {FORMAT_VERSION}. "
-                "Load it with the sklearn-mtr version that wrote it."
+                f"the file has format version {_short(version)} (written by sklearn-mtr "
+                f"{str(header.get('sklearn_mtr_version', '?'))[:40]}); this sklearn-mtr reads version "
+                f"{FORMAT_VERSION}.{old}"
             )
         missing = [m for m in _MEMBERS if m not in names]
-        if missing:
-            raise _corrupt(f"members {missing} are missing")
-        limits = {"config.json": MAX_CONFIG_BYTES, "weights.pt": archive.getinfo("weights.pt").file_size}
+        extra = sorted(names - {"format.json", *_MEMBERS})
+        if missing or extra:
+            raise _corrupt(
+                f"the archive lacks members {missing} or holds unexpected ones {[e[:40] for e in extra[:5]]}"
+            )
+        if archive.getinfo(_WEIGHTS).compress_type != zipfile.ZIP_STORED:
+            raise _corrupt(f"{_WEIGHTS} is compressed; save stores it uncompressed, bounded by the file's size")
         hint = "; raise sklearn_mtr.persistence.MAX_CONFIG_BYTES to read a trusted file with larger vocabularies"
-        members = {m: _read_member(archive, m, limits[m], hint if m == "config.json" else "") for m in _MEMBERS}
+        members = {
+            "config.json": _read_member(archive, "config.json", MAX_CONFIG_BYTES, file_size, hint),
+            _WEIGHTS: _read_member(archive, _WEIGHTS, file_size, file_size),
+        }
     digests = header.get("sha256")
     digests = digests if isinstance(digests, dict) else {}
     for key, data in members.items():
@@ -486,27 +551,102 @@ def _load_members(members: dict[str, bytes], device: str | None):
         saved = torch.device(fitted.get("device_", "cpu"))
         device = str(saved) if saved.type != "cuda" or torch.cuda.is_available() else "cpu"
     estimator.device_ = str(torch.device(device))
-    try:
-        weights = torch.load(io.BytesIO(members["weights.pt"]), map_location=estimator.device_, weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (whatever the unpickler rejects, the file is corrupt)
-        raise _corrupt(f"weights.pt cannot be read as tensors only ({type(exc).__name__}: {exc})") from None
-    if not isinstance(weights, dict) or not isinstance(weights.get("module"), dict):
-        raise _corrupt("weights.pt does not hold the network's state_dict")
-    _check_module_shapes(estimator, weights["module"])
+    # every size checked against the member's bytes, which are dropped once copied into tensors
+    tensors, _ = _safetensors.loads(members.pop(_WEIGHTS))
+    state_codec = _Encoder(tensors)
+    state = state_codec.decode(config.get("state"), "state")
+    if state_codec.used != tensors.keys():
+        raise _corrupt(f"{_WEIGHTS} holds tensors that config.json does not place")
+    if not isinstance(state, dict) or not isinstance(state.get("module"), dict) or "optimizer" not in state:
+        raise _corrupt("the training state does not hold the network's state_dict and the optimizer's state")
+    _check_module_shapes(estimator, state["module"])
 
     devices = [torch.device(estimator.device_)] if torch.device(estimator.device_).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # building the net draws initial weights
         net = estimator._make_net(None)
         net.initialize()
-    net.module_.load_state_dict(weights["module"])
-    net.optimizer_.load_state_dict(weights["optimizer"])
-    if "mto_state" in weights:
-        net.mto_state_.load_state_dict(weights["mto_state"])
+    net.module_.load_state_dict(state["module"])
+    net.optimizer_.load_state_dict(state["optimizer"])
+    if (getattr(net, "mto_state_", None) is None) != ("mto_state" not in state):
+        raise _corrupt("the multi-task method's state is missing, or present for a method that has none")
+    if "mto_state" in state:
+        net.mto_state_.load_state_dict(state["mto_state"])
     history = codec.decode(config.get("history", {"t": "list", "v": []}), "history_")
     net.history = History(history)
     estimator.net_ = net
     estimator.history_ = net.history
+    _check_predicts(estimator, len(members["config.json"]))
     return estimator
+
+
+def _check_predicts(estimator, config_size: int) -> None:
+    """Predict two rows of missing values, which every feature kind accepts: fitted attributes
+    that are well-typed one by one but do not work together (a scaler or a vocabulary removed
+    or replaced, column names that are not the encoder's) fail here, as a damaged file, rather
+    than with an AttributeError or a KeyError at the user's first predict. A ValueError is
+    what predict raises for input it refuses: it tells nothing about the file, so it passes."""
+    import warnings
+
+    keys = getattr(estimator, "_column_keys_", None)
+    if getattr(estimator, "_labelled_columns_", False) and isinstance(keys, list):
+        X = pd.DataFrame({key: [None, None] for key in keys}, columns=keys)
+    else:
+        n = estimator.n_features_in_
+        if not isinstance(n, int) or not 0 < n <= config_size:  # each column takes bytes of config.json
+            raise _corrupt(f"n_features_in_={_short(n)} is not a number of columns that config.json describes")
+        X = np.full((2, n), np.nan)
+    net, compile_module = estimator.net_, estimator.net_.compile_module
+    net.set_compile(False)  # compiling (and the compiler it needs) is the first predict's business
+    try:
+        with warnings.catch_warnings(), torch.random.fork_rng():
+            warnings.simplefilter("ignore")
+            estimator.predict_proba(X)
+    except ValueError:
+        pass
+    except Exception as exc:  # noqa: BLE001  (whatever fails here, the file's state is what is wrong)
+        raise _corrupt(f"the rebuilt estimator cannot predict ({type(exc).__name__}: {str(exc)[:200]})") from None
+    finally:
+        net.set_compile(compile_module)
+
+
+class _BuildBudget:
+    """Global torch module-registration hooks that stop a build once it registers more tensors
+    or submodules than ``tensors`` allow; active in the thread that entered it only."""
+
+    _local = threading.local()
+
+    def __init__(self, tensors: int) -> None:
+        # Every parameter or buffer of the network is a tensor of the file; a module without
+        # tensors (an activation, a container) comes with modules that have some, so a few
+        # per tensor is generous (this package's networks have at most about 2).
+        self.limits = {"tensors": 2 * tensors + 16, "modules": 8 * tensors + 64}
+
+    def __enter__(self) -> None:
+        from torch.nn.modules import module
+
+        self.counts = dict.fromkeys(self.limits, 0)
+        self._local.budget = self
+        self.handles = [
+            module.register_module_parameter_registration_hook(lambda *args: self._count("tensors")),
+            module.register_module_buffer_registration_hook(lambda *args: self._count("tensors")),
+            module.register_module_module_registration_hook(lambda *args: self._count("modules")),
+        ]
+
+    def _count(self, kind: str) -> None:
+        if getattr(self._local, "budget", None) is not self:
+            return  # another thread building its own modules
+        self.counts[kind] += 1
+        if self.counts[kind] > self.limits[kind]:
+            raise _OverBudget(kind, self.limits[kind])
+
+    def __exit__(self, *exc_info) -> None:
+        self._local.budget = None
+        for handle in self.handles:
+            handle.remove()
+
+
+class _OverBudget(Exception):
+    pass
 
 
 def _check_module_shapes(estimator, state: dict) -> None:
@@ -514,21 +654,38 @@ def _check_module_shapes(estimator, state: dict) -> None:
 
     The network is built on the ``meta`` device (shapes, no memory, no initialisation) before
     the real one: sizes in the configuration (categorical cardinalities, layer widths) that the
-    weights do not back would otherwise allocate and initialise gigabytes first.
+    weights do not back would otherwise allocate and initialise gigabytes first. Counts (tasks,
+    experts, layers, features) make Python objects even on the meta device, so the build is
+    stopped once it registers more tensors or modules than the weights hold.
     """
-    with torch.device("meta"):
-        skeleton = estimator._build_module(estimator.feature_encoder_.schema_, estimator.n_tasks_)
-    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
-    found = {name: tuple(t.shape) if isinstance(t, torch.Tensor) else None for name, t in state.items()}
+    n_tasks = estimator.n_tasks_
+    if not isinstance(n_tasks, int) or isinstance(n_tasks, bool) or not 1 <= n_tasks <= len(state):
+        # every task has a tower (at least one tensor of its own)
+        raise _corrupt(f"n_tasks_={str(n_tasks)[:40]} is not a count of tasks that {len(state)} tensors can hold")
+    try:
+        with _BuildBudget(len(state)), torch.device("meta"):
+            skeleton = estimator._build_module(estimator.feature_encoder_.schema_, n_tasks)
+    except _OverBudget as exc:
+        kind, limit = exc.args
+        raise _corrupt(
+            f"the configuration builds a network of more than {limit} {kind}, where {_WEIGHTS} holds "
+            f"{len(state)} tensors of it"
+        ) from None
+    # dtypes too: load_state_dict would silently cast integer bytes into float weights
+    expected = {name: (tuple(t.shape), t.dtype) for name, t in skeleton.state_dict().items()}
+    found = {name: (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else None for name, t in state.items()}
     if expected.keys() != found.keys():
         missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
         raise _corrupt(
-            f"weights.pt does not hold the network the configuration describes "
-            f"(missing {missing[:5]}, unexpected {extra[:5]})"
+            f"{_WEIGHTS} does not hold the network the configuration describes "
+            f"(missing {missing[:5]}, unexpected {[str(e)[:80] for e in extra[:5]]})"
         )
     for name, shape in expected.items():
         if found[name] != shape:
-            raise _corrupt(f"weights.pt holds {name} of shape {found[name]}, where the configuration builds {shape}")
+            raise _corrupt(
+                f"{_WEIGHTS} holds {name} of shape {found[name][0]} ({found[name][1]}), where the configuration "
+                f"builds {shape[0]} ({shape[1]})"
+            )
 
 
-__all__ = ["FORMAT_VERSION", "MAX_CONFIG_BYTES", "load", "save"]
+__all__ = ["FORMAT_VERSION", "MAX_COMPRESSION_RATIO", "MAX_CONFIG_BYTES", "load", "save"]

@@ -202,20 +202,36 @@ class _Payload:
         return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_a_pickle_payload_in_the_weights_is_refused_and_never_run(funnel, tmp_path, monkeypatch):
+def test_a_pickle_payload_in_place_of_the_weights_is_refused_and_never_run(funnel, tmp_path, monkeypatch):
     X, Y = funnel
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "model.mtr"
     save(SharedBottomClassifier(**TINY).fit(X, Y), path)
-    _rewrite(path, "weights.pt", pickle.dumps({"module": _Payload()}), fix_checksum=True)
-    with pytest.raises(ValueError, match="tensors only"):
-        load(path)
+    for payload in (pickle.dumps({"module": _Payload()}), _torch_save({"module": _Payload()})):
+        _rewrite(path, "weights.safetensors", payload, fix_checksum=True)
+        with pytest.raises(ValueError, match="not a valid safetensors buffer"):
+            load(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def _torch_save(obj) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"module": _Payload()}, buffer)
-    _rewrite(path, "weights.pt", buffer.getvalue(), fix_checksum=True)
-    with pytest.raises(ValueError, match="tensors only"):
-        load(path)
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_a_version_1_file_is_refused_by_its_version_before_its_pickle_is_read(tmp_path, monkeypatch):
+    # Version 1 held the tensors in torch's pickle-based weights.pt; nothing of it is unpickled now.
+    monkeypatch.chdir(tmp_path)
+    members = {"config.json": b"{}", "weights.pt": _torch_save({"module": _Payload()})}
+    header = {"format": "sklearn-mtr-safe", "format_version": 1, "sklearn_mtr_version": "0.1.0"}
+    header["sha256"] = {k: hashlib.sha256(v).hexdigest() for k, v in members.items()}
+    with zipfile.ZipFile(tmp_path / "old.mtr", "w") as archive:
+        archive.writestr("format.json", json.dumps(header))
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match="format version 1 .*reads version 2. Version 1 stored the tensors in torch"):
+        load(tmp_path / "old.mtr")
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -361,7 +377,7 @@ def _patch_central_size(path, member, size):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("member", ["config.json", "weights.pt"])
+@pytest.mark.parametrize("member", ["config.json", "weights.safetensors"])
 def test_a_member_longer_than_its_declared_size_is_refused(funnel, tmp_path, member):
     X, Y = funnel
     path = tmp_path / "model.mtr"
@@ -406,7 +422,7 @@ def test_malformed_tagged_values_give_the_documented_value_error(tmp_path, key, 
 
 
 def test_sizes_the_weights_do_not_back_are_refused_before_the_network_is_built(funnel, tmp_path, monkeypatch):
-    # bottom_hidden_sizes=(24000,) in the configuration, 8-wide weights in weights.pt: the check
+    # bottom_hidden_sizes=(24000,) in the configuration, 8-wide weights in the file: the check
     # runs on the meta device, so the 24000-wide network is never allocated nor initialised.
     X, Y = funnel
     path = tmp_path / "model.mtr"
@@ -416,7 +432,7 @@ def test_sizes_the_weights_do_not_back_are_refused_before_the_network_is_built(f
     built = []
     monkeypatch.setattr(SharedBottomClassifier, "_make_net", lambda self, valid: built.append(1))
     with pytest.raises(
-        ValueError, match=r"weights.pt holds .* of shape \(8, .*where the configuration builds \(24000,"
+        ValueError, match=r"weights.safetensors holds .* of shape \(8, .*where the configuration builds \(24000,"
     ):
         load(path)
     assert not built
@@ -431,3 +447,162 @@ def test_torch_compile_options_in_a_file_are_refused_on_load(funnel, tmp_path):
     _rewrite(path, "config.json", json.dumps(_set_param(_config(path), "compile", options)).encode(), True)
     with pytest.raises(ValueError, match="parameters are not valid for SharedBottomClassifier: compile.*'options'"):
         load(path)
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write_members(path, members, compress=None):
+    """Write ``members`` (name, bytes pairs) with checksums that match; ``compress`` names the
+    members to deflate."""
+    header = json.loads(dict(members)["format.json"])
+    header["sha256"] = {name: hashlib.sha256(data).hexdigest() for name, data in members if name != "format.json"}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            data = json.dumps(header).encode() if name == "format.json" else data
+            method = zipfile.ZIP_DEFLATED if name in (compress or ()) else zipfile.ZIP_STORED
+            archive.writestr(name, data, compress_type=method)
+
+
+@pytest.fixture
+def saved(funnel, tmp_path):
+    X, Y = funnel
+    path = tmp_path / "model.mtr"
+    save(MMoEClassifier(**TINY, n_experts=2, expert_hidden_sizes=(4,)).fit(X, Y), path)
+    return path
+
+
+def test_the_weights_member_must_be_stored_uncompressed(saved):
+    # a deflated member could inflate ~1000 times; stored, the weights are bytes of the file
+    _write_members(saved, list(_members(saved).items()), compress={"weights.safetensors"})
+    with pytest.raises(ValueError, match="weights.safetensors is compressed"):
+        load(saved)
+
+
+def test_a_compression_bomb_is_refused_by_its_ratio_before_it_is_inflated(saved):
+    members = _members(saved)
+    members["config.json"] += b" " * (4 << 20)  # valid JSON that deflates about 1000 times
+    _write_members(saved, list(members.items()), compress={"config.json"})
+    with pytest.raises(ValueError, match="config.json declares .* MAX_COMPRESSION_RATIO=32 times"):
+        load(saved)
+
+
+@pytest.mark.parametrize("change", ["duplicate", "extra"])
+def test_duplicate_or_unexpected_members_are_refused(saved, change):
+    members = list(_members(saved).items())
+    members.append(("config.json", b"{}") if change == "duplicate" else ("notes.txt", b"hello"))
+    with pytest.warns(UserWarning, match="Duplicate name") if change == "duplicate" else _nothing():
+        _write_members(saved, members)
+    with pytest.raises(
+        ValueError, match="appears twice" if change == "duplicate" else "unexpected ones \\['notes.txt'"
+    ):
+        load(saved)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _retarget(config, old, new):
+    """config.json with the tensor reference ``old`` renamed ``new``."""
+    return json.loads(json.dumps(config).replace(json.dumps(old), json.dumps(new), 1))
+
+
+@pytest.mark.parametrize("fault", ["unplaced", "twice"])
+def test_each_tensor_is_placed_exactly_once(saved, fault):
+    from sklearn_mtr._safetensors import dumps, loads
+
+    members = _members(saved)
+    tensors, _ = loads(members["weights.safetensors"])
+    config = json.loads(members["config.json"])
+    first, second = list(tensors)[:2]
+    if fault == "unplaced":
+        tensors["spare"] = torch.zeros(3)
+    else:  # two places share one tensor: load_state_dict would copy it twice
+        config = _retarget(config, second, first)
+        del tensors[second]
+    members["config.json"], members["weights.safetensors"] = json.dumps(config).encode(), dumps(tensors)
+    _write_members(saved, list(members.items()))
+    with pytest.raises(ValueError, match="does not place" if fault == "unplaced" else "absent from .* or named twice"):
+        load(saved)
+
+
+def test_tensors_are_refused_outside_the_training_state(saved):
+    config = _set_param(_config(saved), "task_weights", {"t": "tensor", "name": "state['module']['gates.0.bias']"})
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="unknown value tag 'tensor'"):
+        load(saved)
+
+
+def test_counts_the_weights_do_not_back_stop_the_build_before_it_grows(saved):
+    # Widths cost nothing on the meta device (experts are batched: n_experts is a width), but
+    # 50,000 tower layers are 100,000 Python modules; the build stops once it registers more
+    # than the file's tensors allow.
+    config = _set_param(_config(saved), "tower_hidden_sizes", {"t": "tuple", "v": [4] * 50_000})
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="builds a network of more than \\d+ (modules|tensors), where"):
+        load(saved)
+
+
+def test_a_number_of_tasks_the_weights_do_not_back_is_refused(saved):
+    config = _config(saved)
+    pairs = config["fitted"]["v"]
+    config["fitted"]["v"] = [[k, 10**9 if k == "n_tasks_" else v] for k, v in pairs]
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="n_tasks_=1000000000 is not a count of tasks"):
+        load(saved)
+
+
+def _edit_encoder(config, edit):
+    """config.json with the fitted TabularEncoder's attribute table passed through ``edit``."""
+    for pair in config["fitted"]["v"]:
+        if pair[0] == "feature_encoder_":
+            pair[1]["v"]["v"] = edit(pair[1]["v"]["v"])
+    return config
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda pairs: [p for p in pairs if p[0] != "scale_"],  # found by the fuzz suite: AttributeError
+        lambda pairs: [[k, "x" if k == "scale_" else v] for k, v in pairs],
+    ],
+)
+def test_fitted_state_that_cannot_predict_is_refused_on_load_not_at_the_first_predict(saved, edit):
+    config = _edit_encoder(_config(saved), edit)
+    _rewrite(saved, "config.json", json.dumps(config).encode(), fix_checksum=True)
+    with pytest.raises(ValueError, match="the rebuilt estimator cannot predict"):
+        load(saved)
+
+
+def test_a_module_tensor_of_another_dtype_is_refused(saved):
+    from sklearn_mtr._safetensors import dumps, loads
+
+    members = _members(saved)
+    tensors, _ = loads(members["weights.safetensors"])
+    name = next(n for n in tensors if n.startswith("state['module']"))
+    tensors[name] = tensors[name].double()
+    _rewrite(saved, "weights.safetensors", dumps(tensors), fix_checksum=True)
+    with pytest.raises(
+        ValueError, match=r"holds .* \(torch.float64\), where the configuration builds .* \(torch.float32\)"
+    ):
+        load(saved)
+
+
+def test_the_load_time_prediction_check_does_not_compile(funnel, tmp_path, monkeypatch):
+    # compile=True is kept for the user's predict; the check must not run torch.compile (slow,
+    # and it may need a compiler the loading machine lacks).
+    X, Y = funnel
+    save(SharedBottomClassifier(**TINY).fit(X, Y).set_params(compile=True), tmp_path / "model.mtr")
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: calls.append(kwargs) or module)
+    loaded = load(tmp_path / "model.mtr")
+    assert calls == [] and loaded.net_.compile_module is True
+    loaded.predict_proba(X)
+    assert calls == [{}]

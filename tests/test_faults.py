@@ -19,6 +19,10 @@ TINY = {
     "embedding_dim": 4,
     "batch_size": 50,
     "random_state": 0,
+    # The fault tests pin exact weights and exact resumption: the last step's weights. A
+    # continuation starts a new weight average (test_weight_averaging.py), so with averaging
+    # two fits of 2 epochs are not one of 4; the interrupt test below covers averaging.
+    "ema_epochs": None,
 }
 
 
@@ -135,6 +139,24 @@ def test_keyboard_interrupt_propagates_keeping_the_last_weights_and_a_usable_est
     last = dict(clf.net_.callbacks_)["interrupt"].snapshots[-1]
     for name, tensor in clf.net_.module_.state_dict().items():
         torch.testing.assert_close(tensor, last[name], rtol=0, atol=0)
+    assert np.isfinite(clf.predict_proba(X)).all()
+    clf.set_params(warm_start=True, max_epochs=1, callbacks=None).fit(X, Y)
+    assert clf.n_iter_ == 2
+
+
+def test_keyboard_interrupt_with_weight_averaging_keeps_the_average_and_a_usable_estimator(data):
+    X, Y = data
+    clf = MMoEClassifier(
+        **{**TINY, "ema_epochs": 1.0}, max_epochs=5, callbacks=[("interrupt", InterruptAt(epoch=2, step=2))]
+    )
+    with pytest.warns(RuntimeWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        clf.fit(X, Y)
+    assert clf.n_iter_ == 1
+    last = dict(clf.net_.callbacks_)["interrupt"].snapshots[-1]
+    averaged = dict(clf.net_.callbacks_)["weight_averaging"].average_
+    for p, average in zip(clf.net_.module_.parameters(), averaged):
+        torch.testing.assert_close(p.detach(), average, rtol=0, atol=0)
+    assert any(not torch.equal(t, last[name]) for name, t in clf.net_.module_.state_dict().items())
     assert np.isfinite(clf.predict_proba(X)).all()
     clf.set_params(warm_start=True, max_epochs=1, callbacks=None).fit(X, Y)
     assert clf.n_iter_ == 2

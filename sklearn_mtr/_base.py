@@ -21,6 +21,7 @@ from skorch.helper import predefined_split
 
 from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
+from ._snapshot import NetSnapshot
 from ._threads import check_n_threads, torch_threads
 from .features import TabularEncoder
 from .features._encoder import check_numeric_encoding
@@ -448,21 +449,32 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         incremental = epochs is not None
         first = not ((incremental or self.warm_start) and self.__sklearn_is_fitted__())
         backup = dict(vars(self)) if not first else None
+        # A continuation is transactional: it trains the fitted net in place, so what training
+        # changes there (weights, optimizer and method state, history) is copied first and put
+        # back if the call does not complete.
+        snapshot = None if first else NetSnapshot(self.net_)
         try:
             with torch_threads(self.n_threads):
                 interrupt = self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
         except BaseException:
-            # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
-            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
-                delattr(self, key)
-            if backup is not None:
-                vars(self).update(backup)
+            self._undo_fit(backup, snapshot)
             raise
         if interrupt is not None:
+            if not first:
+                self._undo_fit(backup, snapshot)  # an interrupted fresh fit keeps its complete epochs
             # Re-raised once the estimator is consistent: cross_val_score, GridSearchCV and
             # scripts must stop, not go on to score a model whose training was cut short.
             raise interrupt
         return self
+
+    def _undo_fit(self, backup: dict | None, snapshot: NetSnapshot | None) -> None:
+        """Leave the estimator as before a fit call that did not complete: unfitted after a
+        fresh fit (``backup`` None), else the fitted estimator with its net's training state."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, key)
+        if backup is not None:
+            vars(self).update(backup)
+            snapshot.restore(self.net_)
 
     def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes) -> KeyboardInterrupt | None:
         self._check_params()
@@ -552,7 +564,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                     f"CUDA ran out of memory while training with batch_size={self.batch_size} on {self.device_}; "
                     "lower batch_size (or embedding_dim / the layer sizes), or try precision='bf16'."
                 ) from exc
-        interrupt = self._drop_interrupted_epoch()
+        interrupt = self._drop_interrupted_epoch(first)
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
         if (
@@ -565,14 +577,16 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             warnings.warn("validation AUC is undefined (a task has one class in the validation split).", RuntimeWarning)
         return interrupt
 
-    def _drop_interrupted_epoch(self) -> KeyboardInterrupt | None:
+    def _drop_interrupted_epoch(self, first: bool) -> KeyboardInterrupt | None:
         """The KeyboardInterrupt that ended training, if any, once the estimator is consistent.
 
-        skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
-        last completed step (the best epoch's with early stopping). The epoch that had not
-        ended (its training steps, validation or ``on_epoch_end`` callbacks cut short) is
-        dropped from the history, so that ``history_`` and ``n_iter_`` count complete epochs
-        only. The caller re-raises the interrupt.
+        skorch ends training quietly on KeyboardInterrupt. An interrupted continuation is then
+        undone by the caller (the estimator is left as before the call). An interrupted fresh
+        fit keeps the weights of the last completed step (the best epoch's with early
+        stopping), and the epoch that had not ended (its training steps, validation or
+        ``on_epoch_end`` callbacks cut short) is dropped from the history, so that
+        ``history_`` and ``n_iter_`` count complete epochs only. The caller re-raises the
+        interrupt.
         """
         history = self.net_.history
         interrupt, ended = self.net_.pop_interrupt()
@@ -584,11 +598,14 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             where = f"in epoch {len(history) + 1} after {steps} training step(s)"
         else:
             where = f"after epoch {len(history)}"
-        warnings.warn(
-            f"fit was interrupted (KeyboardInterrupt) {where}; the estimator keeps the weights reached so "
-            f"far, n_iter_={len(history)} complete epoch(s), and can continue with warm_start or partial_fit.",
-            RuntimeWarning,
-        )
+        if first:
+            kept = (
+                f"the estimator keeps the weights reached so far, n_iter_={len(history)} complete epoch(s), "
+                "and can continue with warm_start or partial_fit."
+            )
+        else:
+            kept = "the estimator is left as it was before this call (weights, optimizer state, n_iter_, history_)."
+        warnings.warn(f"fit was interrupted (KeyboardInterrupt) {where}; {kept}", RuntimeWarning)
         return interrupt
 
     def _early_stopping_on(self, n_rows: int) -> bool:

@@ -692,7 +692,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         (OneRank); None, the default, means rows are predicted independently."""
         return None
 
-    def _predict_task_proba(self, X, groups=None) -> np.ndarray:
+    def _predict_task_logits(self, X, groups=None) -> np.ndarray:
+        """Task logits ``(n_samples, n_tasks)`` of ``X``: the one path every prediction method
+        takes (input validation, chunked encoding, the check for non-finite outputs)."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
         # getattr: models pickled before n_threads existed have no such attribute
@@ -704,7 +706,10 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 f"the network produced non-finite outputs for {int(bad.sum())} row(s) (first: row "
                 f"{int(np.argmax(bad))}); the model's weights or those rows' inputs hold extreme values."
             )
-        proba = logits.astype(np.float64)
+        return logits
+
+    def _predict_task_proba(self, X, groups=None) -> np.ndarray:
+        proba = self._predict_task_logits(X, groups).astype(np.float64)
         return expit(proba, out=proba)  # in place: no second array of the output's size
 
     def _predict_logits(self, frame: pd.DataFrame, codes: torch.Tensor | None = None) -> np.ndarray:

@@ -343,20 +343,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             names = np.array([f"task{k}" for k in range(frame.shape[1])], dtype=object)
         values = np.empty(frame.shape, dtype=np.float32)
         for k in range(frame.shape[1]):
-            column = frame.iloc[:, k]
-            try:
-                col = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"task {names[k]!r} holds non-numeric labels; Y must hold 0/1 (NaN = missing)."
-                ) from None
-            present = col[~np.isnan(col)]
-            bad = np.setdiff1d(np.unique(present), [0.0, 1.0])
-            if len(bad):
-                raise ValueError(
-                    f"task {names[k]!r} holds labels {bad[:5].tolist()}; each task must be binary 0/1 (NaN = missing)."
-                )
-            if first and len(present) == 0:
+            col = task_label_values(frame.iloc[:, k], f"task {names[k]!r}")
+            if first and np.isnan(col).all():
                 raise ValueError(f"task {names[k]!r} has no label at all (every value is missing).")
             values[:, k] = col
         if not first:
@@ -826,6 +814,33 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         task is. This is what ``GridSearchCV`` maximises when ``scoring`` is not given.
         """
         return self._mean_task_auc(self._predict_task_proba(X), y, sample_weight)
+
+
+def task_label_values(column, what: str) -> np.ndarray:
+    """One task's labels as float64, NaN where missing: the rule for every column of a 2-D
+    ``Y`` (0/1 numbers, no text, not mapped from two other values; a 1-D ``y`` alone may hold
+    any two labels). ``what`` names the column in errors (``"task 'click'"``).
+
+    Raises
+    ------
+    ValueError
+        When the column holds text or numbers other than 0 and 1.
+    """
+    column = pd.Series(np.asarray(column, dtype=object) if not isinstance(column, pd.Series) else column)
+    try:
+        values = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        present = column[column.notna()]
+        numeric = pd.to_numeric(present, errors="coerce")
+        examples = list(dict.fromkeys(present[numeric.isna()].head(1000).tolist()))[:3]
+        raise ValueError(
+            f"{what} holds non-numeric labels ({', '.join(repr(v) for v in examples)}); each task's labels must be "
+            "0/1 numbers (NaN or empty = missing)."
+        ) from None
+    bad = np.setdiff1d(np.unique(values[~np.isnan(values)]), [0.0, 1.0])
+    if len(bad):
+        raise ValueError(f"{what} holds labels {bad[:5].tolist()}; each task must be binary 0/1 (NaN = missing).")
+    return values
 
 
 def _take_rows(frame, rows):

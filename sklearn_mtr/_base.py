@@ -894,7 +894,9 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         indices, column names, or ``"from_dtype"`` (pandas ``category`` columns and string
         columns, including pandas 3's ``str`` dtype). String columns that are not declared
         categorical raise an error. Each category gets an embedding; categories unseen in
-        ``fit`` and missing values share an out-of-vocabulary embedding.
+        ``fit`` and missing values share an out-of-vocabulary embedding. Values must be
+        numbers or text: ``bytes`` (``b"a"``, which is not ``"a"``) are a ``ValueError``
+        naming the column; decode them first (``X[col].str.decode("utf-8")``).
     sequence_features : list or dict, default=None
         List-valued columns (ids per row, e.g. a user's recent items). A dict maps a sequence
         column to the categorical column whose vocabulary and embedding it shares (``None``

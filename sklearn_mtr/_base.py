@@ -21,6 +21,7 @@ from skorch.helper import predefined_split
 
 from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
+from ._printlog import show_progress_bar
 from ._snapshot import NetSnapshot
 from ._threads import check_n_threads, torch_threads
 from .features import TabularEncoder
@@ -637,9 +638,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
         """The callbacks the estimator adds before the user's: early stopping (None when off)
-        and, when ``verbose``, a progress bar."""
+        and, when ``verbose`` in a terminal or a notebook, a progress bar."""
         callbacks: list = [("early_stopping", self._early_stopping_callback(use_valid))]
-        if self.verbose:
+        if self.verbose and show_progress_bar():
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
@@ -955,7 +956,11 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
         value gives identical predictions for repeated fits on CPU (GPU kernels may differ).
     verbose : int, default=0
-        Print a per-epoch table and a progress bar when positive.
+        When positive, print a per-epoch table: losses, the mean and (with a validation
+        split) each task's validation AUC, and the method's diagnostics summarised (a list of
+        numbers as its values to 3 digits, or its range when longer than four); plus a
+        progress bar per epoch in a terminal or a notebook. Written to a file or a pipe, the
+        output has no colour codes and no progress bar.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (``Checkpoint``, ``LRScheduler``, loggers, ...), each a callback
         or a ``(name, callback)`` pair; copied at each ``fit`` and ``partial_fit`` call, so a

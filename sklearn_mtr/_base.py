@@ -22,6 +22,8 @@ from skorch.helper import predefined_split
 from ._averaging import WeightAveraging
 from ._distributed import same_on_all_ranks, setup_device
 from ._net import MultiTaskNet, TensorDataset
+from ._printlog import show_progress_bar
+from ._snapshot import NetSnapshot
 from ._threads import check_n_threads, torch_threads
 from .features import TabularEncoder
 from .features._encoder import check_numeric_encoding
@@ -352,20 +354,8 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             names = np.array([f"task{k}" for k in range(frame.shape[1])], dtype=object)
         values = np.empty(frame.shape, dtype=np.float32)
         for k in range(frame.shape[1]):
-            column = frame.iloc[:, k]
-            try:
-                col = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"task {names[k]!r} holds non-numeric labels; Y must hold 0/1 (NaN = missing)."
-                ) from None
-            present = col[~np.isnan(col)]
-            bad = np.setdiff1d(np.unique(present), [0.0, 1.0])
-            if len(bad):
-                raise ValueError(
-                    f"task {names[k]!r} holds labels {bad[:5].tolist()}; each task must be binary 0/1 (NaN = missing)."
-                )
-            if first and len(present) == 0:
+            col = task_label_values(frame.iloc[:, k], f"task {names[k]!r}")
+            if first and np.isnan(col).all():
                 raise ValueError(f"task {names[k]!r} has no label at all (every value is missing).")
             values[:, k] = col
         if not first:
@@ -458,21 +448,32 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         incremental = epochs is not None
         first = not ((incremental or self.warm_start) and self.__sklearn_is_fitted__())
         backup = dict(vars(self)) if not first else None
+        # A continuation is transactional: it trains the fitted net in place, so what training
+        # changes there (weights, optimizer and method state, history) is copied first and put
+        # back if the call does not complete.
+        snapshot = None if first else NetSnapshot(self.net_)
         try:
             with torch_threads(self.n_threads):
                 interrupt = self._fit_body(X, Y, sample_weight, groups, epochs, first, classes)
         except BaseException:
-            # A failed fresh fit leaves an unfitted estimator, a failed continuation the old one.
-            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
-                delattr(self, key)
-            if backup is not None:
-                vars(self).update(backup)
+            self._undo_fit(backup, snapshot)
             raise
         if interrupt is not None:
+            if not first:
+                self._undo_fit(backup, snapshot)  # an interrupted fresh fit keeps its complete epochs
             # Re-raised once the estimator is consistent: cross_val_score, GridSearchCV and
             # scripts must stop, not go on to score a model whose training was cut short.
             raise interrupt
         return self
+
+    def _undo_fit(self, backup: dict | None, snapshot: NetSnapshot | None) -> None:
+        """Leave the estimator as before a fit call that did not complete: unfitted after a
+        fresh fit (``backup`` None), else the fitted estimator with its net's training state."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, key)
+        if backup is not None:
+            vars(self).update(backup)
+            snapshot.restore(self.net_)
 
     def _fit_body(self, X, Y, sample_weight, groups, epochs, first, classes) -> KeyboardInterrupt | None:
         self._check_params()
@@ -562,7 +563,7 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                     f"CUDA ran out of memory while training with batch_size={self.batch_size} on {self.device_}; "
                     "lower batch_size (or embedding_dim / the layer sizes), or try precision='bf16'."
                 ) from exc
-        interrupt = self._drop_interrupted_epoch()
+        interrupt = self._drop_interrupted_epoch(first)
         self.history_ = self.net_.history
         self.n_iter_ = len(self.net_.history)
         if (
@@ -575,14 +576,16 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             warnings.warn("validation AUC is undefined (a task has one class in the validation split).", RuntimeWarning)
         return interrupt
 
-    def _drop_interrupted_epoch(self) -> KeyboardInterrupt | None:
+    def _drop_interrupted_epoch(self, first: bool) -> KeyboardInterrupt | None:
         """The KeyboardInterrupt that ended training, if any, once the estimator is consistent.
 
-        skorch ends training quietly on KeyboardInterrupt: the model keeps the weights of the
-        last completed step (the best epoch's with early stopping). The epoch that had not
-        ended (its training steps, validation or ``on_epoch_end`` callbacks cut short) is
-        dropped from the history, so that ``history_`` and ``n_iter_`` count complete epochs
-        only. The caller re-raises the interrupt.
+        skorch ends training quietly on KeyboardInterrupt. An interrupted continuation is then
+        undone by the caller (the estimator is left as before the call). An interrupted fresh
+        fit keeps the weights of the last completed step (the best epoch's with early
+        stopping), and the epoch that had not ended (its training steps, validation or
+        ``on_epoch_end`` callbacks cut short) is dropped from the history, so that
+        ``history_`` and ``n_iter_`` count complete epochs only. The caller re-raises the
+        interrupt.
         """
         history = self.net_.history
         interrupt, ended = self.net_.pop_interrupt()
@@ -594,11 +597,14 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
             where = f"in epoch {len(history) + 1} after {steps} training step(s)"
         else:
             where = f"after epoch {len(history)}"
-        warnings.warn(
-            f"fit was interrupted (KeyboardInterrupt) {where}; the estimator keeps the weights reached so "
-            f"far, n_iter_={len(history)} complete epoch(s), and can continue with warm_start or partial_fit.",
-            RuntimeWarning,
-        )
+        if first:
+            kept = (
+                f"the estimator keeps the weights reached so far, n_iter_={len(history)} complete epoch(s), "
+                "and can continue with warm_start or partial_fit."
+            )
+        else:
+            kept = "the estimator is left as it was before this call (weights, optimizer state, n_iter_, history_)."
+        warnings.warn(f"fit was interrupted (KeyboardInterrupt) {where}; {kept}", RuntimeWarning)
         return interrupt
 
     def _early_stopping_on(self, n_rows: int) -> bool:
@@ -642,12 +648,12 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
         """The callbacks the estimator adds before the user's: weight averaging (when
-        ``ema_epochs``), early stopping (None when off) and, when ``verbose``, a progress bar.
-        Averaging comes first, so that early stopping restores its best epoch after the
-        average is in place at the end of training."""
+        ``ema_epochs``), early stopping (None when off) and, when ``verbose`` in a terminal or
+        a notebook, a progress bar. Averaging comes first, so that early stopping restores its
+        best epoch after the average is in place at the end of training."""
         callbacks: list = [("weight_averaging", WeightAveraging(self.ema_epochs))] if self.ema_epochs else []
         callbacks.append(("early_stopping", self._early_stopping_callback(use_valid)))
-        if self.verbose:
+        if self.verbose and show_progress_bar():
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
@@ -688,7 +694,9 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         (OneRank); None, the default, means rows are predicted independently."""
         return None
 
-    def _predict_task_proba(self, X, groups=None) -> np.ndarray:
+    def _predict_task_logits(self, X, groups=None) -> np.ndarray:
+        """Task logits ``(n_samples, n_tasks)`` of ``X``: the one path every prediction method
+        takes (input validation, chunked encoding, the check for non-finite outputs)."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
         # getattr: models pickled before n_threads existed have no such attribute
@@ -700,7 +708,10 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
                 f"the network produced non-finite outputs for {int(bad.sum())} row(s) (first: row "
                 f"{int(np.argmax(bad))}); the model's weights or those rows' inputs hold extreme values."
             )
-        proba = logits.astype(np.float64)
+        return logits
+
+    def _predict_task_proba(self, X, groups=None) -> np.ndarray:
+        proba = self._predict_task_logits(X, groups).astype(np.float64)
         return expit(proba, out=proba)  # in place: no second array of the output's size
 
     def _predict_logits(self, frame: pd.DataFrame, codes: torch.Tensor | None = None) -> np.ndarray:
@@ -819,6 +830,33 @@ class MultiTaskClassifierBase(ClassifierMixin, BaseEstimator):
         return self._mean_task_auc(self._predict_task_proba(X), y, sample_weight)
 
 
+def task_label_values(column, what: str) -> np.ndarray:
+    """One task's labels as float64, NaN where missing: the rule for every column of a 2-D
+    ``Y`` (0/1 numbers, no text, not mapped from two other values; a 1-D ``y`` alone may hold
+    any two labels). ``what`` names the column in errors (``"task 'click'"``).
+
+    Raises
+    ------
+    ValueError
+        When the column holds text or numbers other than 0 and 1.
+    """
+    column = pd.Series(np.asarray(column, dtype=object) if not isinstance(column, pd.Series) else column)
+    try:
+        values = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        present = column[column.notna()]
+        numeric = pd.to_numeric(present, errors="coerce")
+        examples = list(dict.fromkeys(present[numeric.isna()].head(1000).tolist()))[:3]
+        raise ValueError(
+            f"{what} holds non-numeric labels ({', '.join(repr(v) for v in examples)}); each task's labels must be "
+            "0/1 numbers (NaN or empty = missing)."
+        ) from None
+    bad = np.setdiff1d(np.unique(values[~np.isnan(values)]), [0.0, 1.0])
+    if len(bad):
+        raise ValueError(f"{what} holds labels {bad[:5].tolist()}; each task must be binary 0/1 (NaN = missing).")
+    return values
+
+
 def _take_rows(frame, rows):
     """Rows of a DataFrame or a CSR matrix (slicing CSR rows copies only theirs)."""
     return frame[rows] if sp.issparse(frame) else frame.iloc[rows]
@@ -879,7 +917,9 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         indices, column names, or ``"from_dtype"`` (pandas ``category`` columns and string
         columns, including pandas 3's ``str`` dtype). String columns that are not declared
         categorical raise an error. Each category gets an embedding; categories unseen in
-        ``fit`` and missing values share an out-of-vocabulary embedding.
+        ``fit`` and missing values share an out-of-vocabulary embedding. Values must be
+        numbers or text: ``bytes`` (``b"a"``, which is not ``"a"``) are a ``ValueError``
+        naming the column; decode them first (``X[col].str.decode("utf-8")``).
     sequence_features : list or dict, default=None
         List-valued columns (ids per row, e.g. a user's recent items). A dict maps a sequence
         column to the categorical column whose vocabulary and embedding it shares (``None``
@@ -938,7 +978,11 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
         value gives identical predictions for repeated fits on CPU (GPU kernels may differ).
     verbose : int, default=0
-        Print a per-epoch table and a progress bar when positive.
+        When positive, print a per-epoch table: losses, the mean and (with a validation
+        split) each task's validation AUC, and the method's diagnostics summarised (a list of
+        numbers as its values to 3 digits, or its range when longer than four); plus a
+        progress bar per epoch in a terminal or a notebook. Written to a file or a pipe, the
+        output has no colour codes and no progress bar.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (``Checkpoint``, ``LRScheduler``, loggers, ...), each a callback
         or a ``(name, callback)`` pair; copied at each ``fit`` and ``partial_fit`` call, so a

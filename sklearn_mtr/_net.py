@@ -13,11 +13,12 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring
 from skorch.utils import TeeGenerator
 from torch.nn import functional as F
 
 from ._distributed import data_parallel_context
+from ._printlog import EpochTable
 from .optim import MultiTaskOptimizer, StepContext
 
 # A per-task loss above this many times log 2, the loss of predicting 0.5 for every row (the
@@ -250,11 +251,15 @@ class MultiTaskNet(NeuralNet):
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("task_scoring", TaskScoring(self.task_names)),
-            ("print_log", PrintLog(keys_ignored=self._print_ignored())),
+            ("print_log", EpochTable(keys_ignored=self._print_ignored())),
         ]
 
     def _print_ignored(self) -> list[str]:
-        per_task = [f"{p}_{m}_{t}" for p in ("train", "valid") for m in ("loss", "auc") for t in self.task_names]
+        # The verbose table shows each task's validation AUC (when there is a validation split)
+        # and the means; the other per-task values stay in the history only.
+        per_task = [
+            f"{p}_{m}_{t}" for p, m in (("train", "loss"), ("train", "auc"), ("valid", "loss")) for t in self.task_names
+        ]
         return per_task + ["train_auc"]
 
     def initialize_module(self):

@@ -546,12 +546,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             _require_columns(frame, [column], args.data, "--groups / --sample-weight")
     weight = None if args.sample_weight is None else _weight_column(frame, args.sample_weight)
     groups = None if args.groups is None else frame[args.groups].to_numpy()
+    labels = _labels(model, frame, targets)  # checked before predicting: a bad column fails fast
     proba = _task_proba(model, _features(model, frame, args.data), groups)
     report = {
         "model": type(model).__name__,
         "data": str(args.data),
         "n_rows": len(frame),
-        **task_metrics(frame[targets], proba, targets, groups=groups, sample_weight=weight),
+        **task_metrics(labels, proba, targets, groups=groups, sample_weight=weight),
     }
     text = _dumps(report)
     if args.output:
@@ -591,6 +592,23 @@ def _features(model, frame: pd.DataFrame, source) -> pd.DataFrame:
     return frame[names]
 
 
+def _labels(model, frame: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
+    """The label columns read as the model's ``fit`` read its labels: 0/1 numbers per task
+    (NaN or empty = missing; text is an error, never mapped), or, for a binary classifier
+    fitted on a 1-D ``y``, its two ``classes_`` (1 = ``classes_[1]``, the class whose
+    probability is reported)."""
+    if not getattr(model, "binary_", False):
+        return frame[targets]
+    column, classes = frame[targets[0]], list(model.classes_)
+    present = column.notna()
+    unknown = column[present & ~column.isin(classes)]
+    if len(unknown):
+        examples = ", ".join(repr(v) for v in list(dict.fromkeys(unknown.head(1000).tolist()))[:3])
+        raise CommandError(f"label column {targets[0]!r} holds {examples}, not one of the model's classes {classes}.")
+    y = np.where(present, (column == classes[1]).to_numpy(dtype=float), np.nan)
+    return pd.DataFrame({targets[0]: y})
+
+
 def _task_proba(model, X: pd.DataFrame, groups=None) -> np.ndarray:
     """One probability column per task; ``groups`` go to the models that score requests
     together (``predict_proba(X, groups=...)``, e.g. OneRank)."""
@@ -603,9 +621,15 @@ def task_metrics(Y, proba: np.ndarray, task_names: list[str], *, groups=None, sa
     """Per-task ROC AUC, log loss, GAUC (with ``groups``), label counts and their means."""
     import warnings
 
+    from ._base import task_label_values
     from .metrics import group_auc_score, per_task_log_loss, per_task_roc_auc
 
-    y = pd.DataFrame(Y).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    Y = pd.DataFrame(Y)
+    # Text labels are an error naming the column, as in fit: read as missing, they would leave
+    # the mean AUC to the other tasks and the command would succeed.
+    y = np.column_stack(
+        [task_label_values(Y.iloc[:, k], f"label column {name!r}") for k, name in enumerate(task_names)]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # single-class tasks give NaN, reported as null
         auc = per_task_roc_auc(y, proba, sample_weight=sample_weight)

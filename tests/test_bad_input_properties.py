@@ -110,6 +110,43 @@ def test_none_text_and_sequence_cells_are_empty(fitted, empty_text, empty_seq):
     np.testing.assert_allclose(got, reference, rtol=0, atol=1e-7)
 
 
+def _as_bytes(X, column):
+    """``column`` encoded as bytes (list cells item by item), as some readers return text."""
+    encode = (lambda cell: [v.encode() for v in cell]) if column == "history" else (lambda v: v.encode())
+    return X.assign(**{column: X[column].map(encode)})
+
+
+@pytest.mark.parametrize("column", ["item", "history", "title"])
+@pytest.mark.parametrize("when", ["fit", "predict"])
+def test_bytes_values_are_refused_naming_the_column_at_fit_and_at_predict(fitted, column, when):
+    # Read as bytes in one call and as text in another, every value would silently be unseen.
+    X = _as_bytes(_frame(), column)
+    match = rf"column '{column}' holds bytes values \(such as b'.*'\); decode them to text first"
+    with pytest.raises(ValueError, match=match):
+        if when == "fit":
+            MMoEClassifier(**TINY, **ROLES).fit(X, _labels())
+        else:
+            fitted.predict_proba(X)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([b"a", "b"] * 3),  # mixed with text
+        pd.Series([b"a", b"b"] * 3, dtype="category"),  # categories that are bytes
+        pd.Series([b"a", None] * 3),
+    ],
+    ids=["mixed", "category", "with-missing"],
+)
+def test_bytes_are_refused_in_every_form_of_a_categorical_column(fitted, values):
+    X = _frame().iloc[:6].assign(item=values.to_numpy() if values.dtype == object else values.array)
+    with pytest.raises(ValueError, match="column 'item' holds bytes values"):
+        fitted.predict_proba(X)
+    for spec in (["item", "user"], "from_dtype"):  # declared or inferred from the dtype
+        with pytest.raises(ValueError, match="column 'item' holds bytes values"):
+            MMoEClassifier(**TINY, categorical_features=spec).fit(X[["price", "item", "user"]], _labels(n=6))
+
+
 def test_a_non_string_text_cell_and_a_scalar_sequence_cell_are_refused(fitted):
     X = _frame().iloc[:4]
     with pytest.raises(ValueError, match="column 'title' is a text feature but holds 3"):

@@ -92,6 +92,69 @@ def test_evaluate_prints_per_task_metrics(trained, capsys, tmp_path):
     np.testing.assert_allclose(list(json.loads(out.read_text())["auc"].values()), per_task_roc_auc(y, proba))
 
 
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (lambda c: np.where(c == 1, "yes", "no"), "label column 'click' holds non-numeric labels ('no', 'yes')"),
+        (lambda c: c * 2, "label column 'click' holds labels [2.0]"),
+    ],
+)
+def test_evaluate_refuses_labels_that_are_not_0_1_with_a_one_line_error(trained, tmp_path, capsys, labels, message):
+    # Read as missing, text labels left the other task's AUC as the mean, with exit status 0.
+    data, model_path, _ = trained
+    frame = pd.read_csv(data)
+    frame["click"] = labels(frame["click"])
+    frame.to_csv(tmp_path / "text.csv", index=False)
+    assert main(["evaluate", str(model_path), str(tmp_path / "text.csv")]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("sklearn-mtr evaluate: error: ") and message in err
+    assert err.count("\n") == 1  # one line, no traceback
+    # fit reads labels by the same rule
+    assert (
+        main(["fit", str(tmp_path / "text.csv"), "--targets", "click,buy", "-o", str(tmp_path / "m.mtr"), *TINY]) == 1
+    )
+    assert "task 'click' holds" in capsys.readouterr().err
+
+
+def test_evaluate_leaves_empty_label_cells_out_as_missing(trained, tmp_path, capsys):
+    data, model_path, _ = trained
+    frame = pd.read_csv(data)
+    frame.loc[::3, "click"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    assert main(["evaluate", str(model_path), str(tmp_path / "gaps.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    model = load(model_path)
+    y, proba = frame[["click", "buy"]].to_numpy(float), model.predict_proba(frame[list(model.feature_names_in_)])
+    assert report["n_labelled"] == {"click": int((~np.isnan(y[:, 0])).sum()), "buy": len(frame)}
+    np.testing.assert_allclose(list(report["auc"].values()), per_task_roc_auc(y, proba))
+
+
+def test_evaluate_maps_the_two_classes_of_a_binary_classifier_as_its_fit_did(tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    from sklearn_mtr.persistence import save
+
+    frame = _table()
+    frame["bought"] = np.where(frame["buy"] == 1, "yes", "no")
+    features = ["x0", "x1", "x2", "x3", "city"]
+    model = MMoEClassifier(n_experts=2, expert_hidden_sizes=(8,), max_epochs=1, random_state=0)
+    model.fit(frame[features], frame["bought"])  # a 1-D y: any two labels, classes_ = ['no', 'yes']
+    save(model, tmp_path / "binary.mtr")
+    frame.to_csv(tmp_path / "binary.csv", index=False)
+    assert main(["evaluate", str(tmp_path / "binary.mtr"), str(tmp_path / "binary.csv"), "--targets", "bought"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = roc_auc_score(frame["bought"] == "yes", model.predict_proba(frame[features])[:, 1])
+    assert report["auc"]["bought"] == pytest.approx(expected) and report["positive_rate"]["bought"] == pytest.approx(
+        (frame["bought"] == "yes").mean()
+    )
+    frame.loc[5, "bought"] = "maybe"
+    frame.to_csv(tmp_path / "binary.csv", index=False)
+    assert main(["evaluate", str(tmp_path / "binary.mtr"), str(tmp_path / "binary.csv"), "--targets", "bought"]) == 1
+    assert (
+        "label column 'bought' holds 'maybe', not one of the model's classes ['no', 'yes']" in capsys.readouterr().err
+    )
+
+
 def test_predict_writes_probabilities_with_ids(trained, tmp_path, capsys):
     data, model_path, _ = trained
     frame = pd.read_csv(data).drop(columns=["click", "buy"])  # labels are not needed

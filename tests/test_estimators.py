@@ -411,8 +411,14 @@ def test_a_continuation_prints_as_the_current_verbose_says(frame, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_verbose_prints_a_table_and_a_progress_bar(frame, capsys):
+def test_verbose_prints_a_table_and_in_a_terminal_a_progress_bar(frame, capsys, monkeypatch):
+    import sklearn_mtr._printlog as printlog
+
     X, Y = frame
+    tiny(max_epochs=1, verbose=1).fit(X, Y)
+    captured = capsys.readouterr()  # not a terminal: the table only (see test_verbose_output.py)
+    assert "train_loss" in captured.out and captured.err == ""
+    monkeypatch.setattr(printlog, "is_terminal", lambda stream: True)
     tiny(max_epochs=1, verbose=1).fit(X, Y)
     captured = capsys.readouterr()
     assert "train_loss" in captured.out

@@ -238,6 +238,140 @@ def test_checkpoint_and_resume_in_a_new_estimator_repeats_an_uninterrupted_run(o
     np.testing.assert_array_equal(resumed.predict_proba(X), full.predict_proba(X))
 
 
+def _three_tasks():
+    # three tasks: PCGrad's random projection order (its state's generator) then matters
+    return make_multitask_classification(
+        n_samples=120, n_features=4, n_tasks=3, n_categorical=1, as_frame=True, random_state=1
+    )
+
+
+def _training_state(clf):
+    """Copies of everything a continuation trains: weights and buffers, optimizer state, method state."""
+    net = clf.net_
+    state = getattr(net, "mto_state_", None)
+    return copy.deepcopy(
+        {
+            "module": dict(net.module_.named_buffers()) | dict(net.module_.named_parameters()),
+            "optimizer": net.optimizer_.state_dict()["state"],
+            "mto": None if state is None else dict(state.named_buffers()) | dict(state.named_parameters()),
+        }
+    )
+
+
+def _assert_same_state(actual, expected, where="state"):
+    """Nested dicts / lists equal, tensors bit for bit."""
+    if torch.is_tensor(expected):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=where)
+    elif isinstance(expected, dict):
+        assert actual.keys() == expected.keys(), where
+        for key in expected:
+            _assert_same_state(actual[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            _assert_same_state(a, e, f"{where}[{i}]")
+    else:
+        assert actual == expected, where
+
+
+class _BatchFailure(Callback):
+    """Fails in the second epoch of a continuation from a one-epoch fit (epoch 2, after step 1)."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def on_batch_end(self, net, training, **kwargs):
+        if training and len(net.history) == 2:
+            raise self.error("injected failure")
+
+
+@pytest.mark.filterwarnings("ignore:fit was interrupted")
+@pytest.mark.parametrize(
+    "optimizer, error",
+    [(name, RuntimeError) for name in OPTIMIZERS] + [("uw", FloatingPointError), ("uw", KeyboardInterrupt)],
+)
+def test_a_continuation_that_fails_in_its_second_epoch_leaves_the_estimator_as_before(optimizer, error):
+    X, Y = _three_tasks()
+    params = dict(TINY, batch_size=40, dropout=0.3, optimizer=optimizer, max_epochs=1)
+    clf = MMoEClassifier(**params).fit(X, Y)
+    before, state = clf.predict_proba(X), _training_state(clf)
+    history, groups = copy.deepcopy(list(clf.history_)), copy.deepcopy(clf.net_.optimizer_.param_groups)
+    clf.set_params(warm_start=True, max_epochs=3, callbacks=[_BatchFailure(error)])
+    with pytest.raises(error, match="injected failure" if error is not KeyboardInterrupt else None):
+        clf.fit(X, Y)
+    assert clf.n_iter_ == 1 and list(clf.history_) == history and clf.history_ is clf.net_.history
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    _assert_same_state(_training_state(clf), state)
+    _assert_same_state(clf.net_.optimizer_.param_groups, groups)
+    # continuing now gives exactly what a run that never failed gives
+    clf.set_params(callbacks=None, max_epochs=2).fit(X, Y)
+    clean = MMoEClassifier(**params).fit(X, Y).set_params(warm_start=True, max_epochs=2).fit(X, Y)
+    assert clf.n_iter_ == clean.n_iter_ == 3
+    np.testing.assert_array_equal(clf.predict_proba(X), clean.predict_proba(X))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "uw"])
+def test_a_partial_fit_that_fails_mid_epoch_is_undone_and_the_next_one_matches_a_clean_run(optimizer, data):
+    X, Y = data
+    params = dict(TINY, optimizer=optimizer, max_epochs=1)
+    clf = MMoEClassifier(**params).partial_fit(X, Y)
+    before = clf.predict_proba(X)
+    clf.set_params(callbacks=[InterruptAt(epoch=2, step=2, error=ValueError)])
+    with pytest.raises(ValueError):
+        clf.partial_fit(X, Y)
+    assert clf.n_iter_ == 1 and len(clf.history_) == 1
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    clf.set_params(callbacks=None).partial_fit(X, Y)
+    clean = MMoEClassifier(**params).partial_fit(X, Y).partial_fit(X, Y)
+    np.testing.assert_array_equal(clf.predict_proba(X), clean.predict_proba(X))
+
+
+def test_a_continuation_failing_on_bad_input_leaves_the_net_parameters_it_would_have_changed():
+    X, Y = _three_tasks()
+    clf = MMoEClassifier(**TINY, max_epochs=1).fit(X, Y)
+    net_params = {k: getattr(clf.net_, k) for k in ("lr", "batch_size", "max_epochs", "callbacks_")}
+    clf.set_params(warm_start=True, lr=0.5, batch_size=7, max_epochs=4, callbacks=[_BatchFailure(RuntimeError)])
+    with pytest.raises(RuntimeError):
+        clf.fit(X, Y)
+    assert {k: getattr(clf.net_, k) for k in net_params} == net_params
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == 1e-3
+
+
+def test_a_module_snapshot_restores_non_persistent_buffers_counters_and_generators():
+    from sklearn_mtr._snapshot import NetSnapshot
+
+    class Stateful(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 2)
+            self.register_buffer("seen", torch.zeros(()), persistent=False)  # not in state_dict
+            self.n_steps = 0
+            self.generator = torch.Generator().manual_seed(0)
+
+    net = MultiTaskNet.__new__(MultiTaskNet)  # only what NetSnapshot reads
+    module = Stateful()
+    vars(net).update(
+        _modules=["module"], _criteria=[], _optimizers=["optimizer"], module_=module, history_=[{"epoch": 1}]
+    )
+    net.optimizer_ = torch.optim.Adam(module.parameters(), lr=0.1)
+    snapshot = NetSnapshot(net)
+    expected_draw = torch.rand(3, generator=copy.deepcopy(module.generator))
+    weight = module.linear.weight.detach().clone()
+    module.linear(torch.ones(1, 2)).sum().backward()
+    net.optimizer_.step()
+    module.seen += 5
+    module.n_steps += 1
+    torch.rand(3, generator=module.generator)
+    net.history.append({"epoch": 2})
+    net.extra_ = "added during training"
+
+    snapshot.restore(net)
+    torch.testing.assert_close(module.linear.weight, weight, rtol=0, atol=0)
+    assert float(module.seen) == 0 and module.n_steps == 0 and net.optimizer_.state_dict()["state"] == {}
+    torch.testing.assert_close(torch.rand(3, generator=module.generator), expected_draw, rtol=0, atol=0)
+    assert net.history == [{"epoch": 1}] and not hasattr(net, "extra_")
+
+
 def _oom(*args, **kwargs):
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 

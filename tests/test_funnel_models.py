@@ -1,6 +1,8 @@
 """ESMM and AITM: product / transfer wiring, calibration loss, label contract, estimators."""
 
+import copy
 import math
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,7 @@ import pytest
 import torch
 from model_fixtures import SCHEMA, make_batch
 
+import sklearn_mtr._base as base
 from sklearn_mtr import AITMClassifier, ESMMClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.estimators._funnel import check_funnel_labels
@@ -209,6 +212,69 @@ def test_estimator_fit_predict(cls, optimizer, funnel):
         with torch.no_grad():
             tower = torch.sigmoid(module.conditional_logits(batch)[:, 1]).numpy()
         np.testing.assert_allclose(cvr, tower, rtol=1e-4, atol=1e-7)
+
+
+def _error_of(method, X):
+    try:
+        method(X)
+    except Exception as exc:  # noqa: BLE001 - the type and message are what is compared
+        return type(exc), str(exc)
+    return None
+
+
+def _nan_weights(clf):
+    poisoned = copy.deepcopy(clf)
+    with torch.no_grad():
+        next(poisoned.net_.module_.parameters()).fill_(float("nan"))
+    return poisoned
+
+
+@pytest.mark.parametrize("cls", FUNNEL_ESTIMATORS)
+@pytest.mark.parametrize(
+    "case",
+    ["infinite value", "too many columns", "unknown column", "no rows", "text in a numeric column", "nan weights"],
+)
+def test_conditional_predictions_raise_the_error_predict_proba_raises(cls, case, funnel):
+    X, Y = funnel
+    clf = cls(**{**TINY, "max_epochs": 1}).fit(X, Y)
+    numeric = X.columns[0]
+    bad = {
+        "infinite value": X.assign(**{numeric: np.inf}),
+        "too many columns": X.assign(extra=1.0),
+        "unknown column": X.rename(columns={numeric: "other"}),
+        "no rows": X.iloc[:0],
+        "text in a numeric column": X.assign(**{numeric: "a"}),
+        "nan weights": X,  # the network's outputs are NaN: predict_proba raises FloatingPointError
+    }[case]
+    if case == "nan weights":
+        clf = _nan_weights(clf)
+    expected = _error_of(clf.predict_proba, bad)
+    assert expected is not None
+    assert _error_of(clf.predict_conditional_proba, bad) == expected
+    assert _error_of(clf.predict_cvr, bad) == expected
+
+
+@pytest.mark.parametrize("cls", FUNNEL_ESTIMATORS)
+def test_conditional_predictions_encode_at_most_one_chunk_of_rows_at_a_time(cls, funnel):
+    X, Y = funnel
+    clf = cls(**{**TINY, "max_epochs": 1}).fit(X, Y)
+    expected_cond, expected_cvr = clf.predict_conditional_proba(X), clf.predict_cvr(X)
+    sizes, transform = [], clf.feature_encoder_.transform
+
+    def recording(frame):
+        sizes.append(len(frame))
+        return transform(frame)
+
+    with (
+        mock.patch.object(base, "_PREDICT_CHUNK", 128),
+        mock.patch.object(clf.feature_encoder_, "transform", recording),
+    ):
+        cond, cvr = clf.predict_conditional_proba(X), clf.predict_cvr(X)
+    assert sizes == [128, 128, 44] * 2
+    np.testing.assert_allclose(cond, expected_cond, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(cvr, cond[:, 1])
+    assert cvr.flags.owndata and np.all((cond >= 0) & (cond <= 1))
+    np.testing.assert_allclose(cvr, expected_cvr, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("cls", FUNNEL_ESTIMATORS)

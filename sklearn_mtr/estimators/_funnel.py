@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._threads import torch_threads
-
 FUNNEL_LABELS_DOC = """Label contract: the columns of ``Y`` are funnel stages in order, each over the entire
     impression space: column 0 = click, column 1 = click *and* conversion (CTCVR), and so
     on. A row positive at a stage must be positive at every earlier stage; a violation
@@ -53,16 +51,17 @@ class FunnelLabelsMixin:
         -------
         proba : ndarray of shape (n_samples, n_tasks)
         """
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self)
-        frame = self._validate_X(X, reset=False)
-        with torch_threads(getattr(self, "n_threads", None)):
-            logits = self.net_.predict_logits(self.feature_encoder_.transform(frame), max(self.batch_size, 4096))
-        log_p = -np.logaddexp(0.0, -logits.astype(np.float64))  # log sigmoid
-        cond = log_p.copy()
-        cond[:, 1:] = log_p[:, 1:] - log_p[:, :-1]
-        return np.clip(np.exp(cond), 0.0, 1.0)
+        # predict_proba's path: the same input checks and errors, and rows encoded chunk by
+        # chunk, so memory beyond the input and the output stays bounded.
+        out = self._predict_task_logits(X).astype(np.float64)
+        # log sigmoid, then differences of consecutive stages, in place (no temporaries of the output's size)
+        np.negative(out, out=out)
+        np.logaddexp(0.0, out, out=out)
+        np.negative(out, out=out)
+        for stage in range(out.shape[1] - 1, 0, -1):
+            out[:, stage] -= out[:, stage - 1]
+        np.exp(out, out=out)
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def predict_cvr(self, X):
         """pCVR = P(stage 1 | stage 0), the conversion rate of clicked impressions.
@@ -78,7 +77,7 @@ class FunnelLabelsMixin:
             raise ValueError(
                 f"predict_cvr needs at least two funnel stages; the model was fitted with {self.n_tasks_}."
             )
-        return self.predict_conditional_proba(X)[:, 1]
+        return self.predict_conditional_proba(X)[:, 1].copy()  # not a view keeping every stage alive
 
 
 def with_funnel_labels(cls):

@@ -12,7 +12,7 @@ import torch
 
 from .._schema import FeatureSchema, SequenceInput, SparseInput, TextInput
 from ._bins import bin_edges
-from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, column_label, infer_kind, resolve_roles
+from ._roles import CATEGORICAL, NUMERIC, SEQUENCE, TEXT, check_no_bytes, column_label, infer_kind, resolve_roles
 from ._sparse import SparseColumns, as_csr, check_sparse_roles
 from ._text import N_BUCKETS, HashedText, text_strings
 from ._vocab import Vocabulary, flatten_lists, pad
@@ -20,6 +20,7 @@ from ._vocab import Vocabulary, flatten_lists, pad
 
 def _numeric_values(series: pd.Series, name: Any) -> np.ndarray:
     if infer_kind(series) != "numeric":
+        check_no_bytes(series, name)
         # Also refuses number-like strings: the same strings at fit would have made the
         # column categorical, so parsing them here would silently change its meaning.
         raise ValueError(f"{column_label(name)} is numeric but holds {series.dtype} values that are not numbers.")
@@ -142,9 +143,12 @@ class TabularEncoder:
         self.sequence_ = [c for c, r in roles.items() if r == SEQUENCE]
         self.text_ = [c for c, r in roles.items() if r == TEXT]
 
+        for col in self.categorical_:
+            check_no_bytes(X[col], col)
         self.vocabularies_: dict = {c: Vocabulary(X[c]) for c in self.categorical_}
         for col in self.sequence_:
             items, _ = flatten_lists(X[col], column_label(col))
+            check_no_bytes(items, col)
             target = shared[col]
             if target is None:
                 self.vocabularies_[col] = Vocabulary(items)
@@ -231,6 +235,7 @@ class TabularEncoder:
                 series = X[col]
                 if pd.api.types.is_object_dtype(series.dtype) and infer_kind(series) == "list":
                     raise ValueError(f"{column_label(col)} is categorical but holds list values.")
+                check_no_bytes(series, col)
                 _check_value_kind(series, self.vocabularies_[col], col)
                 codes[:, j] = self.vocabularies_[col].encode(series)
             batch["categorical"] = torch.from_numpy(codes)
@@ -258,6 +263,7 @@ class TabularEncoder:
             batch["numeric"] = torch.from_numpy(values.astype(np.float32))
         for col in self.sequence_:
             items, lengths = flatten_lists(X[col], column_label(col))
+            check_no_bytes(items, col)
             vocab = self.vocabularies_[self.shared_[col] if self.shared_[col] is not None else col]
             ids = vocab.encode(np.asarray(items, dtype=object)) if items else np.empty(0, dtype=np.int64)
             batch[f"seq__{col}"] = torch.from_numpy(pad(ids, lengths))

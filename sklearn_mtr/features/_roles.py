@@ -32,6 +32,33 @@ def column_label(name: Any) -> str:
     return f"column {name}" if isinstance(name, (int, np.integer)) else f"column {name!r}"
 
 
+def check_no_bytes(values, col: Any) -> None:
+    """Refuse ``bytes`` values (in a column, a categorical's categories, or a sequence's items).
+
+    ``b"a"`` and ``"a"`` are different keys: a column read as bytes in one call and as text in
+    another (a parquet or database reader's choice) would be all unseen, silently, and model
+    files store text, not bytes. Decoding is the user's one-line fix, so it is asked for.
+
+    Raises
+    ------
+    ValueError
+        Naming the column, an example value and how to decode it.
+    """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.cat.categories
+    elif isinstance(values, pd.Series) and not pd.api.types.is_object_dtype(values.dtype):
+        return  # numbers, pandas strings: no bytes
+    kind = pd.api.types.infer_dtype(values, skipna=True)  # one pass in C; a Python scan only when mixed
+    if kind != "bytes" and not kind.startswith("mixed"):
+        return
+    example = next((v for v in values if isinstance(v, (bytes, bytearray))), None)
+    if example is not None:
+        raise ValueError(
+            f"{column_label(col)} holds bytes values (such as {example!r}); decode them to text first, "
+            f"e.g. X[{col!r}] = X[{col!r}].str.decode('utf-8') (list cells: decode each item)."
+        )
+
+
 def is_list_like_cell(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray, pd.Series))
 
@@ -215,6 +242,7 @@ def resolve_roles(
                 "add it to categorical_features (or text_features), or use categorical_features='from_dtype'."
             )
         if kind == "other":
+            check_no_bytes(X[col], col)
             raise ValueError(
                 f"{column_label(col)} has dtype {X[col].dtype} with values that are neither numbers, "
                 "strings nor lists; it cannot be used as a feature."

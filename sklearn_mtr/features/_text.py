@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from .._schema import PAD_INDEX
-from ._roles import column_label
+from ._roles import check_no_bytes, column_label
 
 #: Hash buckets of the word uni- and bigrams of a text column.
 N_BUCKETS = 2**18
@@ -45,6 +45,7 @@ def text_strings(series: pd.Series, col: Any) -> list[str]:
         elif isinstance(value, str):
             out.append(value)
         else:
+            check_no_bytes([value], col)
             raise ValueError(
                 f"{column_label(col)} is a text feature but holds {value!r} "
                 f"(expected a string, got {type(value).__name__})."

@@ -342,12 +342,14 @@ def summarise_variants(runs: dict[str, list[dict]], tasks: list[str], reference:
     return out
 
 
-def run_variants(args, make, output: str, reference: str, protocol: str) -> None:
+def run_variants(args, make, output: str, reference: str, protocol: str, measured: dict | None = None) -> None:
     """Fit every variant ``make(model, variant, seed, data)`` returns (an unfitted estimator)
     with ``fit`` on each data set's training rows, seeds outermost so that a stopped run
     still holds paired results, and write ``results/<output>.json`` after every fit:
     per data set (and model, when there are several) the variants summarised and paired
-    with ``reference``. ``args`` holds ``datasets``, ``models``, ``variants``, ``seeds``."""
+    with ``reference``. ``args`` holds ``datasets``, ``models``, ``variants``, ``seeds``.
+    ``measured[dataset][model][variant]`` are runs measured before (same seeds and code path),
+    used instead of fitting that variant again."""
     import torch
 
     results: dict = {
@@ -356,10 +358,15 @@ def run_variants(args, make, output: str, reference: str, protocol: str) -> None
     }
     for name in args.datasets:
         data = prepare(DATASETS[name](), None, None)
+        earlier = (measured or {}).get(name, {})
         runs = {model: {v: [] for v in args.variants} for model in args.models}
         for seed in range(args.seeds):
             for model in args.models:
                 for variant in args.variants:
+                    done = [r for r in earlier.get(model, {}).get(variant, []) if r["seed"] == seed]
+                    if done:
+                        runs[model][variant].append({**done[0], "measured_before": True})
+                        continue
                     torch.manual_seed(seed)
                     clf = make(model, variant, seed, data)
                     t0 = time.perf_counter()

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 MODELS = ("GRec", "MMoE", "PLE")
+GREC_ROUTINGS = ("task", "sentence")  # each measured as its own model: "GRec[task]", ...
 
 
 def make_data(n: int, n_tasks: int, setting: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -56,10 +57,16 @@ def make_data(n: int, n_tasks: int, setting: str, seed: int = 0) -> tuple[pd.Dat
     return X, Y
 
 
+def model_names(routings) -> list[str]:
+    return [f"GRec[{r}]" for r in routings] + [m for m in MODELS if m != "GRec"]
+
+
 def make_estimator(model: str, setting: str):
     import sklearn_mtr
 
     extra = {"sequence_features": {"history": "item"}, "text_features": ["title"]} if setting == "sequence_text" else {}
+    if model.startswith("GRec["):
+        model, extra["routing"] = "GRec", model[5:-1]
     cls = getattr(sklearn_mtr, f"{model}Classifier")
     return cls(max_epochs=1, early_stopping=False, random_state=0, device="cpu", verbose=0, **extra)
 
@@ -75,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-fit", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--settings", nargs="+", default=["tabular", "sequence_text"])
+    parser.add_argument("--routings", nargs="+", default=list(GREC_ROUTINGS), help="GRec routing modes to time")
+    parser.add_argument("--models", nargs="+", default=None, help="restrict to these (e.g. GRec[task] MMoE)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default="grec_task_scaling")
     args = parser.parse_args(argv)
@@ -82,6 +91,7 @@ def main(argv=None) -> int:
         args.tasks, args.n_predict, args.n_fit, args.rounds = [2, 4], 1024, 512, 2
         args.output += "_quick"
     torch.set_num_threads(1)
+    models = args.models or model_names(args.routings)
 
     results = {}
     for setting in args.settings:
@@ -93,7 +103,7 @@ def main(argv=None) -> int:
                 Y.iloc[: args.n_fit],
                 X.iloc[args.n_fit :].reset_index(drop=True),
             )
-            for model in MODELS:
+            for model in models:
                 clf = make_estimator(model, setting).fit(X_fit, Y_fit)
                 fitted[model, T] = clf
                 data[model, T] = (X_pred, clf.feature_encoder_.transform(X_pred))
@@ -111,7 +121,7 @@ def main(argv=None) -> int:
                 timings[key]["model"].append(args.n_predict / (t2 - t1))
             print(f"{setting}: round {r + 1}/{args.rounds} done", flush=True)
         rows = {}
-        for model in MODELS:
+        for model in models:
             rows[model] = {}
             for T in args.tasks:
                 entry = {
@@ -132,7 +142,7 @@ def main(argv=None) -> int:
         header = ["model"] + [f"T={T} samples/s (x time)" for T in args.tasks] + ["params at T=2 / max T"]
         for kind in ("model", "end_to_end"):
             table = []
-            for model in MODELS:
+            for model in models:
                 cells = [model]
                 for T in args.tasks:
                     e = rows[model][str(T)]

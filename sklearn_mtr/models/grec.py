@@ -6,14 +6,15 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import InputEmbedding, check_dropout, check_sizes, tower_logits
-from ._moe import SwitchMoE
+from ._blocks import InputEmbedding, check_dropout, check_sizes
+from ._moe import SwitchMoE, load_balancing_loss, route, router_z_loss
 from ._transformer import ParallelBlock, SequenceEncoder
 
-_ROUTING = ("sentence", "token")
+_ROUTING = ("task", "sentence", "token")
 
 
 def _leaky_mlp(in_dim: int, sizes: Sequence[int], dropout: float) -> nn.Sequential:
@@ -63,11 +64,27 @@ class GRec(MultiTaskModule):
     load balancing + z_loss_coef * router z-loss``. The logits include the wide term of
     the text columns and sparse X (:class:`~sklearn_mtr.models._wide.BagInputs`).
 
-    Routing (``reference/onerank_grec.md`` §B.7-1): ``"sentence"`` routes each sentence as a
-    unit on its post-mixing task-token state, so all its tokens go to the same experts and
-    capacity counts sentences (a sentence is never partly dropped, unlike the released
-    code's per-token capacity); ``"token"`` routes every token of every sentence on its own state (the released
-    code's mode).
+    Routing (the paper's "task-sentence" routing is read three ways):
+
+    - ``"task"``: the router reads the task embedding (the learned task vector, without
+      ``task_features``), so each task's expert path is chosen once per batch, not per
+      sentence (Task-MoE, Kudugunta et al. 2021, arXiv 2110.03742). The shared tokens do not
+      attend to the task token (it reads them and itself), so their mixed states are the
+      same for every task: per sample the mixing runs once, each *distinct* expert on the
+      tasks' paths runs once on the shared tokens (at most ``n_experts`` runs however many
+      tasks), and the head's first layer is folded over the experts (it is linear), so a task
+      adds only its token's attention over the sentence and a few ``head_hidden_sizes[0]``-wide
+      sums. The task token skips the experts (its path is its own). Capacity does not
+      apply: an expert runs on every row of its tasks.
+    - ``"sentence"``: each (sample, task) sentence is routed as a unit on its post-mixing
+      task-token state, so all its tokens go to the same experts and capacity counts
+      sentences (a sentence is never partly dropped, unlike the released code's per-token
+      capacity). Every token attends to every token; the MoE and the head run per sentence.
+    - ``"token"``: every token of every sentence is routed on its own state (the released
+      code's mode).
+
+    ``forward(batch, tasks)`` scores only the tasks listed (all when None): only their
+    sentences are built.
 
     Parameter groups: task ``k`` owns its task token and its output tower; everything else
     (embeddings, encoders, mixing block, router, experts, shared head) is shared.
@@ -308,9 +325,23 @@ class GRec(MultiTaskModule):
         return self._join(shared, self._task_tokens(batch, shared.dtype))
 
     # ------------------------------------------------------------------ sentence top
-    def _top(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _check_tasks(self, tasks: Sequence[int] | None) -> list[int] | None:
+        if tasks is None:
+            return None
+        tasks = [int(k) for k in tasks]
+        bad = [k for k in tasks if not 0 <= k < self.n_tasks]
+        if bad or not tasks:
+            raise ValueError(f"tasks must list task indices in [0, {self.n_tasks}), got {tasks!r}.")
+        return tasks
+
+    def _top(self, batch: dict[str, torch.Tensor], tasks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared head's output per sentence ``(B, n_tasks or len(tasks), h)`` and the aux loss."""
+        if self.routing == "task":
+            return self._top_task(batch, tasks)
         shared = self.shared_tokens(batch)
         task = self._task_tokens(batch, shared.dtype)
+        if tasks is not None:
+            task = task[:, tasks]
         # x + block(x) for every sentence; the shared tokens' per-token work runs once per sample
         x = self._join(shared, task) + self.mixing.forward_shared_prefix(shared, task)
         batch_size, n_tasks, n_tokens, dim = x.shape
@@ -323,13 +354,93 @@ class GRec(MultiTaskModule):
             moe_out = moe_out.view_as(x)
         x = x + self.moe_dropout(moe_out)
         aux = self.balance_loss_coef * balance + self.z_loss_coef * z
-        h = self.head(x.flatten(1)).view(batch_size, n_tasks, -1)
-        return list(h.unbind(1)), aux
+        return self.head(x.flatten(1)).view(batch_size, n_tasks, -1), aux
+
+    def route_tasks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Task routing: ``(logits, probs, expert_index, gates)`` of the ``n_tasks`` task
+        embeddings (``(n_tasks, n_experts)`` twice, then ``(n_tasks, top_k)`` twice)."""
+        task = torch.stack(list(self.task_tokens))
+        logits = self.moe.router_logits(self.moe_norm(task.float()))
+        probs = torch.softmax(logits, dim=-1)
+        expert_index, gates, _ = route(probs, self.moe.top_k, None)  # no capacity: see the class notes
+        return logits, probs, expert_index, gates
+
+    def _top_task(
+        self, batch: dict[str, torch.Tensor], tasks: list[int] | None, fold: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task routing: the shared tokens are mixed once and run through each distinct
+        expert once; ``fold=False`` builds every sentence explicitly (same result)."""
+        shared = self.shared_tokens(batch)
+        task = self._task_tokens(batch, shared.dtype)
+        logits, probs, expert_index, gates = self.route_tasks()
+        self.moe.record(expert_index, torch.ones_like(expert_index, dtype=torch.bool), weight=shared.shape[0])
+        aux = self.balance_loss_coef * load_balancing_loss(probs, expert_index) + self.z_loss_coef * router_z_loss(
+            logits
+        )
+        if tasks is not None:
+            task, expert_index, gates = task[:, tasks], expert_index[tasks], gates[tasks]
+        prefix_out, weights, values_p, values_s, ff_s = self.mixing.prefix_and_reader_parts(shared, task)
+        x = shared + prefix_out  # (B, S, D): the same for every task
+        normed = self.moe_norm(x.float())
+        used = torch.unique(expert_index).tolist()
+        # mix[k, u]: task k's gate on the u-th used expert
+        slot = torch.full((self.moe.n_experts,), -1, dtype=torch.long, device=x.device)
+        slot[used] = torch.arange(len(used), device=x.device)
+        mix = (F.one_hot(slot[expert_index], len(used)) * gates[..., None]).sum(1).to(x.dtype)  # (K, U)
+        outputs = torch.stack(
+            [self.moe_dropout(self.moe.expert(e, normed)).to(x.dtype) for e in used], dim=1
+        )  # (B, U, S, D)
+        batch_size, n_prefix = x.shape[:2]
+        first = self.head[0] if len(self.head) else None
+        if not (fold and isinstance(first, nn.Linear)):
+            # every sentence built: [x + sum_u mix_ku y_u ; z_k], z_k the task token after the mixing
+            z = task + torch.einsum("bkhs,bhse->bke", weights[..., :n_prefix], values_p)
+            z = z + (weights[..., n_prefix, None] * values_s).sum(2) + ff_s
+            moe_out = torch.einsum("ku,busd->bksd", mix, outputs)
+            sentences = torch.cat([x[:, None] + moe_out, z[:, :, None]], dim=2)  # (B, K, S + 1, D)
+            h = self.head(sentences.flatten(2))
+            return h, aux
+        # The head's first layer W = [W_s, W_t] is linear, so for task k it is a sum of per-sample
+        # vectors weighted per (sample, task): W_s x + sum_u mix_ku W_s y_u + sum_{h,s} a_khs W_t v_hs
+        # + sum_h a_kh,self W_t v_k,h + W_t (t_k + ff(t_k)). Per (sample, task) only the weights
+        # and one matrix product with a few rows remain.
+        width = n_prefix * x.shape[2]
+        w_shared, w_task = first.weight[:, :width], first.weight[:, width:]
+        basis = torch.cat(
+            [
+                F.linear(values_p.flatten(1, 2), w_task),  # (B, H * S, h): prefix values through W_t
+                F.linear(outputs.flatten(2), w_shared),  # (B, U, h): each used expert through W_s
+            ],
+            dim=1,
+        )
+        coef = torch.cat([weights[..., :n_prefix].flatten(2), mix.expand(batch_size, -1, -1)], dim=2)
+        constant = F.linear(x.flatten(1), w_shared, first.bias)[:, None] + F.linear(task + ff_s, w_task)
+        pre = torch.baddbmm(constant.expand(batch_size, -1, -1), coef, basis)
+        self_values = F.linear(values_s, w_task)  # (B or 1, K, H, h)
+        for head in range(weights.shape[2]):  # the few heads' attention on the task token itself
+            pre = torch.addcmul(pre, weights[:, :, head, n_prefix, None], self_values[:, :, head])
+        return self.head[1:](pre), aux
 
     def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """The shared head's output for each task's sentence: ``n_tasks`` tensors ``(B, h)``."""
-        return self._top(batch)[0]
+        return list(self._top(batch)[0].unbind(1))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, aux = self._top(batch)
-        return self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch), aux
+    def forward(
+        self, batch: dict[str, torch.Tensor], tasks: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, aux_loss)``; with ``tasks`` (indices) only those tasks' logits
+        ``(B, len(tasks))``, in that order, and only their sentences are built."""
+        tasks = self._check_tasks(tasks)
+        h, aux = self._top(batch, tasks)
+        index = range(self.n_tasks) if tasks is None else tasks
+        if all(len(self.towers[k][0]) == 0 for k in index):
+            # single-unit towers: one product for all tasks instead of a small one per task
+            weight = torch.cat([self.towers[k][1].weight for k in index])  # (K, h)
+            bias = torch.cat([self.towers[k][1].bias for k in index])
+            logits = torch.einsum("bkh,kh->bk", h, weight.to(h.dtype)) + bias.to(h.dtype)
+        else:
+            logits = torch.cat([self.towers[k](h[:, i]) for i, k in enumerate(index)], dim=1)
+        if self.embedding.bags.wide is not None:  # the wide term is per task: add all, keep the asked ones
+            wide = self.embedding.bags.add_to(torch.zeros_like(logits[:, :1]).expand(-1, self.n_tasks), batch)
+            logits = logits + (wide if tasks is None else wide[:, tasks])
+        return logits, aux

@@ -40,6 +40,9 @@ COMMON = {"embedding_dim": 16, "lr": 1e-3, "optimizer": "adam", "weight_decay": 
 # the baselines exactly as in funnel_models.py, so the two benchmarks' numbers compare
 ARCHITECTURES = {
     "GRec": ("GRecClassifier", {}),
+    # the routing modes side by side (the default is one of them)
+    "GRec-task": ("GRecClassifier", {"routing": "task"}),
+    "GRec-sentence": ("GRecClassifier", {"routing": "sentence"}),
     "MMoE": FUNNEL_ARCHITECTURES["MMoE"],
     "PLE": FUNNEL_ARCHITECTURES["PLE"],
 }
@@ -112,8 +115,8 @@ def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: 
         fit_seconds=fit_seconds,
         n_parameters=int(sum(p.numel() for p in clf.net_.module_.parameters())),
     )
-    if "router_dropped_fraction" in clf.history_[-1]:
-        out["router_dropped_fraction_last_epoch"] = clf.history_[-1, "router_dropped_fraction"]
+    if "capacity_dropped_fraction" in clf.history_[-1]:
+        out["capacity_dropped_fraction_by_epoch"] = list(clf.history_[:, "capacity_dropped_fraction"])
         out["router_expert_load_last_epoch"] = clf.history_[-1, "router_expert_load"]
     return out
 
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size,
             "common": COMMON,
             "architectures": {m: {"estimator": c, **p} for m, (c, p) in ARCHITECTURES.items() if m in args.models},
-            "grec": "GRecClassifier defaults (d_model 32, 4 experts, top-1 sentence routing, capacity 1.25)",
+            "grec": "GRecClassifier defaults (d_model 32, 4 experts, top-1, capacity 1.25) unless the variant says",
             "std": "sample standard deviation (ddof=1) over seeds; data fixed, seeds vary init and shuffling",
             "torch_threads": 1,
         },

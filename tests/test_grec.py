@@ -402,7 +402,7 @@ def test_text_and_sequence_columns_with_empty_unicode_and_none():
     X_new["history"] = [[] for _ in range(24)]
     assert np.isfinite(clf.predict_proba(X_new)).all()
     history = clf.history_
-    assert 0.0 <= history[-1, "router_dropped_fraction"] <= 1.0
+    assert 0.0 <= history[-1, "capacity_dropped_fraction"] <= 1.0
     load = history[-1, "router_expert_load"]
     assert len(load) == 3 and sum(load) == pytest.approx(1.0)
 
@@ -424,7 +424,7 @@ def test_training_drops_at_low_capacity():
     X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
     clf = GRecClassifier(capacity_factor=0.25, max_epochs=1, **EST).fit(X, Y)
     # ceil(0.25 * 32 / 3) = 3 of 32 sentences per expert per batch: at least 23 of 32 dropped
-    assert clf.history_[-1, "router_dropped_fraction"] >= 23 / 32
+    assert clf.history_[-1, "capacity_dropped_fraction"] >= 23 / 32
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -147,60 +147,6 @@ class ParallelBlock(nn.Module):
         out_s = out_s + ff_s
         return torch.cat([out_p, out_s.unsqueeze(2)], dim=2)
 
-    def forward_prefix_and_readers(
-        self, prefix: torch.Tensor, suffix: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``block`` for the K sequences ``[prefix ; suffix_k]`` when no prefix token sees the suffix.
-
-        The prefix tokens attend to the prefix only, so their output ``(B, S, dim)`` is the same
-        for every sequence and is computed once; each suffix token ``suffix_k`` (``(B or 1, K,
-        dim)``, at position S) attends to the prefix and to itself, giving ``(B, K, dim)``. Equal
-        to ``forward`` on ``cat([prefix, suffix[:, k:k+1]], 1)`` with a mask that hides the last
-        key from the prefix queries.
-        """
-        out_p, weights, values_p, values_s, ff_s = self.prefix_and_reader_parts(prefix, suffix)
-        n_prefix = prefix.shape[1]
-        out_s = torch.einsum("bkhs,bhse->bke", weights[..., :n_prefix].contiguous(), values_p)
-        return out_p, out_s + (weights[..., n_prefix, None] * values_s).sum(2) + ff_s
-
-    def prefix_and_reader_parts(
-        self, prefix: torch.Tensor, suffix: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The pieces of :meth:`forward_prefix_and_readers`, for callers that fold a linear map
-        into the suffix outputs: ``(out_prefix, weights, values_prefix, values_suffix, ff_suffix)``.
-
-        ``out_prefix`` ``(B, S, dim)``; ``weights`` ``(B, K, H, S + 1)``: each suffix query's
-        attention on the prefix keys and on its own key (last); ``values_prefix`` ``(B, H, S,
-        dim)`` and ``values_suffix`` ``(B or 1, K, H, dim)``: the values through the output
-        projection, head by head (``W_o`` is linear); ``ff_suffix`` ``(B or 1, K, dim)``: the
-        suffix tokens' feed-forward. Suffix output ``k`` is ``sum_{h,s} weights[k, h, s]
-        values_prefix[h, s] + sum_h weights[k, h, S] values_suffix[k, h] + ff_suffix[k]``.
-        """
-        batch, n_prefix, dim = prefix.shape
-        heads, dh = self.n_heads, self.dim_head
-        qp, kp, vp, ffp = self.fused_in(self.norm(prefix)).split(self.splits, dim=-1)
-        qs, ks, vs, ffs = self.fused_in(self.norm(suffix)).split(self.splits, dim=-1)
-        cos, sin = rotary_tables(n_prefix + 1, dh, prefix.device, qp.dtype)
-        scale = dh**-0.5
-        qp = apply_rotary(qp.view(batch, n_prefix, heads, dh).transpose(1, 2), cos[:n_prefix], sin[:n_prefix]) * scale
-        kp = apply_rotary(kp, cos[:n_prefix], sin[:n_prefix])
-        qs = apply_rotary(qs.view(*qs.shape[:2], heads, dh), cos[n_prefix], sin[n_prefix]) * scale
-        ks = apply_rotary(ks, cos[n_prefix], sin[n_prefix])
-
-        w = self.dropout(torch.softmax(qp @ kp.transpose(1, 2).unsqueeze(1), dim=-1))  # (B, H, S, S)
-        attn = (w @ vp.unsqueeze(1)).transpose(1, 2).reshape(batch, n_prefix, heads * dh)
-        gate, value = ffp.chunk(2, dim=-1)
-        out_p = self.attn_out(attn) + self.ff_out(F.silu(gate) * value)
-
-        w_out = self.attn_out.weight.view(dim, heads, dh).permute(1, 2, 0)  # (H, dh, dim)
-        up = torch.einsum("bsd,hde->bhse", vp, w_out)
-        us = torch.einsum("bkd,hde->bkhe", vs, w_out)
-        sp = torch.einsum("bkhd,bsd->bkhs", qs.expand(batch, -1, -1, -1), kp)  # (B, K, H, S)
-        ss = (qs * ks.unsqueeze(2)).sum(-1, keepdim=True).expand(batch, -1, -1, -1)  # (B, K, H, 1)
-        w = self.dropout(torch.softmax(torch.cat([sp, ss], dim=-1), dim=-1))
-        gate, value = ffs.chunk(2, dim=-1)
-        return out_p, w, up, us, self.ff_out(F.silu(gate) * value)
-
 
 class SequenceEncoder(nn.Module):
     """Parallel Transformer over a padded token sequence, pooled into one token.

@@ -165,6 +165,11 @@ class GRec(MultiTaskModule):
             item = [names.index(s.shared_with) for s in schema.sequences if s.shared_with is not None]
             item = sorted(set(item))
         task_cols = self._columns(task_features, names, "task_features")
+        if task_cols and routing == "task":
+            raise ValueError(
+                "task_features feed the task token, which routing='task' does not build (the task "
+                "only picks the expert path); use routing='sentence' or 'token', or leave task_features out."
+            )
         context = [j for j in range(len(names)) if j not in item]
         self.register_buffer("item_columns", torch.tensor(item, dtype=torch.long), persistent=False)
         self.register_buffer("task_columns", torch.tensor(task_cols, dtype=torch.long), persistent=False)
@@ -207,7 +212,7 @@ class GRec(MultiTaskModule):
             + len(schema.texts)
             + int(self.sparse_projection is not None)
             + int(self.item is not None)
-            + 1
+            + int(routing != "task")  # the task token (task routing has none: the task picks the path)
         )
 
         self.mixing = ParallelBlock(d_model, n_heads, d_model // n_heads, dropout=dropout)
@@ -250,9 +255,6 @@ class GRec(MultiTaskModule):
 
     def task_modules(self, k: int) -> list[nn.Module]:
         return [self.towers[k]]
-
-    def task_parameters(self, k: int) -> list[nn.Parameter]:
-        return [self.task_tokens[k], *super().task_parameters(k)]
 
     # ------------------------------------------------------------------ tokens
     def _lookup(self, batch: dict[str, torch.Tensor], columns: torch.Tensor) -> torch.Tensor:
@@ -334,8 +336,12 @@ class GRec(MultiTaskModule):
             raise ValueError(f"tasks must list task indices in [0, {self.n_tasks}), got {tasks!r}.")
         return tasks
 
-    def _top(self, batch: dict[str, torch.Tensor], tasks: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The shared head's output per sentence ``(B, n_tasks or len(tasks), h)`` and the aux loss."""
+    def _top(
+        self, batch: dict[str, torch.Tensor], tasks: list[int] | None = None
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+        """``(h, unit, aux)``: the shared head's output per routing unit ``(B, n_units, h)``,
+        the unit the i-th asked task reads, and the auxiliary loss. A unit is a sentence per
+        task (sentence and token routing) or a distinct expert path (task routing)."""
         if self.routing == "task":
             return self._top_task(batch, tasks)
         shared = self.shared_tokens(batch)
@@ -354,92 +360,88 @@ class GRec(MultiTaskModule):
             moe_out = moe_out.view_as(x)
         x = x + self.moe_dropout(moe_out)
         aux = self.balance_loss_coef * balance + self.z_loss_coef * z
-        return self.head(x.flatten(1)).view(batch_size, n_tasks, -1), aux
+        return self.head(x.flatten(1)).view(batch_size, n_tasks, -1), list(range(n_tasks)), aux
 
     def route_tasks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Task routing: ``(logits, probs, expert_index, gates)`` of the ``n_tasks`` task
-        embeddings (``(n_tasks, n_experts)`` twice, then ``(n_tasks, top_k)`` twice)."""
+        embeddings: ``(n_tasks, n_experts)`` twice, then ``(n_tasks, top_k)`` twice."""
         task = torch.stack(list(self.task_tokens))
         logits = self.moe.router_logits(self.moe_norm(task.float()))
         probs = torch.softmax(logits, dim=-1)
         expert_index, gates, _ = route(probs, self.moe.top_k, None)  # no capacity: see the class notes
         return logits, probs, expert_index, gates
 
+    @staticmethod
+    def task_paths(expert_index: torch.Tensor, gates: torch.Tensor, n_experts: int):
+        """Task routing: ``(paths, path_of, weights)``: the distinct expert sets chosen by the
+        tasks, the path of each task, and each path's expert weights ``(n_paths, n_experts)``:
+        the mean gate of its tasks (0 off the path)."""
+        members: dict[tuple[int, ...], list[int]] = {}
+        for k, row in enumerate(expert_index.tolist()):
+            members.setdefault(tuple(sorted(row)), []).append(k)
+        dense = torch.zeros(expert_index.shape[0], n_experts, dtype=gates.dtype, device=gates.device)
+        dense = dense.scatter(1, expert_index, gates)
+        weights = torch.stack([dense[tasks].mean(0) for tasks in members.values()])
+        path_of = [0] * expert_index.shape[0]
+        for p, tasks in enumerate(members.values()):
+            for k in tasks:
+                path_of[k] = p
+        return list(members), path_of, weights
+
     def _top_task(
-        self, batch: dict[str, torch.Tensor], tasks: list[int] | None, fold: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Task routing: the shared tokens are mixed once and run through each distinct
-        expert once; ``fold=False`` builds every sentence explicitly (same result)."""
+        self, batch: dict[str, torch.Tensor], tasks: list[int] | None
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+        """Task routing: the shared tokens are mixed once, each expert on a needed path runs
+        once on them, and the head runs once per distinct path."""
         shared = self.shared_tokens(batch)
-        task = self._task_tokens(batch, shared.dtype)
         logits, probs, expert_index, gates = self.route_tasks()
         self.moe.record(expert_index, torch.ones_like(expert_index, dtype=torch.bool), weight=shared.shape[0])
-        aux = self.balance_loss_coef * load_balancing_loss(probs, expert_index) + self.z_loss_coef * router_z_loss(
-            logits
-        )
-        if tasks is not None:
-            task, expert_index, gates = task[:, tasks], expert_index[tasks], gates[tasks]
-        prefix_out, weights, values_p, values_s, ff_s = self.mixing.prefix_and_reader_parts(shared, task)
-        x = shared + prefix_out  # (B, S, D): the same for every task
+        aux = self.balance_loss_coef * load_balancing_loss(probs, expert_index)
+        aux = aux + self.z_loss_coef * router_z_loss(logits)
+        paths, path_of, path_weights = self.task_paths(expert_index, gates, self.moe.n_experts)
+        asked = list(range(self.n_tasks)) if tasks is None else tasks
+        needed = sorted({path_of[k] for k in asked})  # only the asked tasks' paths run
+        used = sorted({e for p in needed for e in paths[p]})
+        x = shared + self.mixing(shared)  # (B, S, D): no task token, so the same for every task
         normed = self.moe_norm(x.float())
-        used = torch.unique(expert_index).tolist()
-        # mix[k, u]: task k's gate on the u-th used expert
-        slot = torch.full((self.moe.n_experts,), -1, dtype=torch.long, device=x.device)
-        slot[used] = torch.arange(len(used), device=x.device)
-        mix = (F.one_hot(slot[expert_index], len(used)) * gates[..., None]).sum(1).to(x.dtype)  # (K, U)
-        outputs = torch.stack(
-            [self.moe_dropout(self.moe.expert(e, normed)).to(x.dtype) for e in used], dim=1
-        )  # (B, U, S, D)
-        batch_size, n_prefix = x.shape[:2]
-        first = self.head[0] if len(self.head) else None
-        if not (fold and isinstance(first, nn.Linear)):
-            # every sentence built: [x + sum_u mix_ku y_u ; z_k], z_k the task token after the mixing
-            z = task + torch.einsum("bkhs,bhse->bke", weights[..., :n_prefix], values_p)
-            z = z + (weights[..., n_prefix, None] * values_s).sum(2) + ff_s
-            moe_out = torch.einsum("ku,busd->bksd", mix, outputs)
-            sentences = torch.cat([x[:, None] + moe_out, z[:, :, None]], dim=2)  # (B, K, S + 1, D)
-            h = self.head(sentences.flatten(2))
-            return h, aux
-        # The head's first layer W = [W_s, W_t] is linear, so for task k it is a sum of per-sample
-        # vectors weighted per (sample, task): W_s x + sum_u mix_ku W_s y_u + sum_{h,s} a_khs W_t v_hs
-        # + sum_h a_kh,self W_t v_k,h + W_t (t_k + ff(t_k)). Per (sample, task) only the weights
-        # and one matrix product with a few rows remain.
-        width = n_prefix * x.shape[2]
-        w_shared, w_task = first.weight[:, :width], first.weight[:, width:]
-        basis = torch.cat(
-            [
-                F.linear(values_p.flatten(1, 2), w_task),  # (B, H * S, h): prefix values through W_t
-                F.linear(outputs.flatten(2), w_shared),  # (B, U, h): each used expert through W_s
-            ],
-            dim=1,
-        )
-        coef = torch.cat([weights[..., :n_prefix].flatten(2), mix.expand(batch_size, -1, -1)], dim=2)
-        constant = F.linear(x.flatten(1), w_shared, first.bias)[:, None] + F.linear(task + ff_s, w_task)
-        pre = torch.baddbmm(constant.expand(batch_size, -1, -1), coef, basis)
-        self_values = F.linear(values_s, w_task)  # (B or 1, K, H, h)
-        for head in range(weights.shape[2]):  # the few heads' attention on the task token itself
-            pre = torch.addcmul(pre, weights[:, :, head, n_prefix, None], self_values[:, :, head])
-        return self.head[1:](pre), aux
+        outputs = torch.stack([self.moe_dropout(self.moe.expert(e, normed)) for e in used], dim=1)  # (B, U, S, D)
+        mix = path_weights[needed][:, used].to(outputs.dtype)  # (P, U)
+        sentences = x[:, None] + torch.einsum("pu,busd->bpsd", mix, outputs).to(x.dtype)
+        h = self.head(sentences.flatten(2))  # (B, P, h)
+        unit = [needed.index(path_of[k]) for k in asked]
+        return h, unit, aux
+
+    def task_parameters(self, k: int) -> list[nn.Parameter]:
+        if self.routing == "task":  # a task embedding's gate reaches every task on its path: shared
+            return super().task_parameters(k)
+        return [self.task_tokens[k], *super().task_parameters(k)]
 
     def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """The shared head's output for each task's sentence: ``n_tasks`` tensors ``(B, h)``."""
-        return list(self._top(batch)[0].unbind(1))
+        """The shared head's output each task's tower reads: ``n_tasks`` tensors ``(B, h)``."""
+        h, unit, _ = self._top(batch)
+        return [h[:, u] for u in unit]
 
     def forward(
         self, batch: dict[str, torch.Tensor], tasks: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, aux_loss)``; with ``tasks`` (indices) only those tasks' logits
-        ``(B, len(tasks))``, in that order, and only their sentences are built."""
+        ``(B, len(tasks))``, in that order, and only what they need is computed."""
         tasks = self._check_tasks(tasks)
-        h, aux = self._top(batch, tasks)
-        index = range(self.n_tasks) if tasks is None else tasks
+        h, unit, aux = self._top(batch, tasks)
+        index = list(range(self.n_tasks)) if tasks is None else tasks
         if all(len(self.towers[k][0]) == 0 for k in index):
-            # single-unit towers: one product for all tasks instead of a small one per task
-            weight = torch.cat([self.towers[k][1].weight for k in index])  # (K, h)
-            bias = torch.cat([self.towers[k][1].bias for k in index])
-            logits = torch.einsum("bkh,kh->bk", h, weight.to(h.dtype)) + bias.to(h.dtype)
+            # single-unit towers: one product per routing unit for all the tasks that read it
+            weight = torch.cat([self.towers[k][1].weight for k in index]).to(h.dtype)  # (K, h)
+            bias = torch.cat([self.towers[k][1].bias for k in index]).to(h.dtype)
+            if unit == list(range(h.shape[1])):
+                logits = torch.einsum("bkh,kh->bk", h, weight) + bias
+            else:
+                groups = [[i for i, v in enumerate(unit) if v == u] for u in range(h.shape[1])]
+                parts = [F.linear(h[:, u], weight[cols], bias[cols]) for u, cols in enumerate(groups) if cols]
+                order = torch.tensor([i for cols in groups for i in cols], device=h.device)
+                logits = torch.cat(parts, dim=1)[:, torch.argsort(order)]
         else:
-            logits = torch.cat([self.towers[k](h[:, i]) for i, k in enumerate(index)], dim=1)
+            logits = torch.cat([self.towers[k](h[:, u]) for k, u in zip(index, unit)], dim=1)
         if self.embedding.bags.wide is not None:  # the wide term is per task: add all, keep the asked ones
             wide = self.embedding.bags.add_to(torch.zeros_like(logits[:, :1]).expand(-1, self.n_tasks), batch)
             logits = logits + (wide if tasks is None else wide[:, tasks])

@@ -341,7 +341,6 @@ class GRecClassifier(MultiTaskClassifierBase):
             )
         return np.ascontiguousarray(vectors)
 
-    def _make_net(self, valid_ds):
-        net = super()._make_net(valid_ds)
-        net.callbacks = [*net.callbacks, ("router_statistics", RouterStatistics())]
-        return net
+    def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
+        # here, not in _make_net: a continuation (partial_fit, warm_start) rebuilds the callbacks
+        return [*super()._builtin_callbacks(use_valid), ("router_statistics", RouterStatistics())]

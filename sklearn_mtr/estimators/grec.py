@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
 from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
@@ -89,16 +90,19 @@ class GRecClassifier(MultiTaskClassifierBase):
         capacity; router noise only while training; load-balancing and router z-losses added
         to the training loss), and a shared head with one output unit per task scores it.
 
-        Readings of the paper (notes in ``reference/onerank_grec.md`` §B.7): the paper's
-        production head is a softmax over items; here each task gets one binary output. Routing
-        defaults to ``"sentence"`` (the whole sentence goes to its experts, chosen from its
-        task-token state); ``"token"`` routes each token, as the released code does. Capacity
-        is a per-batch limit applied in training only; predictions are dropless, so a row's
-        probability never depends on the rows it is batched with. The released code's bugs are
-        not reproduced: the load-balancing loss reads router probabilities (not logits), the
-        router jitter is off at inference, sequence pooling ignores padding, the mixing block
-        has a residual, and capacity in sentence mode counts sentences, so a sentence is never
-        partly dropped.
+        Readings of the paper (arXiv 2504.05318, and its released example code): the paper's
+        production head is a softmax over items; here each task gets one binary output. The
+        paper's "task-sentence" routing is read three ways (``routing``): ``"task"`` routes on
+        the task embedding alone, so each task's expert path is chosen once per batch and
+        inference runs each distinct path once per row, whatever the number of tasks (the
+        Task-MoE of Kudugunta et al., arXiv 2110.03742); ``"sentence"`` routes each (sample,
+        task) sentence on its task-token state after mixing; ``"token"`` routes each token, as
+        the released code does. Capacity is a per-batch limit applied in training only;
+        predictions are dropless, so a row's probability never depends on the rows it is
+        batched with. The released code's bugs are not reproduced: the load-balancing loss
+        reads router probabilities (not logits), the router jitter is off at inference,
+        sequence pooling ignores padding, the mixing block has a residual, and capacity in
+        sentence mode counts sentences, so a sentence is never partly dropped.
 
         A pretrained sentence encoder (the paper's MiniLM) can be plugged in with
         ``sentence_encoder``: any callable the user has locally (nothing is downloaded at run
@@ -138,12 +142,27 @@ class GRecClassifier(MultiTaskClassifierBase):
         top_k : int, default=1
             Experts per routing unit (Switch-style top-1). With ``top_k > 1`` the chosen
             experts' probabilities are renormalised to sum to one.
-        routing : {"sentence", "token"}, default="sentence"
-            Routing unit: a whole (sample, task) sentence, or each of its tokens.
+        routing : {"task", "sentence", "token"}, default="sentence"
+            What the router reads, and so what it sends to the experts:
+
+            - ``"task"``: the task embedding. A task's experts are the same for every row, so
+              the sentence holds only the shared tokens (no task token: ``task_features`` are
+              refused), is mixed once per row, each distinct expert path runs once per row and
+              the shared head once per path; a task adds only its output unit. Prediction cost
+              is flat in the number of tasks (bounded by the number of distinct paths, at most
+              ``n_experts`` for top-1). Tasks on one path share its head output and differ by
+              their towers (``tower_hidden_sizes``) and their path's gate, the mean of their
+              router probabilities. No capacity limit (an expert runs on all the rows of its
+              tasks), so ``capacity_factor`` is unused.
+            - ``"sentence"``: each (sample, task) sentence, on its task-token state after the
+              mixing block; all its tokens go to the same experts. Cost grows with the number
+              of tasks: the mixing attention, the MoE and the head run per sentence.
+            - ``"token"``: each token of each sentence, as the released code does.
         capacity_factor : float or None, default=1.25
             An expert accepts at most ``ceil(capacity_factor * units * top_k / n_experts)``
-            routing units per training batch; overflow units skip the MoE (residual only).
-            None: no limit.
+            routing units per training batch; overflow units skip the MoE (residual only) and
+            are counted in ``history_[:, "capacity_dropped_fraction"]``. None: no limit.
+            Prediction never drops a unit.
         router_jitter : float, default=0.1
             Multiplicative uniform noise on the router input while training.
         balance_loss_coef : float, default=1e-4
@@ -340,6 +359,45 @@ class GRecClassifier(MultiTaskClassifierBase):
                 f"(first at row {bad}: {texts[bad]!r})."
             )
         return np.ascontiguousarray(vectors)
+
+    def predict_proba_for(self, X, tasks) -> np.ndarray:
+        """Probabilities of some tasks only, computing only what those tasks need.
+
+        Parameters
+        ----------
+        X : DataFrame, ndarray or sparse matrix
+            As for :meth:`predict_proba`.
+        tasks : list of task names or int
+            Names from ``task_names_`` (or positions in it), in the order wanted.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, len(tasks))
+            Equal to ``predict_proba(X)[:, positions]``. Only the asked tasks' sentences are
+            built (sentence and token routing) or only their expert paths run (task routing).
+        """
+        check_is_fitted(self)
+        names = list(self.task_names_)
+        if isinstance(tasks, (str, int, np.integer)):
+            tasks = [tasks]
+        index = []
+        for task in tasks:
+            if task in names:
+                index.append(names.index(task))
+            elif isinstance(task, (int, np.integer)) and not isinstance(task, bool) and 0 <= task < len(names):
+                index.append(int(task))
+            else:
+                raise ValueError(f"tasks names {task!r}, which is not a task; the tasks are {names}.")
+        if not index:
+            raise ValueError("tasks must name at least one task.")
+        module = self.net_.module_
+        if not isinstance(module, GRec) or self.compile:  # wrapped (multi-task method) or compiled: slice
+            return self._predict_task_proba(X)[:, index]
+        module.scored_tasks = index
+        try:
+            return self._predict_task_proba(X)
+        finally:
+            module.scored_tasks = None
 
     def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
         # here, not in _make_net: a continuation (partial_fit, warm_start) rebuilds the callbacks

@@ -1,6 +1,6 @@
 """Switch-style sparse mixture of experts with top-k routing and expert capacity.
 
-GRec's task-sentence MoE layer (``reference/onerank_grec.md`` §B.2-7, §B.7). A router
+GRec's task-sentence MoE layer (arXiv 2504.05318, as in its released example code). A router
 scores every *routing unit* (a token, or a whole sentence in sentence-level routing), the
 top-k experts of a unit process all of its tokens, and each expert accepts at most
 ``capacity`` units per batch. The layer returns the experts' output (zero where a unit was

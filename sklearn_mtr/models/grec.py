@@ -66,16 +66,15 @@ class GRec(MultiTaskModule):
 
     Routing (the paper's "task-sentence" routing is read three ways):
 
-    - ``"task"``: the router reads the task embedding (the learned task vector, without
-      ``task_features``), so each task's expert path is chosen once per batch, not per
-      sentence (Task-MoE, Kudugunta et al. 2021, arXiv 2110.03742). The shared tokens do not
-      attend to the task token (it reads them and itself), so their mixed states are the
-      same for every task: per sample the mixing runs once, each *distinct* expert on the
-      tasks' paths runs once on the shared tokens (at most ``n_experts`` runs however many
-      tasks), and the head's first layer is folded over the experts (it is linear), so a task
-      adds only its token's attention over the sentence and a few ``head_hidden_sizes[0]``-wide
-      sums. The task token skips the experts (its path is its own). Capacity does not
-      apply: an expert runs on every row of its tasks.
+    - ``"task"``: the router reads the task embedding (the learned task vector), so each
+      task's expert path is chosen once per batch, not per sentence (Task-MoE, Kudugunta et
+      al. 2021, arXiv 2110.03742). The sentence then holds only the shared tokens (no task
+      token: the task acts through its path; ``task_features`` are refused): it is mixed
+      once per sample, each distinct expert on the needed paths runs once on it, the head
+      runs once per distinct path (at most ``n_experts`` for top-1, however many tasks), and
+      task ``k``'s tower reads its path's head output. A path's expert weights are the mean
+      router probability of its tasks (so the router still learns from the task losses).
+      Capacity does not apply: an expert runs on every row of its tasks.
     - ``"sentence"``: each (sample, task) sentence is routed as a unit on its post-mixing
       task-token state, so all its tokens go to the same experts and capacity counts
       sentences (a sentence is never partly dropped, unlike the released code's per-token
@@ -84,10 +83,12 @@ class GRec(MultiTaskModule):
       code's mode).
 
     ``forward(batch, tasks)`` scores only the tasks listed (all when None): only their
-    sentences are built.
+    sentences are built, or only their paths run.
 
-    Parameter groups: task ``k`` owns its task token and its output tower; everything else
-    (embeddings, encoders, mixing block, router, experts, shared head) is shared.
+    Parameter groups: task ``k`` owns its task token (except in task routing, where the
+    mean gate of a path lets every task on it reach the embedding) and its output tower;
+    everything else (embeddings, encoders, mixing block, router, experts, shared head) is
+    shared.
     """
 
     def __init__(
@@ -155,6 +156,7 @@ class GRec(MultiTaskModule):
         tower_sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
 
         self.n_tasks = n_tasks
+        self.scored_tasks: list[int] | None = None
         self.d_model, self.routing = d_model, routing
         self.max_sequence_length, self.max_text_length = max_sequence_length, max_text_length
         self.balance_loss_coef, self.z_loss_coef = balance_loss_coef, z_loss_coef
@@ -425,8 +427,10 @@ class GRec(MultiTaskModule):
         self, batch: dict[str, torch.Tensor], tasks: Sequence[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, aux_loss)``; with ``tasks`` (indices) only those tasks' logits
-        ``(B, len(tasks))``, in that order, and only what they need is computed."""
-        tasks = self._check_tasks(tasks)
+        ``(B, len(tasks))``, in that order, and only what they need is computed. ``tasks=None``
+        reads the attribute ``scored_tasks`` (None: every task), which the estimator sets to
+        predict some tasks through the usual batched prediction."""
+        tasks = self._check_tasks(tasks if tasks is not None else getattr(self, "scored_tasks", None))
         h, unit, aux = self._top(batch, tasks)
         index = list(range(self.n_tasks)) if tasks is None else tasks
         if all(len(self.towers[k][0]) == 0 for k in index):

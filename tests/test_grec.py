@@ -517,6 +517,19 @@ def test_predict_proba_is_deterministic_and_batch_independent(routing):
     np.testing.assert_array_equal(restored.predict_proba(X), p1)
 
 
+@pytest.mark.parametrize("routing", ["task", "sentence"])
+def test_predict_proba_for_some_tasks_equals_slicing_predict_proba(routing):
+    X, Y = make_multitask_classification(n_samples=80, n_tasks=3, n_features=4, as_frame=True, random_state=0)
+    clf = GRecClassifier(routing=routing, max_epochs=1, **EST).fit(X, Y)
+    names = list(clf.task_names_)
+    full = clf.predict_proba(X)
+    np.testing.assert_allclose(clf.predict_proba_for(X, [names[2], names[0]]), full[:, [2, 0]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba_for(X, 1), full[:, [1]], rtol=1e-5, atol=1e-6)
+    assert clf.predict_proba(X).shape == (80, 3)  # the module scores every task again afterwards
+    with pytest.raises(ValueError, match="not a task"):
+        clf.predict_proba_for(X, ["nope"])
+
+
 def test_training_drops_at_low_capacity():
     X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
     clf = GRecClassifier(capacity_factor=0.25, max_epochs=1, **EST).fit(X, Y)

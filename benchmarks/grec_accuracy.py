@@ -43,6 +43,10 @@ ARCHITECTURES = {
     # the routing modes side by side (the default is one of them)
     "GRec-task": ("GRecClassifier", {"routing": "task"}),
     "GRec-sentence": ("GRecClassifier", {"routing": "sentence"}),
+    # ablations of the MovieLens gap to MMoE, against GRec-task: wider tokens (the context
+    # token's deep half is d_model / 2 = 16 wide at the default d_model 32), and no title tower
+    "GRec-task-d64": ("GRecClassifier", {"routing": "task", "d_model": 64}),
+    "GRec-task-notitle": ("GRecClassifier", {"routing": "task", "drop_columns": ["title"]}),
     "MMoE": FUNNEL_ARCHITECTURES["MMoE"],
     "PLE": FUNNEL_ARCHITECTURES["PLE"],
 }
@@ -87,9 +91,11 @@ def make_estimator(model: str, seed: int, dataset: str, args):
     import sklearn_mtr
 
     cls_name, arch = ARCHITECTURES[model]
+    arch = {k: v for k, v in arch.items() if k != "drop_columns"}
     extra = {}
     if dataset == "movielens":
-        extra = {"sequence_features": {"history": "movie_id"}, "text_features": ["title"]}
+        text = [c for c in ["title"] if c not in ARCHITECTURES[model][1].get("drop_columns", ())]
+        extra = {"sequence_features": {"history": "movie_id"}, "text_features": text}
     return getattr(sklearn_mtr, cls_name)(
         **arch, **COMMON, **extra, batch_size=args.batch_size, max_epochs=1, random_state=seed, device="cpu"
     )
@@ -98,6 +104,9 @@ def make_estimator(model: str, seed: int, dataset: str, args):
 def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: int) -> dict:
 
     clf = make_estimator(model, seed, dataset, args)
+    dropped = [c for c in ARCHITECTURES[model][1].get("drop_columns", ()) if c in data["X_train"].columns]
+    if dropped:
+        data = {**data, **{f"X_{p}": data[f"X_{p}"].drop(columns=dropped) for p in ("train", "valid", "test")}}
     t0 = time.perf_counter()
     selection = _common.fit_select_on_valid(
         clf,

@@ -392,23 +392,24 @@ def test_registered_and_output():
     model = build(n_tasks=3).eval()
     logits, aux = model(make_batch())
     assert logits.shape == (8, 3) and aux.ndim == 0 and torch.isfinite(logits).all()
-    assert model.n_tokens == 2  # context + task (no sequence, text or item column)
+    assert model.routing == "task" and model.n_tokens == 1  # context only (the task picks the path)
+    assert build(n_tasks=3, routing="sentence").n_tokens == 2  # context + task token
 
 
 def test_tokens_from_text_and_sequences():
     schema, batch = encoded(messy_frame())
-    model = build(schema).eval()
+    model = build(schema, routing="sentence").eval()
     assert model.n_tokens == 5  # context, history, title, item, task
     assert model.item_columns.tolist() == [0] and model.context_columns.tolist() == [1]
     logits, _ = model(batch)
     assert torch.isfinite(logits).all()
-    explicit = build(schema, item_features=["item", "user"]).eval()
+    explicit = build(schema, item_features=["item", "user"], routing="sentence").eval()
     assert explicit.context_columns.numel() == 0 and explicit.n_tokens == 5  # wide half only in context
 
 
 def test_task_features_shift_every_task_token():
     schema, batch = encoded(messy_frame())
-    model = build(schema, task_features=["user"]).eval()
+    model = build(schema, task_features=["user"], routing="sentence").eval()
     sentences = model.sentences(batch)
     base = torch.stack(list(model.task_tokens))
     shift = sentences[:, :, -1, :] - base[None]
@@ -532,7 +533,7 @@ def test_predict_proba_for_some_tasks_equals_slicing_predict_proba(routing):
 
 def test_training_drops_at_low_capacity():
     X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
-    clf = GRecClassifier(capacity_factor=0.25, max_epochs=1, **EST).fit(X, Y)
+    clf = GRecClassifier(routing="sentence", capacity_factor=0.25, max_epochs=1, **EST).fit(X, Y)
     # ceil(0.25 * 32 / 3) = 3 of 32 sentences per expert per batch: at least 23 of 32 dropped
     assert clf.history_[-1, "capacity_dropped_fraction"] >= 23 / 32
 
@@ -553,7 +554,9 @@ class RouteEverythingTo(Callback):
 
 def test_a_collapsed_expert_is_reported_once_per_fit():
     X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
-    clf = GRecClassifier(max_epochs=3, callbacks=[RouteEverythingTo(1)], capacity_factor=None, **EST)
+    clf = GRecClassifier(
+        routing="sentence", max_epochs=3, callbacks=[RouteEverythingTo(1)], capacity_factor=None, **EST
+    )
     with pytest.warns(RuntimeWarning, match="collapse") as caught:
         clf.fit(X, Y)
     messages = [str(w.message) for w in caught if "collapse" in str(w.message)]

@@ -83,12 +83,16 @@ class GRecClassifier(MultiTaskClassifierBase):
         and a wide layer), one **behaviour-sequence** token per ``sequence_features`` column
         (a parallel Transformer with multi-query attention, rotary positions and a padding
         mask), one **text** token per ``text_features`` column (a projection of its TF-IDF-weighted
-        bag of hashed word uni- and bigrams, or a projected vector of a ``sentence_encoder``), a **candidate item** token (``item_features``) and a **task**
-        token. Each (sample, task) pair forms one sentence: the shared tokens, computed once
-        per sample, plus that task's token. A parallel Transformer block mixes the sentence, a
-        Switch-style sparse mixture of experts transforms it (top-k routing with expert
-        capacity; router noise only while training; load-balancing and router z-losses added
-        to the training loss), and a shared head with one output unit per task scores it.
+        bag of hashed word uni- and bigrams, or a projected vector of a ``sentence_encoder``),
+        and a **candidate item** token (``item_features``). These tokens form a sentence, mixed
+        by a parallel Transformer block; a Switch-style sparse mixture of experts transforms it
+        (top-k routing; router noise only while training; load-balancing and router z-losses
+        added to the training loss), and a shared head with one output unit per task scores
+        it. By default (``routing="task"``) the router reads each task's learned embedding, so
+        a task's experts are the same for every row and each distinct expert path runs once
+        per row, however many tasks; with ``routing="sentence"`` or ``"token"`` each (sample,
+        task) pair forms its own sentence with a **task** token, and the experts are chosen
+        per sentence or per token (with expert capacity in training).
 
         Readings of the paper (arXiv 2504.05318, and its released example code): the paper's
         production head is a softmax over items; here each task gets one binary output. The
@@ -142,8 +146,12 @@ class GRecClassifier(MultiTaskClassifierBase):
         top_k : int, default=1
             Experts per routing unit (Switch-style top-1). With ``top_k > 1`` the chosen
             experts' probabilities are renormalised to sum to one.
-        routing : {"task", "sentence", "token"}, default="sentence"
-            What the router reads, and so what it sends to the experts:
+        routing : {"task", "sentence", "token"}, default="task"
+            What the router reads, and so what it sends to the experts. The default was chosen
+            by measurement: on MovieLens-100K with title and history (2 paired seeds) task
+            routing was ahead of sentence routing on both seeds, both tasks and both metrics
+            (mean +0.006 / +0.007 AUC and +0.005 / +0.005 GAUC, like / love), level on
+            Census-Income (within 0.0004 AUC), and faster to predict at every number of tasks.
 
             - ``"task"``: the task embedding. A task's experts are the same for every row, so
               the sentence holds only the shared tokens (no task token: ``task_features`` are
@@ -245,7 +253,7 @@ class GRecClassifier(MultiTaskClassifierBase):
         n_experts=4,
         expert_hidden_dim=None,
         top_k=1,
-        routing="sentence",
+        routing="task",
         capacity_factor=1.25,
         router_jitter=0.1,
         balance_loss_coef=1e-4,

@@ -64,7 +64,8 @@ class GRec(MultiTaskModule):
     load balancing + z_loss_coef * router z-loss``. The logits include the wide term of
     the text columns and sparse X (:class:`~sklearn_mtr.models._wide.BagInputs`).
 
-    Routing (the paper's "task-sentence" routing is read three ways):
+    Routing (the paper's "task-sentence" routing is read three ways; ``"task"`` is the
+    default, chosen by measurement, see the estimator):
 
     - ``"task"``: the router reads the task embedding (the learned task vector), so each
       task's expert path is chosen once per batch, not per sentence (Task-MoE, Kudugunta et
@@ -108,7 +109,7 @@ class GRec(MultiTaskModule):
         n_experts: int = 4,
         expert_hidden_dim: int | None = None,
         top_k: int = 1,
-        routing: str = "sentence",
+        routing: str = "task",
         capacity_factor: float | None = 1.25,
         router_jitter: float = 0.1,
         balance_loss_coef: float = 1e-4,

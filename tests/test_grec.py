@@ -568,9 +568,11 @@ def test_a_collapsed_expert_is_reported_once_per_fit():
         clf.fit(X, Y)
 
 
-def test_no_collapse_warning_when_task_routing_has_fewer_choices_than_experts():
+@pytest.mark.parametrize("optimizer", ["adam", "drgrad"])  # drgrad wraps the module
+def test_no_collapse_warning_when_task_routing_has_fewer_choices_than_experts(optimizer):
     X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
-    clf = GRecClassifier(routing="task", max_epochs=2, **EST)  # 2 tasks, 3 experts: one is idle by design
+    # 2 tasks, 3 experts: one is idle by design
+    clf = GRecClassifier(routing="task", optimizer=optimizer, max_epochs=2, **EST)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         clf.fit(X, Y)

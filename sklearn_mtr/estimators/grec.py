@@ -68,8 +68,8 @@ class RouterStatistics(Callback):
     def _can_spread(net, n_experts: int) -> bool:
         """Whether the routing units could reach every expert: with task routing there are only
         ``n_tasks * top_k`` choices, so idle experts are expected when that is below ``n_experts``."""
-        module = net.module_
-        if getattr(module, "routing", None) != "task":
+        module = next((m for m in net.module_.modules() if isinstance(m, GRec)), None)  # also when wrapped
+        if module is None or module.routing != "task":
             return True
         return module.n_tasks * module.moe.top_k >= n_experts
 

@@ -325,7 +325,9 @@ class GRec(MultiTaskModule):
         return torch.cat([shared, task.expand(batch_size, -1, -1)[:, :, None, :]], dim=2)
 
     def sentences(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One sentence per (sample, task): ``(B, n_tasks, n_tokens, d_model)``, task token last."""
+        """One sentence per (sample, task) before mixing, as sentence and token routing build them:
+        ``(B, n_tasks, n_tokens, d_model)``, task token last (task routing's sentence is
+        :meth:`shared_tokens`)."""
         shared = self.shared_tokens(batch)
         return self._join(shared, self._task_tokens(batch, shared.dtype))
 

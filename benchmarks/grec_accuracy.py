@@ -40,6 +40,13 @@ COMMON = {"embedding_dim": 16, "lr": 1e-3, "optimizer": "adam", "weight_decay": 
 # the baselines exactly as in funnel_models.py, so the two benchmarks' numbers compare
 ARCHITECTURES = {
     "GRec": ("GRecClassifier", {}),
+    # the routing modes side by side (the default is one of them)
+    "GRec-task": ("GRecClassifier", {"routing": "task"}),
+    "GRec-sentence": ("GRecClassifier", {"routing": "sentence"}),
+    # ablations of the MovieLens gap to MMoE, against GRec-task: wider tokens (the context
+    # token's deep half is d_model / 2 = 16 wide at the default d_model 32), and no title tower
+    "GRec-task-d64": ("GRecClassifier", {"routing": "task", "d_model": 64}),
+    "GRec-task-notitle": ("GRecClassifier", {"routing": "task", "drop_columns": ["title"]}),
     "MMoE": FUNNEL_ARCHITECTURES["MMoE"],
     "PLE": FUNNEL_ARCHITECTURES["PLE"],
 }
@@ -84,9 +91,11 @@ def make_estimator(model: str, seed: int, dataset: str, args):
     import sklearn_mtr
 
     cls_name, arch = ARCHITECTURES[model]
+    arch = {k: v for k, v in arch.items() if k != "drop_columns"}
     extra = {}
     if dataset == "movielens":
-        extra = {"sequence_features": {"history": "movie_id"}, "text_features": ["title"]}
+        text = [c for c in ["title"] if c not in ARCHITECTURES[model][1].get("drop_columns", ())]
+        extra = {"sequence_features": {"history": "movie_id"}, "text_features": text}
     return getattr(sklearn_mtr, cls_name)(
         **arch, **COMMON, **extra, batch_size=args.batch_size, max_epochs=1, random_state=seed, device="cpu"
     )
@@ -95,6 +104,9 @@ def make_estimator(model: str, seed: int, dataset: str, args):
 def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: int) -> dict:
 
     clf = make_estimator(model, seed, dataset, args)
+    dropped = [c for c in ARCHITECTURES[model][1].get("drop_columns", ()) if c in data["X_train"].columns]
+    if dropped:
+        data = {**data, **{f"X_{p}": data[f"X_{p}"].drop(columns=dropped) for p in ("train", "valid", "test")}}
     t0 = time.perf_counter()
     selection = _common.fit_select_on_valid(
         clf,
@@ -112,8 +124,8 @@ def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: 
         fit_seconds=fit_seconds,
         n_parameters=int(sum(p.numel() for p in clf.net_.module_.parameters())),
     )
-    if "router_dropped_fraction" in clf.history_[-1]:
-        out["router_dropped_fraction_last_epoch"] = clf.history_[-1, "router_dropped_fraction"]
+    if "capacity_dropped_fraction" in clf.history_[-1]:
+        out["capacity_dropped_fraction_by_epoch"] = list(clf.history_[:, "capacity_dropped_fraction"])
         out["router_expert_load_last_epoch"] = clf.history_[-1, "router_expert_load"]
     return out
 
@@ -177,7 +189,7 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size,
             "common": COMMON,
             "architectures": {m: {"estimator": c, **p} for m, (c, p) in ARCHITECTURES.items() if m in args.models},
-            "grec": "GRecClassifier defaults (d_model 32, 4 experts, top-1 sentence routing, capacity 1.25)",
+            "grec": "GRecClassifier defaults (d_model 32, 4 experts, top-1, capacity 1.25) unless the variant says",
             "std": "sample standard deviation (ddof=1) over seeds; data fixed, seeds vary init and shuffling",
             "torch_threads": 1,
         },

@@ -1,12 +1,14 @@
 """GRec: routing, router losses, the parallel Transformer, text / sequence inputs, estimator."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from model_fixtures import SCHEMA, make_batch
+from skorch.callbacks import Callback
 
 from sklearn_mtr import GRecClassifier
 from sklearn_mtr.datasets import make_multitask_classification
@@ -112,6 +114,19 @@ def test_switch_moe_capacity_in_training_only_and_statistics():
     out, _, _ = moe(x)
     assert moe.capacity(30) is None and (out.abs().sum(dim=(1, 2)) > 0).all()
     assert moe.total == 0  # statistics count training batches only
+
+
+def test_statistics_count_a_unit_dropped_only_when_all_its_experts_refused_it():
+    moe = SwitchMoE(6, 3, 5, top_k=2).train()
+    index = torch.tensor([[0, 1], [0, 1], [0, 1]])
+    kept = torch.tensor([[True, True], [False, True], [False, False]])
+    moe.record(index, kept)
+    # unit 1 still reached expert 1: only unit 2 skipped the MoE (counting refused assignments would give 3 of 6)
+    assert moe.dropped == 1 and moe.total == 3
+    assert moe.assigned.tolist() == [1.0, 2.0, 0.0]
+    moe.eval()
+    moe.record(index, kept)
+    assert moe.total == 3  # inference batches are not counted
 
 
 def test_sentence_routing_sends_every_token_of_a_sentence_to_the_same_expert():
@@ -281,6 +296,83 @@ def test_forward_equals_mixing_every_sentence(routing):
     torch.testing.assert_close(model(batch)[0], expected)
 
 
+def task_routing_reference(model, batch):
+    """Task routing written out task by task: route the task embedding, run the sentence of
+    shared tokens through that task's experts (weighted by the mean gate of the tasks that
+    share the path), the head and the task's tower."""
+    shared = model.shared_tokens(batch)
+    x = shared + model.mixing(shared)
+    normed = model.moe_norm(x)
+    probs = torch.softmax(model.moe.router(model.moe_norm(torch.stack(list(model.task_tokens)))), -1)
+    top_p, top_e = probs.topk(model.moe.top_k, -1)
+    gates = top_p / top_p.sum(-1, keepdim=True) if model.moe.top_k > 1 else top_p
+    columns = []
+    for k in range(model.n_tasks):
+        same = [j for j in range(model.n_tasks) if set(top_e[j].tolist()) == set(top_e[k].tolist())]
+        y = x.clone()
+        for e in top_e[k].tolist():
+            gate = torch.stack([gates[j][top_e[j] == e][0] for j in same]).mean()
+            y = y + gate * torch.nn.functional.leaky_relu(normed @ model.moe.w_in[e], 0.2) @ model.moe.w_out[e]
+        columns.append(model.towers[k](model.head(y.flatten(1))))
+    return model.embedding.bags.add_to(torch.cat(columns, 1), batch)
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_task_routing_equals_routing_each_task_on_its_embedding(top_k):
+    schema, batch = encoded(messy_frame())
+    model = build(schema, n_tasks=6, routing="task", top_k=top_k, seed=3).eval()
+    assert model.n_tokens == 4  # context, history, title, item: no task token
+    torch.testing.assert_close(model(batch)[0], task_routing_reference(model, batch))
+
+
+def count_expert_runs(model, monkeypatch) -> list:
+    calls = []
+    original = model.moe.expert
+
+    def counted(e, x):
+        calls.append((e, x.shape[0]))
+        return original(e, x)
+
+    monkeypatch.setattr(model.moe, "expert", counted)
+    return calls
+
+
+@pytest.mark.parametrize("n_tasks", [2, 12])
+def test_task_routing_runs_each_expert_once_per_batch_however_many_tasks(n_tasks, monkeypatch):
+    schema, batch = encoded(messy_frame())
+    model = build(schema, n_tasks=n_tasks, routing="task", n_experts=3).eval()
+    calls = count_expert_runs(model, monkeypatch)
+    logits, _ = model(batch)
+    paths, path_of, _ = model.task_paths(*model.route_tasks()[2:], 3)
+    # one run per distinct expert over the batch's rows (not per (row, task) sentence)
+    assert sorted(e for e, _ in calls) == sorted({e for p in paths for e in p}) and len(calls) <= 3
+    assert all(rows == 24 for _, rows in calls)
+    assert len(set(path_of)) == len(paths) <= 3 and logits.shape == (24, n_tasks)
+
+
+@pytest.mark.parametrize("routing", ["task", "sentence", "token"])
+def test_scoring_some_tasks_equals_slicing_all_and_builds_only_theirs(routing, monkeypatch):
+    schema, batch = encoded(messy_frame())
+    model = build(schema, n_tasks=5, routing=routing, n_experts=3, tower_hidden_sizes=()).eval()
+    full, _ = model(batch)
+    calls = count_expert_runs(model, monkeypatch)
+    some, _ = model(batch, tasks=[4, 1])
+    torch.testing.assert_close(some, full[:, [4, 1]])
+    if routing == "task":
+        paths, path_of, _ = model.task_paths(*model.route_tasks()[2:], 3)
+        assert sorted(e for e, _ in calls) == sorted({e for k in (4, 1) for e in paths[path_of[k]]})
+    else:  # two sentences per row, not five
+        assert sum(rows for _, rows in calls) == 24 * 2 * (model.n_tokens if routing == "token" else 1)
+    with pytest.raises(ValueError, match="task indices"):
+        model(batch, tasks=[5])
+
+
+def test_task_routing_counts_every_row_of_a_task_and_drops_nothing():
+    model = build(n_tasks=3, routing="task", capacity_factor=0.1).train()
+    model(make_batch(n=8))
+    assert model.moe.total == 8 * 3 and model.moe.dropped == 0 and model.moe.assigned.sum() == 8 * 3
+
+
 def test_window_keeps_the_last_sequence_items_and_the_first_text_tokens():
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0], [0, 0, 0, 0]])
     lengths = torch.tensor([4, 2, 0])
@@ -300,23 +392,24 @@ def test_registered_and_output():
     model = build(n_tasks=3).eval()
     logits, aux = model(make_batch())
     assert logits.shape == (8, 3) and aux.ndim == 0 and torch.isfinite(logits).all()
-    assert model.n_tokens == 2  # context + task (no sequence, text or item column)
+    assert model.routing == "task" and model.n_tokens == 1  # context only (the task picks the path)
+    assert build(n_tasks=3, routing="sentence").n_tokens == 2  # context + task token
 
 
 def test_tokens_from_text_and_sequences():
     schema, batch = encoded(messy_frame())
-    model = build(schema).eval()
+    model = build(schema, routing="sentence").eval()
     assert model.n_tokens == 5  # context, history, title, item, task
     assert model.item_columns.tolist() == [0] and model.context_columns.tolist() == [1]
     logits, _ = model(batch)
     assert torch.isfinite(logits).all()
-    explicit = build(schema, item_features=["item", "user"]).eval()
+    explicit = build(schema, item_features=["item", "user"], routing="sentence").eval()
     assert explicit.context_columns.numel() == 0 and explicit.n_tokens == 5  # wide half only in context
 
 
 def test_task_features_shift_every_task_token():
     schema, batch = encoded(messy_frame())
-    model = build(schema, task_features=["user"]).eval()
+    model = build(schema, task_features=["user"], routing="sentence").eval()
     sentences = model.sentences(batch)
     base = torch.stack(list(model.task_tokens))
     shift = sentences[:, :, -1, :] - base[None]
@@ -337,7 +430,7 @@ def reached_by(model, batch):
     return reach
 
 
-@pytest.mark.parametrize("routing", ["sentence", "token"])
+@pytest.mark.parametrize("routing", ["task", "sentence", "token"])
 def test_parameter_groups(routing):
     schema, batch = encoded(messy_frame())
     model = build(schema, n_tasks=3, routing=routing, top_k=2, tower_hidden_sizes=(4,)).eval()
@@ -347,11 +440,15 @@ def test_parameter_groups(routing):
     for k in range(3):
         declared = {names[id(p)] for p in model.task_parameters(k)}
         truly = {n for n, tasks in reach.items() if tasks == {k}}
+        if routing == "task":  # a task embedding is shared: its path's gate reaches every task on the path
+            truly -= {f"task_tokens.{j}" for j in range(3)}
+            assert {k} <= reach[f"task_tokens.{k}"]
         assert declared == truly, (k, declared ^ truly)
         private |= declared
     shared = {names[id(p)] for p in model.shared_parameters()}
     assert shared.isdisjoint(private) and shared | private == set(names.values())
-    assert {"task_tokens.0", "towers.0.1.weight"} <= {names[id(p)] for p in model.task_parameters(0)}
+    own = {"towers.0.1.weight"} | ({"task_tokens.0"} if routing != "task" else set())
+    assert own <= {names[id(p)] for p in model.task_parameters(0)}
     assert model.same_shaped_towers()
 
 
@@ -377,6 +474,7 @@ def test_tower_inputs_match_forward():
         ({"balance_loss_coef": -1.0}, "balance_loss_coef"),
         ({"n_sequence_layers": -1}, "n_sequence_layers"),
         ({"expert_hidden_dim": 0}, "expert_hidden_dim"),
+        ({"routing": "task", "task_features": ["a"]}, "task_features feed the task token"),
     ],
 )
 def test_invalid_hyper_parameters_raise(kwargs, match):
@@ -402,12 +500,12 @@ def test_text_and_sequence_columns_with_empty_unicode_and_none():
     X_new["history"] = [[] for _ in range(24)]
     assert np.isfinite(clf.predict_proba(X_new)).all()
     history = clf.history_
-    assert 0.0 <= history[-1, "router_dropped_fraction"] <= 1.0
+    assert 0.0 <= history[-1, "capacity_dropped_fraction"] <= 1.0
     load = history[-1, "router_expert_load"]
     assert len(load) == 3 and sum(load) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("routing", ["sentence", "token"])
+@pytest.mark.parametrize("routing", ["task", "sentence", "token"])
 def test_predict_proba_is_deterministic_and_batch_independent(routing):
     X, Y = make_multitask_classification(n_samples=120, n_features=4, n_categorical=1, as_frame=True, random_state=0)
     clf = GRecClassifier(routing=routing, capacity_factor=0.5, max_epochs=2, **EST).fit(X, Y)
@@ -420,11 +518,66 @@ def test_predict_proba_is_deterministic_and_batch_independent(routing):
     np.testing.assert_array_equal(restored.predict_proba(X), p1)
 
 
+@pytest.mark.parametrize("routing", ["task", "sentence"])
+def test_predict_proba_for_some_tasks_equals_slicing_predict_proba(routing):
+    X, Y = make_multitask_classification(n_samples=80, n_tasks=3, n_features=4, as_frame=True, random_state=0)
+    clf = GRecClassifier(routing=routing, max_epochs=1, **EST).fit(X, Y)
+    names = list(clf.task_names_)
+    full = clf.predict_proba(X)
+    np.testing.assert_allclose(clf.predict_proba_for(X, [names[2], names[0]]), full[:, [2, 0]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba_for(X, 1), full[:, [1]], rtol=1e-5, atol=1e-6)
+    assert clf.predict_proba(X).shape == (80, 3)  # the module scores every task again afterwards
+    with pytest.raises(ValueError, match="not a task"):
+        clf.predict_proba_for(X, ["nope"])
+
+
 def test_training_drops_at_low_capacity():
     X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
-    clf = GRecClassifier(capacity_factor=0.25, max_epochs=1, **EST).fit(X, Y)
+    clf = GRecClassifier(routing="sentence", capacity_factor=0.25, max_epochs=1, **EST).fit(X, Y)
     # ceil(0.25 * 32 / 3) = 3 of 32 sentences per expert per batch: at least 23 of 32 dropped
-    assert clf.history_[-1, "router_dropped_fraction"] >= 23 / 32
+    assert clf.history_[-1, "capacity_dropped_fraction"] >= 23 / 32
+
+
+class RouteEverythingTo(Callback):
+    """Forces a collapse: a router that sends every unit to one expert, whatever its input."""
+
+    def __init__(self, expert):
+        self.expert = expert
+
+    def on_train_begin(self, net, **kwargs):
+        router = net.module_.moe.router
+        with torch.no_grad():
+            router.weight.zero_()
+            router.bias.fill_(0.0)
+            router.bias[self.expert] = 50.0
+
+
+def test_a_collapsed_expert_is_reported_once_per_fit():
+    X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
+    clf = GRecClassifier(
+        routing="sentence", max_epochs=3, callbacks=[RouteEverythingTo(1)], capacity_factor=None, **EST
+    )
+    with pytest.warns(RuntimeWarning, match="collapse") as caught:
+        clf.fit(X, Y)
+    messages = [str(w.message) for w in caught if "collapse" in str(w.message)]
+    assert len(messages) == 1  # three epochs of 4 batches, one warning
+    assert "expert 0 (load 0.0000)" in messages[0] and "expert 2 (load 0.0000)" in messages[0]
+    assert "expert 1" not in messages[0]
+    assert clf.history_[-1, "router_expert_load"] == [0.0, 1.0, 0.0]
+    with pytest.warns(RuntimeWarning, match="collapse"):  # a new fit reports again
+        clf.fit(X, Y)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "drgrad"])  # drgrad wraps the module
+def test_no_collapse_warning_when_task_routing_has_fewer_choices_than_experts(optimizer):
+    X, Y = make_multitask_classification(n_samples=64, n_features=4, as_frame=True, random_state=0)
+    # 2 tasks, 3 experts: one is idle by design
+    clf = GRecClassifier(routing="task", optimizer=optimizer, max_epochs=2, **EST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        clf.fit(X, Y)
+    assert clf.history_[-1, "router_expert_load"].count(0.0) >= 1
+    assert clf.history_[:, "capacity_dropped_fraction"] == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -1,6 +1,6 @@
 """Switch-style sparse mixture of experts with top-k routing and expert capacity.
 
-GRec's task-sentence MoE layer (``reference/onerank_grec.md`` §B.2-7, §B.7). A router
+GRec's task-sentence MoE layer (arXiv 2504.05318, as in its released example code). A router
 scores every *routing unit* (a token, or a whole sentence in sentence-level routing), the
 top-k experts of a unit process all of its tokens, and each expert accepts at most
 ``capacity`` units per batch. The layer returns the experts' output (zero where a unit was
@@ -105,8 +105,10 @@ class SwitchMoE(nn.Module):
     capacity factor instead; "dropless" inference is the reading taken here.
 
     Routing statistics of training batches accumulate in the buffers ``assigned`` (units per
-    expert, after capacity) and ``dropped`` / ``total`` (assignments refused / made); call
-    :meth:`reset_statistics` to start a new count.
+    expert, after capacity), ``dropped`` (units that reached none of their experts, because
+    all were full) and ``total`` (units routed); call :meth:`reset_statistics` to start a new
+    count. A caller that routes on its own (:meth:`route_units`, :meth:`expert`) counts with
+    :meth:`record`.
     """
 
     def __init__(
@@ -155,6 +157,34 @@ class SwitchMoE(nn.Module):
             return None
         return max(1, math.ceil(self.capacity_factor * n_units * self.top_k / self.n_experts))
 
+    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Expert ``e``'s output for tokens ``x`` ``(..., dim)`` (no gate applied)."""
+        return self.dropout(self.activation(x @ self.w_in[e])) @ self.w_out[e]
+
+    def route_units(
+        self, router_input: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Route the units whose router inputs are ``router_input`` ``(n_units, dim)``.
+
+        Returns ``(logits, probs, expert_index, gates, kept)``: see :func:`route` for the last three.
+        """
+        logits = self.router_logits(router_input)
+        probs = torch.softmax(logits, dim=-1)
+        expert_index, gates, kept = route(probs, self.top_k, self.capacity(router_input.shape[0]))
+        return logits, probs, expert_index, gates, kept
+
+    @torch.no_grad()
+    def record(self, expert_index: torch.Tensor, kept: torch.Tensor, weight: int = 1) -> None:
+        """Add a training batch's routing to the statistics; each unit counts ``weight`` times
+        (task routing: a task's unit stands for every row of the batch)."""
+        if not self.training:
+            return
+        kept_experts = torch.where(kept, expert_index, torch.full_like(expert_index, self.n_experts))
+        counts = torch.bincount(kept_experts.flatten(), minlength=self.n_experts + 1)[:-1]
+        self.assigned += weight * counts.to(self.assigned.dtype)
+        self.dropped += weight * (~kept.any(-1)).sum().to(self.dropped.dtype)
+        self.total += weight * kept.shape[0]
+
     def router_logits(self, router_input: torch.Tensor) -> torch.Tensor:
         """Router logits in float32 (also under autocast), with training-time jitter."""
         with torch.autocast(device_type=router_input.device.type, enabled=False):
@@ -186,21 +216,13 @@ class SwitchMoE(nn.Module):
             if x.shape[1] != 1:
                 raise ValueError("without router_input every routing unit must hold one token.")
             router_input = x[:, 0]
-        logits = self.router_logits(router_input)
-        probs = torch.softmax(logits, dim=-1)
-        expert_index, gates, kept = route(probs, self.top_k, self.capacity(x.shape[0]))
+        logits, probs, expert_index, gates, kept = self.route_units(router_input)
         out = torch.zeros_like(x)
         for e in range(self.n_experts):
             unit, slot = torch.nonzero((expert_index == e) & kept, as_tuple=True)
             if unit.numel() == 0:
                 continue
-            h = self.dropout(self.activation(x[unit] @ self.w_in[e]))
-            y = (h @ self.w_out[e]) * gates[unit, slot].to(x.dtype)[:, None, None]
+            y = self.expert(e, x[unit]) * gates[unit, slot].to(x.dtype)[:, None, None]
             out = out.index_add(0, unit, y.to(out.dtype))
-        if self.training:
-            with torch.no_grad():
-                kept_experts = torch.where(kept, expert_index, torch.full_like(expert_index, self.n_experts))
-                self.assigned += torch.bincount(kept_experts.flatten(), minlength=self.n_experts + 1)[:-1].float()
-                self.dropped += (~kept).sum().float()
-                self.total += kept.numel()
+        self.record(expert_index, kept)
         return out, load_balancing_loss(probs, expert_index), router_z_loss(logits)

@@ -1,8 +1,8 @@
 """PaLM-style parallel Transformer block: multi-query attention with rotary positions.
 
 Used by :class:`~sklearn_mtr.models.GRec` for its behaviour-sequence and text towers and
-for mixing the tokens of a sentence. As in GRec's released code (see
-``reference/onerank_grec.md`` §B.2-3), one block is::
+for mixing the tokens of a sentence. As in the released example code of GRec (arXiv
+2504.05318), one block is::
 
     h = LayerNorm(x)                                   # gain only, no bias
     q (H heads), k, v (one shared head), f = split(W_in h)

@@ -6,14 +6,15 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import InputEmbedding, check_dropout, check_sizes, tower_logits
-from ._moe import SwitchMoE
+from ._blocks import InputEmbedding, check_dropout, check_sizes
+from ._moe import SwitchMoE, load_balancing_loss, route, router_z_loss
 from ._transformer import ParallelBlock, SequenceEncoder
 
-_ROUTING = ("sentence", "token")
+_ROUTING = ("task", "sentence", "token")
 
 
 def _leaky_mlp(in_dim: int, sizes: Sequence[int], dropout: float) -> nn.Sequential:
@@ -63,14 +64,32 @@ class GRec(MultiTaskModule):
     load balancing + z_loss_coef * router z-loss``. The logits include the wide term of
     the text columns and sparse X (:class:`~sklearn_mtr.models._wide.BagInputs`).
 
-    Routing (``reference/onerank_grec.md`` §B.7-1): ``"sentence"`` routes each sentence as a
-    unit on its post-mixing task-token state, so all its tokens go to the same experts and
-    capacity counts sentences (a sentence is never partly dropped, unlike the released
-    code's per-token capacity); ``"token"`` routes every token of every sentence on its own state (the released
-    code's mode).
+    Routing (the paper's "task-sentence" routing is read three ways; ``"task"`` is the
+    default, chosen by measurement, see the estimator):
 
-    Parameter groups: task ``k`` owns its task token and its output tower; everything else
-    (embeddings, encoders, mixing block, router, experts, shared head) is shared.
+    - ``"task"``: the router reads the task embedding (the learned task vector), so each
+      task's expert path is chosen once per batch, not per sentence (Task-MoE, Kudugunta et
+      al. 2021, arXiv 2110.03742). The sentence then holds only the shared tokens (no task
+      token: the task acts through its path; ``task_features`` are refused): it is mixed
+      once per sample, each distinct expert on the needed paths runs once on it, the head
+      runs once per distinct path (at most ``n_experts`` for top-1, however many tasks), and
+      task ``k``'s tower reads its path's head output. A path's expert weights are the mean
+      router probability of its tasks (so the router still learns from the task losses).
+      Capacity does not apply: an expert runs on every row of its tasks.
+    - ``"sentence"``: each (sample, task) sentence is routed as a unit on its post-mixing
+      task-token state, so all its tokens go to the same experts and capacity counts
+      sentences (a sentence is never partly dropped, unlike the released code's per-token
+      capacity). Every token attends to every token; the MoE and the head run per sentence.
+    - ``"token"``: every token of every sentence is routed on its own state (the released
+      code's mode).
+
+    ``forward(batch, tasks)`` scores only the tasks listed (all when None): only their
+    sentences are built, or only their paths run.
+
+    Parameter groups: task ``k`` owns its task token (except in task routing, where the
+    mean gate of a path lets every task on it reach the embedding) and its output tower;
+    everything else (embeddings, encoders, mixing block, router, experts, shared head) is
+    shared.
     """
 
     def __init__(
@@ -90,7 +109,7 @@ class GRec(MultiTaskModule):
         n_experts: int = 4,
         expert_hidden_dim: int | None = None,
         top_k: int = 1,
-        routing: str = "sentence",
+        routing: str = "task",
         capacity_factor: float | None = 1.25,
         router_jitter: float = 0.1,
         balance_loss_coef: float = 1e-4,
@@ -138,6 +157,7 @@ class GRec(MultiTaskModule):
         tower_sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
 
         self.n_tasks = n_tasks
+        self.scored_tasks: list[int] | None = None
         self.d_model, self.routing = d_model, routing
         self.max_sequence_length, self.max_text_length = max_sequence_length, max_text_length
         self.balance_loss_coef, self.z_loss_coef = balance_loss_coef, z_loss_coef
@@ -148,6 +168,11 @@ class GRec(MultiTaskModule):
             item = [names.index(s.shared_with) for s in schema.sequences if s.shared_with is not None]
             item = sorted(set(item))
         task_cols = self._columns(task_features, names, "task_features")
+        if task_cols and routing == "task":
+            raise ValueError(
+                "task_features feed the task token, which routing='task' does not build (the task "
+                "only picks the expert path); use routing='sentence' or 'token', or leave task_features out."
+            )
         context = [j for j in range(len(names)) if j not in item]
         self.register_buffer("item_columns", torch.tensor(item, dtype=torch.long), persistent=False)
         self.register_buffer("task_columns", torch.tensor(task_cols, dtype=torch.long), persistent=False)
@@ -190,7 +215,7 @@ class GRec(MultiTaskModule):
             + len(schema.texts)
             + int(self.sparse_projection is not None)
             + int(self.item is not None)
-            + 1
+            + int(routing != "task")  # the task token (task routing has none: the task picks the path)
         )
 
         self.mixing = ParallelBlock(d_model, n_heads, d_model // n_heads, dropout=dropout)
@@ -233,9 +258,6 @@ class GRec(MultiTaskModule):
 
     def task_modules(self, k: int) -> list[nn.Module]:
         return [self.towers[k]]
-
-    def task_parameters(self, k: int) -> list[nn.Parameter]:
-        return [self.task_tokens[k], *super().task_parameters(k)]
 
     # ------------------------------------------------------------------ tokens
     def _lookup(self, batch: dict[str, torch.Tensor], columns: torch.Tensor) -> torch.Tensor:
@@ -303,14 +325,34 @@ class GRec(MultiTaskModule):
         return torch.cat([shared, task.expand(batch_size, -1, -1)[:, :, None, :]], dim=2)
 
     def sentences(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One sentence per (sample, task): ``(B, n_tasks, n_tokens, d_model)``, task token last."""
+        """One sentence per (sample, task) before mixing, as sentence and token routing build them:
+        ``(B, n_tasks, n_tokens, d_model)``, task token last (task routing's sentence is
+        :meth:`shared_tokens`)."""
         shared = self.shared_tokens(batch)
         return self._join(shared, self._task_tokens(batch, shared.dtype))
 
     # ------------------------------------------------------------------ sentence top
-    def _top(self, batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _check_tasks(self, tasks: Sequence[int] | None) -> list[int] | None:
+        if tasks is None:
+            return None
+        tasks = [int(k) for k in tasks]
+        bad = [k for k in tasks if not 0 <= k < self.n_tasks]
+        if bad or not tasks:
+            raise ValueError(f"tasks must list task indices in [0, {self.n_tasks}), got {tasks!r}.")
+        return tasks
+
+    def _top(
+        self, batch: dict[str, torch.Tensor], tasks: list[int] | None = None
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+        """``(h, unit, aux)``: the shared head's output per routing unit ``(B, n_units, h)``,
+        the unit the i-th asked task reads, and the auxiliary loss. A unit is a sentence per
+        task (sentence and token routing) or a distinct expert path (task routing)."""
+        if self.routing == "task":
+            return self._top_task(batch, tasks)
         shared = self.shared_tokens(batch)
         task = self._task_tokens(batch, shared.dtype)
+        if tasks is not None:
+            task = task[:, tasks]
         # x + block(x) for every sentence; the shared tokens' per-token work runs once per sample
         x = self._join(shared, task) + self.mixing.forward_shared_prefix(shared, task)
         batch_size, n_tasks, n_tokens, dim = x.shape
@@ -323,13 +365,91 @@ class GRec(MultiTaskModule):
             moe_out = moe_out.view_as(x)
         x = x + self.moe_dropout(moe_out)
         aux = self.balance_loss_coef * balance + self.z_loss_coef * z
-        h = self.head(x.flatten(1)).view(batch_size, n_tasks, -1)
-        return list(h.unbind(1)), aux
+        return self.head(x.flatten(1)).view(batch_size, n_tasks, -1), list(range(n_tasks)), aux
+
+    def route_tasks(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Task routing: ``(logits, probs, expert_index, gates)`` of the ``n_tasks`` task
+        embeddings: ``(n_tasks, n_experts)`` twice, then ``(n_tasks, top_k)`` twice."""
+        task = torch.stack(list(self.task_tokens))
+        logits = self.moe.router_logits(self.moe_norm(task.float()))
+        probs = torch.softmax(logits, dim=-1)
+        expert_index, gates, _ = route(probs, self.moe.top_k, None)  # no capacity: see the class notes
+        return logits, probs, expert_index, gates
+
+    @staticmethod
+    def task_paths(expert_index: torch.Tensor, gates: torch.Tensor, n_experts: int):
+        """Task routing: ``(paths, path_of, weights)``: the distinct expert sets chosen by the
+        tasks, the path of each task, and each path's expert weights ``(n_paths, n_experts)``:
+        the mean gate of its tasks (0 off the path)."""
+        members: dict[tuple[int, ...], list[int]] = {}
+        for k, row in enumerate(expert_index.tolist()):
+            members.setdefault(tuple(sorted(row)), []).append(k)
+        dense = torch.zeros(expert_index.shape[0], n_experts, dtype=gates.dtype, device=gates.device)
+        dense = dense.scatter(1, expert_index, gates)
+        weights = torch.stack([dense[tasks].mean(0) for tasks in members.values()])
+        path_of = [0] * expert_index.shape[0]
+        for p, tasks in enumerate(members.values()):
+            for k in tasks:
+                path_of[k] = p
+        return list(members), path_of, weights
+
+    def _top_task(
+        self, batch: dict[str, torch.Tensor], tasks: list[int] | None
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+        """Task routing: the shared tokens are mixed once, each expert on a needed path runs
+        once on them, and the head runs once per distinct path."""
+        shared = self.shared_tokens(batch)
+        logits, probs, expert_index, gates = self.route_tasks()
+        self.moe.record(expert_index, torch.ones_like(expert_index, dtype=torch.bool), weight=shared.shape[0])
+        aux = self.balance_loss_coef * load_balancing_loss(probs, expert_index)
+        aux = aux + self.z_loss_coef * router_z_loss(logits)
+        paths, path_of, path_weights = self.task_paths(expert_index, gates, self.moe.n_experts)
+        asked = list(range(self.n_tasks)) if tasks is None else tasks
+        needed = sorted({path_of[k] for k in asked})  # only the asked tasks' paths run
+        used = sorted({e for p in needed for e in paths[p]})
+        x = shared + self.mixing(shared)  # (B, S, D): no task token, so the same for every task
+        normed = self.moe_norm(x.float())
+        outputs = torch.stack([self.moe_dropout(self.moe.expert(e, normed)) for e in used], dim=1)  # (B, U, S, D)
+        mix = path_weights[needed][:, used].to(outputs.dtype)  # (P, U)
+        sentences = x[:, None] + torch.einsum("pu,busd->bpsd", mix, outputs).to(x.dtype)
+        h = self.head(sentences.flatten(2))  # (B, P, h)
+        unit = [needed.index(path_of[k]) for k in asked]
+        return h, unit, aux
+
+    def task_parameters(self, k: int) -> list[nn.Parameter]:
+        if self.routing == "task":  # a task embedding's gate reaches every task on its path: shared
+            return super().task_parameters(k)
+        return [self.task_tokens[k], *super().task_parameters(k)]
 
     def tower_inputs(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """The shared head's output for each task's sentence: ``n_tasks`` tensors ``(B, h)``."""
-        return self._top(batch)[0]
+        """The shared head's output each task's tower reads: ``n_tasks`` tensors ``(B, h)``."""
+        h, unit, _ = self._top(batch)
+        return [h[:, u] for u in unit]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, aux = self._top(batch)
-        return self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch), aux
+    def forward(
+        self, batch: dict[str, torch.Tensor], tasks: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, aux_loss)``; with ``tasks`` (indices) only those tasks' logits
+        ``(B, len(tasks))``, in that order, and only what they need is computed. ``tasks=None``
+        reads the attribute ``scored_tasks`` (None: every task), which the estimator sets to
+        predict some tasks through the usual batched prediction."""
+        tasks = self._check_tasks(tasks if tasks is not None else getattr(self, "scored_tasks", None))
+        h, unit, aux = self._top(batch, tasks)
+        index = list(range(self.n_tasks)) if tasks is None else tasks
+        if all(len(self.towers[k][0]) == 0 for k in index):
+            # single-unit towers: one product per routing unit for all the tasks that read it
+            weight = torch.cat([self.towers[k][1].weight for k in index]).to(h.dtype)  # (K, h)
+            bias = torch.cat([self.towers[k][1].bias for k in index]).to(h.dtype)
+            if unit == list(range(h.shape[1])):
+                logits = torch.einsum("bkh,kh->bk", h, weight) + bias
+            else:
+                groups = [[i for i, v in enumerate(unit) if v == u] for u in range(h.shape[1])]
+                parts = [F.linear(h[:, u], weight[cols], bias[cols]) for u, cols in enumerate(groups) if cols]
+                order = torch.tensor([i for cols in groups for i in cols], device=h.device)
+                logits = torch.cat(parts, dim=1)[:, torch.argsort(order)]
+        else:
+            logits = torch.cat([self.towers[k](h[:, u]) for k, u in zip(index, unit)], dim=1)
+        if self.embedding.bags.wide is not None:  # the wide term is per task: add all, keep the asked ones
+            wide = self.embedding.bags.add_to(torch.zeros_like(logits[:, :1]).expand(-1, self.n_tasks), batch)
+            logits = logits + (wide if tasks is None else wide[:, tasks])
+        return logits, aux

@@ -47,14 +47,14 @@ def pub_weights(
     --------
     >>> import torch
     >>> from sklearn_mtr.optim.pub import pub_weights
-    >>> norms = torch.tensor([1.0, 1.0])
-    >>> for cos in (0.9, 0.0, -0.5):  # two unit updates with this cosine: alpha = 1 / sqrt(1 + cos)
-    ...     alpha = torch.full((2,), 1 / (1 + cos) ** 0.5)
-    ...     print(pub_weights(alpha, norms, "parallel_to_one").sum().round(decimals=3).item(),
+    >>> norms = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    >>> for cos in (0.9, 0.0, -0.5):  # alpha_i = 1 / (||u_i|| sqrt(1 + cos))
+    ...     alpha = 1 / (norms * (1 + cos) ** 0.5)
+    ...     print(f"{float(pub_weights(alpha, norms, 'parallel_to_one').sum()):.3f}",
     ...           pub_weights(alpha, norms, "sum_to_one").tolist())
-    1.026 [0.5, 0.5]
-    1.414 [0.5, 0.5]
-    2.0 [0.5, 0.5]
+    1.026 [0.75, 0.25]
+    1.414 [0.75, 0.25]
+    2.000 [0.75, 0.25]
     """
     n_tasks = alpha.shape[0]
     tw = torch.ones_like(alpha) if task_weights is None else task_weights.to(alpha)

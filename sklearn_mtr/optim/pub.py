@@ -607,30 +607,42 @@ class PUBAdam(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         flat = self._flat_state()
         exp_avg, exp_avg_sq = flat["exp_avg"], flat["exp_avg_sq"]
+        sizes = [p.numel() for p in params]
         if pending["mode"] == "per_task":
             step = pending["step"]
             direction = pending["weights"] @ pending["updates"]
             joint = pending["joint"]
+            exp_avg.lerp_(joint, 1.0 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(joint, joint, value=1.0 - beta2)
+            if wd != 0:
+                torch._foreach_mul_(params, 1.0 - lr * wd)
+            torch._foreach_add_(params, [d.view_as(p) for d, p in zip(direction.split(sizes), params)], alpha=-lr)
         else:
             # Between refreshes: sum_t w_t u_t with the joint second-moment look-ahead,
-            # c (W b1 m + (1 - b1) g) / (sqrt(b2 v + (1 - b2) g^2) + eps sqrt(bc2)), g = sum_t w_t g_t.
+            # c (W b1 m + (1 - b1) g) / (sqrt(v') + eps sqrt(bc2)), g = sum_t w_t g_t, W = sum_t w_t,
+            # v' = b2 v + (1 - b2) g^2 (the new second moment). With m' = lerp(m, g, 1 - b1) the
+            # numerator is c (m' + (W - 1) b1 m): nine passes over the flat buffers, no allocation.
             step = int(flat["step"].item()) + 1
             joint = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in params])
             bc1 = 1.0 - beta1**step
             bc2_sqrt = math.sqrt(1.0 - beta2**step)
             c = bc2_sqrt / bc1
-            total = pending["weights"].sum().to(joint.dtype)
+            excess = pending["weights"].sum().to(joint.dtype) - 1.0
             direction = self._buffer("direction", joint.shape, joint)
-            torch.mul(exp_avg, total * (beta1 * c), out=direction).add_(joint, alpha=(1.0 - beta1) * c)
+            torch.mul(exp_avg, excess * (beta1 * c), out=direction)
+            exp_avg.lerp_(joint, 1.0 - beta1)
+            direction.add_(exp_avg, alpha=c)
+            exp_avg_sq.mul_(beta2).addcmul_(joint, joint, value=1.0 - beta2)
             denom = self._buffer("denom_joint", joint.shape, joint)
-            torch.addcmul(exp_avg_sq.mul(beta2), joint, joint, value=1.0 - beta2, out=denom)
-            direction.div_(denom.sqrt_().add_(group["eps"] * bc2_sqrt))
-        exp_avg.mul_(beta1).add_(joint, alpha=1.0 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(joint, joint, value=1.0 - beta2)
-        if wd != 0:
-            torch._foreach_mul_(params, 1.0 - lr * wd)
-        sizes = [p.numel() for p in params]
-        torch._foreach_add_(params, [d.view_as(p) for d, p in zip(direction.split(sizes), params)], alpha=-lr)
+            torch.sqrt(exp_avg_sq, out=denom).add_(group["eps"] * bc2_sqrt)
+            if wd != 0:
+                torch._foreach_mul_(params, 1.0 - lr * wd)
+            torch._foreach_addcdiv_(
+                params,
+                [d.view_as(p) for d, p in zip(direction.split(sizes), params)],
+                [d.view_as(p) for d, p in zip(denom.split(sizes), params)],
+                value=-lr,
+            )
         flat["step"].fill_(step)
 
     def _adamw(self, all_params, lr, betas, eps, weight_decay) -> None:

@@ -1,11 +1,12 @@
 """PUB and DRGrad against equal weights on conflicting synthetic tasks, under a protocol
 that can resolve a difference (issue 17).
 
-Question: on two conflicting tasks (``task_correlation=-0.5``), is PUB (default
-``normalization="parallel_to_one"``) or DRGrad (default ``mixing="share"``) better than
-equal weights ("adam"), once each method gets its own learning rate and is trained to
-convergence? Ablations: PUB's former default (``"sum_to_one"``), the released code's unit
-weights (``"unit_weights"``), DRGrad's former updater (``mixing="mean"``).
+Question: on two conflicting tasks (``task_correlation=-0.5``), is PUB or DRGrad (default
+``mixing="share"``) better than equal weights ("adam"), once each method gets its own
+learning rate and is trained to convergence? PUB is run with its three scales of the weights:
+``"sum_to_one"`` (the default, chosen from this run), ``"parallel_to_one"`` (keeps the
+bargaining's conflict factor) and ``"unit_weights"`` (the released code's effective method).
+Optional: DRGrad's former updater (``mixing="mean"``).
 
 Protocol:
 
@@ -49,12 +50,12 @@ import numpy as np
 import torch
 
 ARCH = {"n_experts": 4, "expert_hidden_sizes": (64, 32), "tower_hidden_sizes": (16,), "embedding_dim": 16}
-METHODS = ["adam", "adam_half", "pub", "pub_sum_to_one", "pub_unit_weights", "drgrad", "drgrad_mean"]
+METHODS = ["adam", "adam_half", "pub_sum_to_one", "pub_parallel_to_one", "pub_unit_weights", "drgrad", "drgrad_mean"]
 DESCRIPTIONS = {
     "adam": "equal weights 1 / 1 (the baseline)",
     "adam_half": "equal weights 0.5 / 0.5 (null control: should change nothing)",
-    "pub": "PUB() defaults: normalization='parallel_to_one', per_task_passes='refresh'",
-    "pub_sum_to_one": "PUB(normalization='sum_to_one'), the former default",
+    "pub_sum_to_one": "PUB(normalization='sum_to_one'), the default (per_task_passes='refresh')",
+    "pub_parallel_to_one": "PUB(normalization='parallel_to_one'): keeps the bargaining's conflict factor",
     "pub_unit_weights": "PUB(normalization='unit_weights'), the released code's effective method",
     "drgrad": "DRGrad() defaults: mode='split', mixing='share'",
     "drgrad_mean": "DRGrad(mixing='mean'), the former updater",
@@ -68,8 +69,8 @@ def method_spec(name: str):
     return {
         "adam": ("adam", None),
         "adam_half": ("adam", [0.5, 0.5]),
-        "pub": (PUB(), None),
         "pub_sum_to_one": (PUB(normalization="sum_to_one"), None),
+        "pub_parallel_to_one": (PUB(normalization="parallel_to_one"), None),
         "pub_unit_weights": (PUB(normalization="unit_weights"), None),
         "drgrad": (DRGrad(), None),
         "drgrad_mean": (DRGrad(mixing="mean"), None),
@@ -235,17 +236,19 @@ def tables(agg: dict, methods, lrs) -> str:
 
 
 def merge(paths, output) -> int:
-    runs, config = {}, None
+    runs, config, parts = {}, None, []
     for p in paths:
         data = json.loads(Path(p).read_text())
         config = config or data["config"]
+        parts.append({"file": Path(p).name, "methods": list(data["runs"]), "environment": data["environment"]})
         for m, by_lr in data["runs"].items():
-            runs.setdefault(m, {}).update(by_lr)
+            for lr, by_seed in by_lr.items():
+                runs.setdefault(m, {}).setdefault(lr, {}).update(by_seed)
     methods = [m for m in METHODS if m in runs]
-    config = {**config, "methods": methods, "merged_from": [Path(p).name for p in paths]}
+    config = {**config, "methods": methods, "descriptions": {m: DESCRIPTIONS[m] for m in methods}}
     agg = aggregate(runs, methods, config["lrs"], config["seeds"])
     print(tables(agg, methods, config["lrs"]))
-    path = _common.write_results(output, {"config": config, "runs": runs, "results": agg})
+    path = _common.write_results(output, {"config": config, "parts": parts, "runs": runs, "results": agg})
     print(f"wrote {path}")
     return 0
 

@@ -492,7 +492,7 @@ def test_weights_respond_to_conflict_inside_training():
     for name, losses_fn in (("agree", lambda logits: bce(logits[:, 0], y[:, 0]).repeat(2)), ("conflict", None)):
         torch.manual_seed(8)
         model = _Toy(n_tasks=2)
-        method = PUB(refresh_every=1, per_task_passes="every_step")
+        method = PUB(refresh_every=1, normalization="parallel_to_one", per_task_passes="every_step")
         opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
         for _ in range(5):
             _, diagnostics = _pub_step(method, model, opt, batch, y, losses_fn=losses_fn)

@@ -6,7 +6,8 @@ Question: on two conflicting tasks (``task_correlation=-0.5``), is PUB or DRGrad
 learning rate and is trained to convergence? PUB is run with its three scales of the weights:
 ``"sum_to_one"`` (the default, chosen from this run), ``"parallel_to_one"`` (keeps the
 bargaining's conflict factor) and ``"unit_weights"`` (the released code's effective method).
-Optional: DRGrad's former updater (``mixing="mean"``).
+Optional: PUB's exact per-task path (``per_task_passes="every_step"``, to check the
+one-pass steps between refreshes) and DRGrad's former updater (``mixing="mean"``).
 
 Protocol:
 
@@ -50,11 +51,21 @@ import numpy as np
 import torch
 
 ARCH = {"n_experts": 4, "expert_hidden_sizes": (64, 32), "tower_hidden_sizes": (16,), "embedding_dim": 16}
-METHODS = ["adam", "adam_half", "pub_sum_to_one", "pub_parallel_to_one", "pub_unit_weights", "drgrad", "drgrad_mean"]
+METHODS = [
+    "adam",
+    "adam_half",
+    "pub_sum_to_one",
+    "pub_every_step",
+    "pub_parallel_to_one",
+    "pub_unit_weights",
+    "drgrad",
+    "drgrad_mean",
+]
 DESCRIPTIONS = {
     "adam": "equal weights 1 / 1 (the baseline)",
     "adam_half": "equal weights 0.5 / 0.5 (null control: should change nothing)",
     "pub_sum_to_one": "PUB(normalization='sum_to_one'), the default (per_task_passes='refresh')",
+    "pub_every_step": "PUB(per_task_passes='every_step'): the exact per-task look-ahead at every step",
     "pub_parallel_to_one": "PUB(normalization='parallel_to_one'): keeps the bargaining's conflict factor",
     "pub_unit_weights": "PUB(normalization='unit_weights'), the released code's effective method",
     "drgrad": "DRGrad() defaults: mode='split', mixing='share'",
@@ -70,6 +81,7 @@ def method_spec(name: str):
         "adam": ("adam", None),
         "adam_half": ("adam", [0.5, 0.5]),
         "pub_sum_to_one": (PUB(normalization="sum_to_one"), None),
+        "pub_every_step": (PUB(normalization="sum_to_one", per_task_passes="every_step"), None),
         "pub_parallel_to_one": (PUB(normalization="parallel_to_one"), None),
         "pub_unit_weights": (PUB(normalization="unit_weights"), None),
         "drgrad": (DRGrad(), None),

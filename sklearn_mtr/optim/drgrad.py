@@ -130,11 +130,9 @@ def _flat_grad(params: list[nn.Parameter]) -> torch.Tensor:
 
 
 def _write_grad(params: list[nn.Parameter], flat: torch.Tensor) -> None:
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
+    """``.grad`` of ``params`` as views into ``flat`` (a fresh tensor the caller no longer writes)."""
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad = g.view_as(p)
 
 
 def _fresh_copy(module: nn.Module) -> nn.Module:

@@ -237,8 +237,8 @@ class _SplitPrimary(MultiTaskModule):
         recompute ``mixing``: ``softmax(log(sigma / n) / temperature)`` (``"share"``: the mean
         norms' shares, scale-free; kept while both sums are 0), ``softmax(sigma / (n temperature))``
         (``"mean"``) or ``softmax(sigma / temperature)`` (``"cumulative"``), ``n`` updates so far."""
-        self.sigma += norms.to(self.sigma.dtype)
-        self.n_updates += 1
+        self.sigma.add_(norms.to(self.sigma.dtype))  # in place: no Module.__setattr__ per step
+        self.n_updates.add_(1)
         if rule == "share":
             # softmax(log x / T) = x^(1/T) / sum x^(1/T); torch.where: no host sync.
             powered = (self.sigma / self.sigma.max().clamp_min(torch.finfo(self.sigma.dtype).tiny)) ** (

@@ -152,8 +152,9 @@ default="sum_to_one"
         gradient ``sum_t w_t g_t`` (what advances the moments) and the step is
         ``lr c (W b1 m + (1 - b1) sum_t w_t g_t) / (sqrt(v') + eps')`` with ``W = sum(w)``:
         the exact ``sum_t w_t u_t`` except that the per-task second-moment look-ahead
-        ``b2 v + (1 - b2) g_t**2`` is replaced by the joint one (the fresh term weighs
-        ``1 - b2 = 0.001``). With ``W = 1`` this is AdamW on the joint gradient. Cost: about
+        ``b2 v + (1 - b2) g_t**2`` is replaced by the joint one (the fresh term's share of
+        the bias-corrected second moment is ``(1 - b2) / (1 - b2**s)``: about ``1 / s`` in the
+        first steps, 0.1 % after a few thousand). With ``W = 1`` this is AdamW on the joint gradient. Cost: about
         ``1 + (T - 1) / refresh_every`` backward passes per step. ``"every_step"``: the exact
         per-task look-ahead at every step (``T`` backward passes per step).
     betas : tuple of float, default=(0.9, 0.999)

@@ -430,7 +430,9 @@ class PUBAdam(torch.optim.Optimizer):
 
     def _weights(self, task_weights: torch.Tensor | None) -> torch.Tensor:
         pub = self.state[_KEY]
-        return pub_weights(pub["alpha"], pub["solve_norm"], pub["normalization"], task_weights)
+        # .get: a state pickled before these keys existed (exact path, no norms) still loads and continues.
+        norms = pub.get("solve_norm", torch.zeros_like(pub["alpha"]))
+        return pub_weights(pub["alpha"], norms, pub["normalization"], task_weights)
 
     def _is_refresh(self, step: int) -> bool:
         k = self.state[_KEY]["refresh_every"]
@@ -443,7 +445,7 @@ class PUBAdam(torch.optim.Optimizer):
         """Whether the coming step needs the per-task gradients (:meth:`prepare`) rather than
         one backward pass of the weighted loss (:meth:`joint_backward`)."""
         pub = self.state[_KEY]
-        if pub["per_task_passes"] == "every_step":
+        if pub.get("per_task_passes", "every_step") == "every_step":
             return True
         if pub["normalization"] == "unit_weights":
             return False  # nothing to solve for
@@ -502,6 +504,7 @@ class PUBAdam(torch.optim.Optimizer):
                 f"PUBAdam.prepare: expected per-task gradients of shape ({n_tasks}, P), got {tuple(grads.shape)}."
             )
         device = grads.device
+        pub.setdefault("solve_norm", torch.zeros_like(pub["alpha"]))
         for key in ("alpha", "solve_norm", "update_norm", "update_cosine"):
             if pub[key].device != device:
                 pub[key] = pub[key].to(device)

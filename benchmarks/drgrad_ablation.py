@@ -6,7 +6,7 @@ seed; ``MMoEClassifier`` with 4 experts of (64, 32), towers (16,), embeddings 16
 batch 256, a fixed number of epochs, no selection), one variant of DRGrad at a time:
 
 - ``adam``: equal weights, plain MMoE;
-- ``drgrad``: ``DRGrad()`` (split mode, router, running-mean updater);
+- ``drgrad``: ``DRGrad(mixing="mean")`` (split mode, router, running-mean updater: the default when the stored results were taken);
 - ``tower``: ``DRGrad(mode="tower")`` (router between the existing towers, no split);
 - ``split_noroute``: the split primary tower and the updater, router off (the paper's
   "Split-MMoE");
@@ -52,7 +52,7 @@ class SplitNoRoute(DRGrad):
 
     def _route_split(self, model, n_tasks):
         g1, gs = _flat_grad(_params(model.towers[0])), _flat_grad(_params(model.split_tower))
-        model.update_mixing(torch.stack([g1.norm(), gs.norm()]), cumulative=False, temperature=1.0)
+        model.update_mixing(torch.stack([g1.norm(), gs.norm()]), rule="mean", temperature=1.0)
         return {"mixing": model.mixing.detach().clone()}
 
 
@@ -71,7 +71,7 @@ class Partial(DRGrad):
         new_s = gs + self.use_split * c * gs
         _write_grad(primary, new_p)
         _write_grad(split, new_s)
-        model.update_mixing(torch.stack([new_p.norm(), new_s.norm()]), cumulative=False, temperature=1.0)
+        model.update_mixing(torch.stack([new_p.norm(), new_s.norm()]), rule="mean", temperature=1.0)
         return {**info, "mixing": model.mixing.detach().clone()}
 
 
@@ -115,7 +115,7 @@ class Fixed(DRGrad):
 
 VARIANTS = {
     "adam": lambda: "adam",
-    "drgrad": lambda: DRGrad(),
+    "drgrad": lambda: DRGrad(mixing="mean"),  # the updater of the stored results
     "tower": lambda: DRGrad(mode="tower"),
     "split_noroute": SplitNoRoute,
     "route_aux_only": lambda: Partial(use_split=False),

@@ -13,7 +13,13 @@ from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models._base import MultiTaskModule
 from sklearn_mtr.models._blocks import tower_logits
 from sklearn_mtr.optim import StepContext
-from sklearn_mtr.optim.drgrad import DRGrad, _SplitPrimary, route_coefficients, tower_route_coefficient
+from sklearn_mtr.optim.drgrad import (
+    DRGrad,
+    _SplitPrimary,
+    released_route_coefficient,
+    route_coefficients,
+    tower_route_coefficient,
+)
 
 bce = torch.nn.functional.binary_cross_entropy_with_logits
 t = torch.tensor
@@ -143,25 +149,27 @@ def _step(method, model, opt, batch, y, weights=None):
     return losses.detach(), diagnostics
 
 
-@pytest.mark.parametrize("mixing", ["mean", "cumulative"])
+@pytest.mark.parametrize("mixing", ["share", "mean", "cumulative"])
 def test_mixing_stays_half_with_equal_norms(mixing):
     model, _ = _setup(DRGrad(mixing=mixing))
     for norm in [3.0, 0.5, 7.0, 0.0]:
-        model.update_mixing(t([norm, norm]), cumulative=mixing == "cumulative", temperature=1.0)
+        model.update_mixing(t([norm, norm]), rule=mixing, temperature=1.0)
         torch.testing.assert_close(model.mixing, t([0.5, 0.5]))
     assert int(model.n_updates) == 4
 
 
 def test_mixing_mean_and_cumulative_formulas():
-    for cumulative, temperature, expected_s in [
-        (False, 1.0, t([2.0, 0.5])),
-        (True, 1.0, t([4.0, 1.0])),
-        (False, 0.5, t([4.0, 1.0])),
+    for rule, temperature, expected_s in [
+        ("mean", 1.0, t([2.0, 0.5])),
+        ("cumulative", 1.0, t([4.0, 1.0])),
+        ("mean", 0.5, t([4.0, 1.0])),
+        ("share", 1.0, t([4.0, 1.0]).log()),  # mu = shares of the summed norms: 0.8 / 0.2
+        ("share", 0.5, t([16.0, 1.0]).log()),  # sharpened: shares of the squares
     ]:
         model, _ = _setup(DRGrad())
         torch.testing.assert_close(model.mixing, t([0.5, 0.5]))  # mu starts at 0.5 / 0.5
-        model.update_mixing(t([1.0, 0.0]), cumulative=cumulative, temperature=temperature)
-        model.update_mixing(t([3.0, 1.0]), cumulative=cumulative, temperature=temperature)
+        model.update_mixing(t([1.0, 0.0]), rule=rule, temperature=temperature)
+        model.update_mixing(t([3.0, 1.0]), rule=rule, temperature=temperature)
         torch.testing.assert_close(model.mixing, torch.softmax(expected_s, 0))
         torch.testing.assert_close(model.sigma, t([4.0, 1.0]))
 
@@ -205,7 +213,7 @@ def test_backward_replaces_the_sub_tower_gradients_only(pairing):
             torch.testing.assert_close(p.grad, raw[p])
     assert set(diagnostics) == {*info, "mixing"}
     s = torch.stack([routed[model.towers[0]].norm(), routed[model.split_tower].norm()])
-    torch.testing.assert_close(diagnostics["mixing"], torch.softmax(s, 0))  # first mean = the norms
+    torch.testing.assert_close(diagnostics["mixing"], s / s.sum())  # share: mu = the norms' shares
     assert int(model.n_updates) == 1
 
 
@@ -429,8 +437,9 @@ def test_params_clone_and_grid_search(data):
         "primary_task": 0,
         "gamma": 2.0,
         "pairing": "consistent",
-        "mixing": "mean",
+        "mixing": "share",
         "temperature": 1.0,
+        "mixing_init": 0.5,
         "symmetric": True,
         "personalized_features": None,
     }
@@ -453,6 +462,8 @@ def test_params_clone_and_grid_search(data):
         ({"pairing": "paper"}, "pairing"),
         ({"mixing": "ema"}, "mixing"),
         ({"temperature": -1.0}, "temperature"),
+        ({"mixing_init": 0.0}, "mixing_init"),
+        ({"mode": "released", "symmetric": True}, "symmetric"),
         ({"primary_task": 2}, "out of range"),
         ({"primary_task": -1}, "primary_task"),
         ({"symmetric": True}, "symmetric"),
@@ -483,3 +494,101 @@ def test_unsupported_architectures_and_task_counts():
     with pytest.raises(ValueError, match="wrap_module"):
         model = _Toy(2)
         DRGrad().backward(_losses(model, *_toy_data()), StepContext(model, None, None, torch.ones(2)))
+
+
+# -- the scale-free updater, mixing_init, the released rule, the PPNet gate --------------------
+def test_share_updater_is_scale_free():
+    model, _ = _setup(DRGrad())
+    mixings = []
+    for scale in (1e-4, 1.0, 1e3):
+        model.sigma.zero_()
+        model.n_updates.zero_()
+        model.update_mixing(scale * t([3.0, 1.0]), rule="share", temperature=1.0)
+        mixings.append(model.mixing.clone())
+    for m in mixings:
+        torch.testing.assert_close(m, t([0.75, 0.25]))
+
+
+def test_share_updater_moves_mu_when_the_routed_gradients_dominate(data):
+    X, Y = data
+    mu = {}
+    for mixing, weights in (("share", None), ("share", [100.0, 100.0]), ("mean", None)):
+        clf = MMoEClassifier(
+            optimizer=DRGrad(mixing=mixing), n_experts=2, expert_hidden_sizes=(8,), task_weights=weights, **TINY
+        ).fit(X, Y)
+        mu[mixing, weights is None] = float(clf.net_.module_.mixing[0])
+    # T1' receives the routed gradients, so its routed norm dominates and mu' moves well past 0.5 ...
+    assert mu["share", True] > 0.55
+    # ... by the same amount whatever the loss scale (Adam's trajectory is scale-invariant) ...
+    assert mu["share", False] == pytest.approx(mu["share", True], abs=1e-3)
+    # ... whereas the softmax of the raw mean norms hardly leaves 0.5 at a BCE's gradient scale
+    assert abs(mu["mean", True] - 0.5) < 0.02
+
+
+def test_mixing_init_sets_mu_before_any_update():
+    method = DRGrad(mixing_init=0.8)
+    model, opt = _setup(method)
+    torch.testing.assert_close(model.mixing, t([0.8, 0.2]))
+    batch, y = _toy_data()
+    opt.zero_grad()
+    method.backward(_losses(model, batch, y), StepContext(model, opt, None, torch.zeros(2)))  # no gradient
+    torch.testing.assert_close(model.mixing, t([0.8, 0.2]))  # share: kept while both sums are 0
+    with pytest.raises(ValueError, match="mixing_init"):
+        DRGrad(mixing_init=1.0).wrap_module(_Toy(2), 2)
+
+
+def test_released_coefficient_on_hand_built_kernels():
+    own = t([1.0, -2.0, 3.0, 0.5])
+    # signs agree on 2 of 4 entries: s = 0, w = (1 + 0.1 + 0.1 + 1) / 4; never gated off
+    coefficient, s, w = released_route_coefficient(own, t([2.0, 1.0, -1.0, 1.0]))
+    torch.testing.assert_close((coefficient, s, w), (t(0.55), t(0.0), t(0.55)), atol=1e-6, rtol=1e-6)
+    # mostly opposite signs: s = -1/2, w = (0.1 * 3 + 1) / 4, amplified by 1 - s
+    coefficient, s, w = released_route_coefficient(own, t([-2.0, 1.0, -1.0, 1.0]))
+    torch.testing.assert_close((s, w), (t(-0.5), t(0.325)), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(coefficient, 0.325 * 1.5 * torch.ones(()), atol=1e-6, rtol=1e-6)
+    # all opposite: still added (the paper's rule would drop it), with weight 0.1 * 2
+    coefficient, _, _ = released_route_coefficient(own, -own)
+    torch.testing.assert_close(coefficient, t(0.2), atol=1e-6, rtol=1e-6)
+
+
+def test_released_mode_routes_the_first_kernels_both_ways():
+    method = DRGrad(mode="released")
+    model = _Toy(2)
+    model.towers = nn.ModuleList(nn.Sequential(nn.Linear(6, 3), nn.Tanh(), nn.Linear(3, 1)) for _ in range(2))
+    torch.manual_seed(0)
+    opt = method.create_optimizer(model, None, lr=0.02, weight_decay=0.0)
+    batch, y = _toy_data()
+    losses = _losses(model, batch, y)
+    raw = torch.autograd.grad(losses.sum(), list(model.parameters()), retain_graph=True)
+    raw = dict(zip([id(p) for p in model.parameters()], raw))
+    opt.zero_grad()
+    diagnostics = method.backward(losses, StepContext(model, opt, None, torch.ones(2)))
+    assert set(diagnostics) == {"sign_agreement", "route_weight"}
+    kernels = [model.towers[k][0].weight for k in range(2)]
+    for k in range(2):
+        own, other = raw[id(kernels[k])], raw[id(kernels[1 - k])]
+        coefficient, _, _ = released_route_coefficient(own, other)
+        torch.testing.assert_close(kernels[k].grad, own + coefficient * other)
+        assert not torch.equal(kernels[k].grad, own)
+    for p in model.parameters():  # everything else keeps its own gradient
+        if all(p is not k for k in kernels):
+            torch.testing.assert_close(p.grad, raw[id(p)])
+
+
+def test_personalized_gate_leaves_v1_untouched(data):
+    X, Y = data
+    clf = MMoEClassifier(
+        optimizer=DRGrad(personalized_features=["cat0"]), n_experts=2, expert_hidden_sizes=(8,), **TINY
+    ).fit(X, Y)
+    module = clf.net_.module_
+    batch = clf.feature_encoder_.transform(clf._validate_X(X, reset=False))
+    module.eval()
+    with torch.no_grad():
+        module.personal_gate.bias.fill_(-3.0)  # gate far from 1: 2 sigmoid(...) ~ 0.1
+        module.mixing.copy_(t([1.0, 0.0]))  # the primary logit is T1'(v1) alone
+        inputs = module.backbone.tower_inputs(batch)
+        gate = module._personal_gate(batch)
+        assert float((gate - 1).abs().min()) > 0.1
+        out = module(batch)
+        torch.testing.assert_close(out[:, 0], module.towers[0](inputs[0])[:, 0])  # v1 ungated
+        assert not torch.allclose(out[:, 1], module.towers[1](inputs[1])[:, 0])  # v_s gated

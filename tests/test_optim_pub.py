@@ -16,7 +16,7 @@ from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models._base import MultiTaskModule
 from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._nash import _newton, nash_residual, solve_nash_weights
-from sklearn_mtr.optim.pub import PUB, PUBAdam
+from sklearn_mtr.optim.pub import PUB, PUBAdam, pub_weights
 
 bce = torch.nn.functional.binary_cross_entropy_with_logits
 
@@ -177,7 +177,9 @@ def test_identical_task_gradients_give_the_adam_update():
     # Both task losses are task 0's loss: identical gradients on the shared trunk (tower 1
     # gets none, so neither optimizer touches it).
     same = lambda logits: bce(logits[:, 0], y[:, 0]).repeat(2)
-    method = PUB(refresh_every=1)
+    # every_step: both "tasks" reach tower 0 here, which the joint pass's per-task rescaling
+    # of the private gradients assumes away (tower k is only reached by L_k).
+    method = PUB(refresh_every=1, per_task_passes="every_step")
     opt = method.create_optimizer(model, None, lr=0.02, weight_decay=0.0)
     ref_opt = torch.optim.Adam(reference.parameters(), lr=0.02)
     for _ in range(10):
@@ -191,14 +193,17 @@ def test_identical_task_gradients_give_the_adam_update():
     torch.testing.assert_close(diagnostics["update_cosine"], torch.ones(1))
 
 
-@pytest.mark.parametrize("normalization, factor", [("sum_to_one", 1.0), ("sum_to_T", 2.0), ("none", 2.0)])
+@pytest.mark.parametrize(
+    "normalization, factor",
+    [("parallel_to_one", 1.0), ("sum_to_one", 1.0), ("sum_to_T", 2.0), ("none", 2.0), ("unit_weights", 2.0)],
+)
 def test_every_normalization_moves_along_the_adam_update_with_identical_tasks(normalization, factor):
     torch.manual_seed(2)
     model = _Toy(n_tasks=2)
     reference = copy.deepcopy(model)
     batch, y = _toy_data()
     same = lambda logits: bce(logits[:, 0], y[:, 0]).repeat(2)
-    method = PUB(normalization=normalization)
+    method = PUB(normalization=normalization, per_task_passes="every_step")
     opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
     ref_opt = torch.optim.Adam(reference.trunk.parameters(), lr=0.01)
     start = [p.detach().clone() for p in model.trunk.parameters()]
@@ -212,7 +217,7 @@ def test_every_normalization_moves_along_the_adam_update_with_identical_tasks(no
 
 def test_normalizations_scale_the_weights():
     batch, y = _toy_data(seed=3)
-    for normalization, total in (("sum_to_one", 1.0), ("sum_to_T", 2.0), ("none", None)):
+    for normalization, total in (("sum_to_one", 1.0), ("sum_to_T", 2.0), ("none", None), ("parallel_to_one", "p")):
         torch.manual_seed(3)
         model = _Toy(n_tasks=2)
         method = PUB(refresh_every=1, normalization=normalization)
@@ -223,6 +228,9 @@ def test_normalizations_scale_the_weights():
         if total is None:  # raw Nash weights, about 1 / ||u||: far below 1
             torch.testing.assert_close(weights, alpha)
             assert float(weights.max()) < 0.5
+        elif total == "p":  # divided by the Nash weights of parallel updates, 1 / (||u_i|| sqrt(2))
+            norms = opt.state["pub"]["solve_norm"]
+            torch.testing.assert_close(weights, alpha / (1 / (norms * math.sqrt(2))).sum())
         else:
             torch.testing.assert_close(weights, total * alpha / alpha.sum())
 
@@ -233,7 +241,7 @@ def test_task_weights_multiply_the_nash_weights():
     for weights in (torch.ones(2), torch.tensor([3.0, 1.0])):
         torch.manual_seed(4)
         model = _Toy(n_tasks=2)
-        method = PUB(refresh_every=1)
+        method = PUB(refresh_every=1, normalization="sum_to_one")
         opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
         _pub_step(method, model, opt, batch, y, weights=weights)
         _, diagnostics = _pub_step(method, model, opt, batch, y, weights=weights)
@@ -258,35 +266,37 @@ def test_pub_lowers_both_losses_on_conflicting_tasks():
     assert diagnostics["weights"].shape == (2,) and diagnostics["update_norm"].shape == (2,)
 
 
-def test_backward_writes_gradients_and_handles_auxiliary_losses():
+@pytest.mark.parametrize("passes", ["refresh", "every_step"])
+def test_backward_writes_gradients_and_handles_auxiliary_losses(passes):
     torch.manual_seed(6)
     model = _Toy(n_tasks=3, aux=True)
     batch, y = _toy_data(n_tasks=3, seed=6)
-    method = PUB()
+    method = PUB(per_task_passes=passes)
     opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
     weights = torch.tensor([1.0, 2.0, 0.5])
     opt.zero_grad()
     logits, aux = model(batch)
     losses = torch.stack([bce(logits[:, k], y[:, k]) for k in range(3)])
+    w = weights / weights.sum()  # first step: equal Nash weights times task_weights
+    # shared .grad = sum_t w_t grad(L_t + aux) = sum_t w_t grad L_t + grad aux
+    shared = torch.autograd.grad((w * losses).sum() + aux, list(model.trunk.parameters()), retain_graph=True)
+    # tower k: task_weights[k] * grad(L_k + aux)
+    towers = [
+        torch.autograd.grad(weights[k] * (losses[k] + aux), list(model.towers[k].parameters()), retain_graph=True)
+        for k in range(3)
+    ]
     diagnostics = method.backward(losses, StepContext(model, opt, None, weights, aux))
     assert set(diagnostics) == {"weights", "update_norm", "update_cosine"}
     assert diagnostics["update_cosine"].shape == (3,)
-    w = diagnostics["weights"]  # first step: uniform Nash weights times task_weights
-    torch.testing.assert_close(w, weights / weights.sum())
-    # shared .grad = sum_t w_t grad(L_t + aux) = sum_t w_t grad L_t + grad aux
-    expected = torch.autograd.grad((w * losses).sum() + aux, list(model.trunk.parameters()), retain_graph=True)
-    for p, g in zip(model.trunk.parameters(), expected):
+    torch.testing.assert_close(diagnostics["weights"], w)
+    for p, g in zip(model.trunk.parameters(), shared):
         torch.testing.assert_close(p.grad, g)
-    # tower k: task_weights[k] * grad(L_k + aux)
     for k in range(3):
-        expected = torch.autograd.grad(
-            weights[k] * (losses[k] + aux), list(model.towers[k].parameters()), retain_graph=True
-        )
-        for p, g in zip(model.towers[k].parameters(), expected):
+        for p, g in zip(model.towers[k].parameters(), towers[k]):
             torch.testing.assert_close(p.grad, g)
     method.step(StepContext(model, opt, None, weights, aux))
     with pytest.raises(RuntimeError, match="prepare"):
-        opt.step()  # the per-task gradients were consumed by the previous step
+        opt.step()  # the gradients were consumed by the previous step
 
 
 def test_backward_needs_its_own_optimizer():
@@ -346,7 +356,7 @@ def test_end_to_end_with_the_baselines(Estimator, params, data):
     for epoch in clf.history_:
         weights = np.asarray(epoch["optim_weights"])
         assert weights.shape == (2,) and (weights > 0).all()
-        assert weights.sum() == pytest.approx(1.0, abs=1e-5)
+        assert 0.999 < weights.sum() <= 2.0  # parallel_to_one: 1 for agreeing updates, capped at T
         assert len(epoch["optim_update_cosine"]) == 1 and len(epoch["optim_update_norm"]) == 2
     state = clf.net_.optimizer_.state["pub"]
     assert state["n_solves"] > 0 and state["n_failed"] == 0
@@ -354,7 +364,13 @@ def test_end_to_end_with_the_baselines(Estimator, params, data):
 
 def test_params_clone_and_grid_search(data):
     method = PUB(refresh_every=3, normalization="sum_to_T")
-    assert method.get_params() == {"refresh_every": 3, "normalization": "sum_to_T", "betas": (0.9, 0.999), "eps": 1e-8}
+    assert method.get_params() == {
+        "refresh_every": 3,
+        "normalization": "sum_to_T",
+        "per_task_passes": "refresh",
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+    }
     twin = clone(method)
     assert twin is not method and twin.get_params() == method.get_params()
     assert twin.set_params(refresh_every=1).refresh_every == 1
@@ -367,7 +383,10 @@ def test_params_clone_and_grid_search(data):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
-@pytest.mark.parametrize("bad", [{"refresh_every": 0}, {"normalization": "l2"}, {"betas": (0.9,)}, {"eps": -1.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"refresh_every": 0}, {"normalization": "l2"}, {"per_task_passes": "never"}, {"betas": (0.9,)}, {"eps": -1.0}],
+)
 def test_invalid_hyper_parameters_raise_at_fit(bad, data):
     X, Y = data
     with pytest.raises(ValueError, match="PUB"):
@@ -393,3 +412,166 @@ def test_joblib_round_trip_then_partial_fit_continues(data, tmp_path):
     assert int(state[loaded.net_.module_.shared_parameters()[0]]["step"]) == steps + steps // 2  # one more epoch
     assert state["pub"]["n_solves"] > solves
     assert len(loaded.history_) == 3 and len(loaded.history_[-1, "optim_weights"]) == 2
+
+
+# -- the bargaining inside training; the normalisation; the joint pass between refreshes ---
+def _lookahead_gram(opt, params, grads):
+    """Independent recomputation of the per-task look-ahead updates' Gram matrix."""
+    beta1, beta2 = opt.param_groups[0]["betas"]
+    eps = opt.param_groups[0]["eps"]
+    m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in params]).double()
+    v = torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in params]).double()
+    s = float(opt.state[params[0]]["step"]) + 1
+    rows = []
+    for g in grads:
+        g = torch.cat([x.reshape(-1) for x in g]).double()
+        m_t = (beta1 * m + (1 - beta1) * g) / (1 - beta1**s)
+        v_t = (beta2 * v + (1 - beta2) * g * g) / (1 - beta2**s)
+        rows.append(m_t / (v_t.sqrt() + eps))
+    U = torch.stack(rows)
+    return U @ U.T
+
+
+def test_alpha_solves_the_nash_condition_on_the_lookahead_gram_in_a_training_step(data):
+    from sklearn_mtr._net import TensorDataset, task_losses
+
+    X, Y = data
+    clf = MMoEClassifier(optimizer=PUB(refresh_every=3), n_experts=2, expert_hidden_sizes=(8,), **TINY).fit(X, Y)
+    net, opt = clf.net_, clf.net_.optimizer_
+    dataset = TensorDataset(
+        clf.feature_encoder_.transform(clf._validate_X(X, reset=False)), torch.from_numpy(Y.astype("float32"))
+    )
+    batches = list(net.get_iterator(dataset, training=True))
+    checked = 0
+    for batch in batches * 2:
+        if not opt.needs_task_gradients():  # not a refresh step: take it and go on
+            net.train_step(batch)
+            continue
+        Xb, (yb, wb) = batch
+        model = net.module_
+        shared = model.shared_parameters()
+        losses = task_losses(model(Xb), yb, wb)
+        grads = [torch.autograd.grad(losses[k], shared, retain_graph=True, allow_unused=True) for k in range(2)]
+        grads = [[torch.zeros_like(p) if g is None else g for g, p in zip(gs, shared)] for gs in grads]
+        gram = _lookahead_gram(opt, shared, grads)
+        solves = opt.state["pub"]["n_solves"]
+        net.train_step(batch)
+        assert opt.state["pub"]["n_solves"] == solves + 1
+        assert float(nash_residual(gram, opt.state["pub"]["alpha"])) < 1e-4
+        # the recorded norms are those of the look-ahead updates
+        torch.testing.assert_close(opt.state["pub"]["update_norm"].double(), gram.diagonal().sqrt(), rtol=1e-4, atol=0)
+        checked += 1
+    assert checked >= 2
+
+
+def test_weights_respond_to_conflict_at_two_tasks():
+    norms = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    totals, splits = [], []
+    for cos in (0.9, 0.0, -0.4):
+        G = torch.tensor([[1.0, cos], [cos, 1.0]], dtype=torch.float64) * norms[:, None] * norms[None, :]
+        alpha, ok = solve_nash_weights(G)
+        assert ok
+        w = pub_weights(alpha, norms, "parallel_to_one")
+        totals.append(float(w.sum()))
+        splits.append((w / w.sum()).tolist())
+        torch.testing.assert_close(w.sum(), torch.tensor(math.sqrt(2 / (1 + cos)), dtype=torch.float64))
+        # sum_to_one keeps only the split 1 / ||u_i||, the same for every cosine (the flaw fixed here)
+        torch.testing.assert_close(
+            pub_weights(alpha, norms, "sum_to_one"), torch.tensor([0.75, 0.25], dtype=torch.float64)
+        )
+    assert totals[0] < totals[1] < totals[2]  # the more the updates conflict, the larger the step
+    np.testing.assert_allclose(splits, [[0.75, 0.25]] * 3)
+    # near opposite updates the total is capped at T
+    alpha = torch.tensor([1.0, 1.0 / 3.0], dtype=torch.float64) / math.sqrt(1 - 0.99)
+    assert float(pub_weights(alpha, norms, "parallel_to_one").sum()) == pytest.approx(2.0)
+
+
+def test_weights_respond_to_conflict_inside_training():
+    batch, y = _toy_data(seed=8, conflict=True)
+    totals = {}
+    for name, losses_fn in (("agree", lambda logits: bce(logits[:, 0], y[:, 0]).repeat(2)), ("conflict", None)):
+        torch.manual_seed(8)
+        model = _Toy(n_tasks=2)
+        method = PUB(refresh_every=1, normalization="parallel_to_one", per_task_passes="every_step")
+        opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
+        for _ in range(5):
+            _, diagnostics = _pub_step(method, model, opt, batch, y, losses_fn=losses_fn)
+        totals[name] = float(diagnostics["weights"].sum())
+        cos = float(opt.state["pub"]["update_cosine"][0])
+        assert totals[name] == pytest.approx(min(math.sqrt(2 / (1 + cos)), 2.0), rel=1e-5)
+    assert totals["agree"] == pytest.approx(1.0, abs=1e-6)
+    assert totals["conflict"] > 1.01
+
+
+def test_joint_pass_between_refreshes_applies_the_lookahead_formula(monkeypatch):
+    import sklearn_mtr.optim.pub as pub_module
+
+    calls = []
+    real = pub_module.task_gradients
+    monkeypatch.setattr(pub_module, "task_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(9)
+    model = _Toy(n_tasks=2, hidden=7)
+    batch, y = _toy_data(seed=9)
+    method = PUB(refresh_every=4, normalization="parallel_to_one")
+    opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.1)
+    for _ in range(3):  # steps 1 (joint), 2 (refresh: per-task passes), 3 (joint)
+        _pub_step(method, model, opt, batch, y)
+    assert len(calls) == 1 and opt.state["pub"]["n_solves"] == 1
+    assert not opt.needs_task_gradients()
+    trunk = list(model.trunk.parameters())
+    beta1, beta2 = opt.param_groups[0]["betas"]
+    m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in trunk])
+    v = torch.cat([opt.state[p]["exp_avg_sq"].reshape(-1) for p in trunk])
+    w = pub_weights(opt.state["pub"]["alpha"], opt.state["pub"]["solve_norm"], "parallel_to_one")
+    logits = model(batch)
+    losses = torch.stack([bce(logits[:, k], y[:, k]) for k in range(2)])
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(w @ losses, trunk)])
+    s = 4
+    c = math.sqrt(1 - beta2**s) / (1 - beta1**s)
+    direction = (
+        c
+        * (w.sum() * beta1 * m + (1 - beta1) * g)
+        / ((beta2 * v + (1 - beta2) * g * g).sqrt() + 1e-8 * math.sqrt(1 - beta2**s))
+    )
+    expected = torch.cat([p.detach().reshape(-1) for p in trunk]) * (1 - 0.01 * 0.1) - 0.01 * direction
+    _pub_step(method, model, opt, batch, y)  # step 4: one backward pass
+    assert len(calls) == 1
+    torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in trunk]), expected)
+    # the per-parameter moments are views into the flat buffers, advanced with the joint gradient
+    torch.testing.assert_close(
+        opt.state[trunk[0]]["exp_avg"].reshape(-1), (beta1 * m + (1 - beta1) * g)[: trunk[0].numel()]
+    )
+    _pub_step(method, model, opt, batch, y)  # step 5: none; step 6 would be the next refresh
+    assert len(calls) == 1
+    _pub_step(method, model, opt, batch, y)
+    assert len(calls) == 2 and opt.state["pub"]["n_solves"] == 2
+
+
+def test_unit_weights_never_solve_and_sum_the_updates():
+    torch.manual_seed(10)
+    model = _Toy(n_tasks=2)
+    batch, y = _toy_data(seed=10)
+    method = PUB(refresh_every=1, normalization="unit_weights")
+    opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
+    for _ in range(4):
+        _, diagnostics = _pub_step(method, model, opt, batch, y, weights=torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(diagnostics["weights"], torch.tensor([1.0, 2.0]))
+    assert opt.state["pub"]["n_solves"] == 0
+
+
+def test_a_state_without_the_new_keys_still_loads_and_continues():
+    torch.manual_seed(11)
+    model = _Toy(n_tasks=2)
+    batch, y = _toy_data(seed=11)
+    method = PUB(refresh_every=2, per_task_passes="every_step")
+    opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
+    for _ in range(3):
+        _pub_step(method, model, opt, batch, y)
+    state = opt.state_dict()
+    for key in ("solve_norm", "per_task_passes"):  # as saved before these keys existed
+        del state["state"]["pub"][key]
+    twin_opt = method.create_optimizer(model, None, lr=0.01, weight_decay=0.0)
+    twin_opt.load_state_dict(state)
+    for _ in range(3):  # the exact path, with the solves of the saved version
+        _, diagnostics = _pub_step(method, model, twin_opt, batch, y)
+    assert twin_opt.state["pub"]["n_solves"] == 3 and bool(torch.isfinite(diagnostics["weights"]).all())

@@ -43,6 +43,27 @@ def make(model: str, variant: str, seed: int, data: dict):
     return clf
 
 
+def add_baseline_deltas(output: str) -> None:
+    """Pair every variant of ``results/<output>.json`` by seed with the scikit-learn baseline
+    runs of ``results/vs_sklearn.json`` on the same data set (the baseline does not depend
+    on our code): ``delta_vs_baseline`` per variant, and the baseline's label and AUC."""
+    path = _common.RESULTS_DIR / f"{output}.json"
+    results = json.loads(path.read_text())
+    earlier = json.loads((_common.RESULTS_DIR / "vs_sklearn.json").read_text())["datasets"]
+    for key, info in results["datasets"].items():
+        base = earlier.get(key.split(" · ")[0])
+        if base is None:
+            continue
+        runs = base["baseline"]["runs"]
+        info["baseline"] = {
+            "label": base["baseline_label"],
+            "auc": {t: _common.summary([r["auc"][t] for r in runs]) for t in info["tasks"]},
+        }
+        for entry in info["variants"].values():
+            entry["delta_vs_baseline"] = vs_sklearn.paired_delta(entry["runs"], runs, info["tasks"])
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=list(vs_sklearn.DATASETS), default=["census", "clothing"])
@@ -52,12 +73,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="weight_averaging")
     parser.add_argument("--none-from-vs-sklearn", action="store_true", help="reuse vs_sklearn.json's runs as 'none'")
+    parser.add_argument(
+        "--add-baseline-deltas",
+        action="store_true",
+        help="fit nothing: add to --output each variant's paired difference to vs_sklearn.json's baseline (same seeds)",
+    )
     args = parser.parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
+    if args.add_baseline_deltas:
+        add_baseline_deltas(args.output)
+        return 0
     measured = None
     if args.none_from_vs_sklearn:
         earlier = json.loads((_common.RESULTS_DIR / "vs_sklearn.json").read_text())["datasets"]

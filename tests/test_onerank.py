@@ -102,6 +102,55 @@ def test_logits_ignore_labels_and_request_order():
         torch.testing.assert_close(model(shuffled)[0], logits[order], rtol=0, atol=1e-5)
 
 
+# ---------------------------------------------------------------------- candidate access
+def test_candidate_access_add_starts_task_tokens_at_token_plus_candidate():
+    model, batch = make_model(candidate_access="add"), make_batch()
+    with torch.no_grad():
+        groups = model.initial_tokens(batch)[3]
+        tokens = torch.stack([h.token for h in model.heads])
+    torch.testing.assert_close(groups[:, :, 1:], tokens + groups[:, :, :1])
+    assert model.candidate_type is None
+
+
+def test_candidate_access_attention_leaves_task_tokens_bare():
+    model, batch = make_model(candidate_access="attention"), make_batch()
+    with torch.no_grad():
+        groups = model.initial_tokens(batch)[3]
+    tokens = torch.stack([h.token for h in model.heads])
+    assert torch.equal(groups[:, :, 1:], tokens.expand_as(groups[:, :, 1:]))
+
+
+def test_candidate_access_type_marks_the_candidate_token_only():
+    bare, batch = make_model(candidate_access="attention"), make_batch()
+    typed = make_model(candidate_access="type")
+    state = {k: v for k, v in typed.state_dict().items() if k != "candidate_type"}
+    bare.load_state_dict(state)  # the same weights, less the type vector
+    with torch.no_grad():
+        typed.candidate_type.normal_()
+        a, b = bare.initial_tokens(batch), typed.initial_tokens(batch)
+    torch.testing.assert_close(b[3][:, :, 0], a[3][:, :, 0] + typed.candidate_type)  # candidate marked
+    assert torch.equal(b[3][:, :, 1:], a[3][:, :, 1:])  # task tokens unchanged
+    assert torch.equal(b[0], a[0])  # history tokens unchanged
+
+
+def test_with_added_candidate_task_token_reads_its_candidate_even_without_attention():
+    # Zero the encoder's residual branches: r_k is then the initial token (through the final
+    # norm), which depends on the candidate only under "add".
+    def r_after_candidate_change(access):
+        model, batch = make_model(candidate_access=access), make_batch()
+        with torch.no_grad():
+            for block in model.blocks:
+                block.out.weight.zero_(), block.out.bias.zero_()
+                block.ffn[-1].weight.zero_(), block.ffn[-1].bias.zero_()
+            before = model.encode(batch)[0]
+            changed = {k: v.clone() for k, v in batch.items()}
+            changed["numeric"][:, 1] += 3.0  # every candidate's price
+            return (model.encode(changed)[0] - before).abs().max()
+
+    assert r_after_candidate_change("add") > 1e-3
+    assert r_after_candidate_change("attention") == 0
+
+
 # ---------------------------------------------------------------------- gradient detachment
 def _task_loss_grads(model, batch, k):
     model.zero_grad(set_to_none=True)
@@ -440,6 +489,7 @@ def test_array_input_with_context_index():
         ({"cross_task_mask": "funnel"}, "cross_task_mask"),
         ({"detach": "weights"}, "detach"),
         ({"scorer": "cosine"}, "scorer"),
+        ({"candidate_access": "concat"}, "candidate_access"),
         ({"d_model": 6, "n_heads": 4}, "multiple of n_heads"),
         ({"infonce_weight": -1.0}, "infonce_weight"),
     ],

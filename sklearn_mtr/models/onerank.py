@@ -22,6 +22,7 @@ from ._blocks import MLP, InputEmbedding, check_dropout, tower_logits
 CROSS_TASK_MASKS = ("cascade", "parallel", "full")
 DETACH_MODES = ("input", "projection", "none")
 SCORERS = ("bilinear", "dot", "mlp")
+CANDIDATE_ACCESS = ("add", "type", "attention")
 
 
 def cross_task_visibility(spec, n_tasks: int) -> torch.Tensor:
@@ -279,7 +280,9 @@ class OneRank(MultiTaskModule):
     reads itself (field tokens bidirectionally, history causally); a candidate token reads
     the prefix and itself (not its task tokens, A.12-2); task token ``t_k`` reads the prefix,
     its candidate and itself; groups never read each other. ``r_k^i`` is ``t_k``'s output
-    in group ``i``. Then ``q_k = LN(W_k s)`` from the situational descriptor
+    in group ``i``. ``candidate_access`` sets how ``t_k`` reaches its candidate: ``"add"``
+    feeds it ``t_k + e_i^C``, ``"type"`` adds a learned type vector to the candidate token,
+    ``"attention"`` leaves ``t_k`` to find it by attention alone. Then ``q_k = LN(W_k s)`` from the situational descriptor
     ``s = LN(Linear(context fields))``, ``h_k = MHCA_k(q_k, {r_k^i})``,
     ``z = CrossTask(h)``, and ``logit_k^i = scorer_k([z_k ; r_k^i])``.
 
@@ -312,8 +315,11 @@ class OneRank(MultiTaskModule):
         infonce_weight: float = 0.1,
         temperature: float = 1.0,
         base_rates: Sequence[float] | None = None,
+        candidate_access: str = "add",
     ) -> None:
         super().__init__()
+        if candidate_access not in CANDIDATE_ACCESS:
+            raise ValueError(f"candidate_access={candidate_access!r} is not one of {CANDIDATE_ACCESS}.")
         sizes = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "ffn_mult": ffn_mult}
         for name, value in {**sizes, "max_history": max_history}.items():
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
@@ -327,6 +333,7 @@ class OneRank(MultiTaskModule):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
         check_dropout(dropout)
         self.n_tasks, self.d_model, self.max_history = n_tasks, d_model, max_history
+        self.candidate_access = candidate_access
         self.infonce_weight = float(infonce_weight)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         self._split_columns(schema, context_features)
@@ -338,6 +345,9 @@ class OneRank(MultiTaskModule):
         if cand_in == 0:
             raise ValueError("OneRank needs at least one candidate feature: every column is a context feature.")
         self.candidate = nn.Linear(cand_in, d_model)
+        # "type": a learned token-type vector marks the candidate token, which otherwise shares
+        # its projection with the history tokens and cannot be told apart by attention
+        self.candidate_type = nn.Parameter(torch.randn(d_model) * 0.02) if candidate_access == "type" else None
         # context field tokens: a projection per embedded field, and per number (value * w_f + b_f
         # for a standardised value)
         n_emb_fields = len(self.ctx_cat) + len(self.ctx_text)
@@ -492,8 +502,15 @@ class OneRank(MultiTaskModule):
         ctx_fields = self._field_embeddings(request, self.ctx_cat, self.ctx_text)
         prefix, prefix_allowed, prefix_valid = self._prefix(request, ctx_fields)
         R, N = layout.n_requests, layout.n_candidates
+        if self.candidate_type is not None:
+            candidates = candidates + self.candidate_type
         tokens = torch.stack([head.token for head in self.heads]).to(candidates.dtype)
-        groups = torch.cat([candidates[:, :, None], tokens[None, None].expand(R, N, -1, -1)], dim=2)
+        tokens = tokens[None, None].expand(R, N, -1, -1)
+        if self.candidate_access == "add":
+            # t_k + e_i^C: the task token starts from its candidate instead of finding it by
+            # attention, whose weight on the candidate shrinks as the history grows
+            tokens = tokens + candidates[:, :, None]
+        groups = torch.cat([candidates[:, :, None], tokens], dim=2)
         if prefix is None:
             prefix = candidates.new_zeros(R, 0, self.d_model)
             prefix_allowed = torch.zeros(R, 0, 0, dtype=torch.bool, device=candidates.device)

@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
 from ..models import OneRank
@@ -178,6 +180,70 @@ class OneRankClassifier(MultiTaskClassifierBase):
     ):
         store_init_params(self, locals())
 
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, Y, sample_weight=None, groups=None):
+        """Train on ``X``, ``Y``; rows sharing a ``groups`` id form one request.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Features. ``context_features`` and the sequence features are request-level: each
+            must be constant within a request.
+        Y : array-like of shape (n_samples, n_tasks) or (n_samples,)
+            Binary labels per task (NaN: unlabelled for that task).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-row weights of the BCE loss.
+        groups : array-like of shape (n_samples,), default=None
+            Request ids (no missing values). None: every row is a request of its own and
+            the model is built in per-row mode.
+
+        Returns
+        -------
+        self : OneRankClassifier
+        """
+        self._check_requests(X, groups, continuing=self.warm_start)
+        return super().fit(X, Y, sample_weight=sample_weight, groups=groups)
+
+    def partial_fit(self, X, Y, classes=None, sample_weight=None, groups=None):
+        """One epoch on ``X``, ``Y``, continuing the current model; arguments as in
+        :meth:`fit` and :meth:`MultiTaskClassifierBase.partial_fit`. A continuation keeps
+        the mode of the first fit (with or without ``groups``)."""
+        self._check_requests(X, groups, continuing=True)
+        return super().partial_fit(X, Y, classes=classes, sample_weight=sample_weight, groups=groups)
+
+    def _check_requests(self, X, groups, continuing: bool) -> None:
+        """A ValueError for missing request ids, a request-level column that varies within a
+        request, or a continuation that switches between per-row and request mode."""
+        fitted = self.__sklearn_is_fitted__()
+        if continuing and fitted and self.fitted_with_groups_ != (groups is not None):
+            raise ValueError(
+                f"the model was fitted {'with' if self.fitted_with_groups_ else 'without'} groups; a continuation "
+                "(warm_start=True or partial_fit) keeps that mode. Set warm_start=False (or clone the estimator) to "
+                "train a new model."
+            )
+        if groups is not None:
+            check_request_columns(X, groups, self._request_level_columns(X))
+
+    def _request_level_columns(self, X) -> list:
+        """Labels of the context and sequence columns of ``X`` (request-level inputs)."""
+        if sp.issparse(X) or not hasattr(X, "__len__"):
+            return []
+        columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
+        declared = []
+        for option in (self.context_features, self.sequence_features):
+            if option is None:
+                continue
+            declared += [option] if isinstance(option, (str, int)) else list(option)  # a dict: its keys
+        found = []
+        for feature in declared:
+            if feature in columns:
+                found.append(feature)
+            elif (
+                isinstance(feature, numbers.Integral) and not isinstance(feature, bool) and 0 <= feature < len(columns)
+            ):
+                found.append(columns[feature])
+        return list(dict.fromkeys(found))  # unknown names: fit's own check reports them
+
     # ------------------------------------------------------------------ fitting hooks
     def _extra_inputs(self, y, groups):
         self.fitted_with_groups_ = groups is not None
@@ -227,13 +293,16 @@ class OneRankClassifier(MultiTaskClassifierBase):
             infonce_weight=self.infonce_weight,
             temperature=self.temperature,
             base_rates=getattr(self, "_label_rates", None),
+            requests=self.fitted_with_groups_,
         )
 
     # ------------------------------------------------------------------ prediction
     def _request_codes(self, groups, n_rows):
+        with_groups = getattr(self, "fitted_with_groups_", False)
         if groups is not None:
-            return _group_codes(groups, n_rows)
-        if getattr(self, "fitted_with_groups_", False):
+            codes = _group_codes(groups, n_rows)
+            return codes if with_groups else None  # a per-row model scores rows alone
+        if with_groups:
             warnings.warn(
                 "OneRankClassifier was fitted with groups but predict is called without them: every row "
                 "is scored as a request of its own. Pass groups= to score each request as a set.",
@@ -241,6 +310,12 @@ class OneRankClassifier(MultiTaskClassifierBase):
                 stacklevel=4,
             )
         return None
+
+    def _predict_task_proba(self, X, groups=None):
+        check_is_fitted(self)
+        if groups is not None and self.fitted_with_groups_:
+            check_request_columns(X, groups, self._request_level_columns(X))
+        return super()._predict_task_proba(X, groups)
 
     def predict_proba(self, X, groups=None):
         """Probability of the positive label for every task.
@@ -278,5 +353,44 @@ def _group_codes(groups, n: int) -> torch.Tensor:
     groups = np.asarray(groups)
     if groups.shape != (n,):
         raise ValueError(f"groups must have shape ({n},), got {groups.shape}.")
-    codes, _ = pd.factorize(groups, use_na_sentinel=False)
+    missing = pd.isna(groups)
+    if missing.any():
+        raise ValueError(
+            f"groups holds a missing request id (NaN or None) at row {int(np.argmax(missing))}: every row needs "
+            "a request id (missing ids would put all such rows into one request)."
+        )
+    codes, _ = pd.factorize(groups)
     return torch.from_numpy(codes.astype(np.int64))
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+
+def check_request_columns(X, groups, columns) -> None:
+    """Raise a ValueError naming the first of ``columns`` of ``X`` that is not constant within
+    a request (rows sharing a ``groups`` id), and one such request."""
+    groups = np.asarray(groups)
+    if not columns or groups.ndim != 1 or len(groups) != np.shape(X)[0]:
+        return  # shape errors are reported by the caller's own checks
+    request = _group_codes(groups, len(groups)).numpy()
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
+    n_requests = int(request.max()) + 1 if len(request) else 0
+    for column in columns:
+        values = frame[column].map(_hashable) if frame[column].dtype == object else frame[column]
+        codes = pd.factorize(values, use_na_sentinel=False)[0]
+        low = np.full(n_requests, np.iinfo(np.int64).max)
+        high = np.full(n_requests, -1)
+        np.minimum.at(low, request, codes)
+        np.maximum.at(high, request, codes)
+        varying = np.flatnonzero(low != high)
+        if len(varying):
+            rows = np.flatnonzero(request == varying[0])
+            row = rows[np.argmax(codes[rows] != codes[rows[0]])]
+            request_id = groups[rows[0]]
+            request_id = request_id.item() if isinstance(request_id, np.generic) else request_id
+            raise ValueError(
+                f"request-level column {column!r} varies within request {request_id!r} (rows {rows[0]} and "
+                f"{row}): context_features and sequence features describe the request and must be constant "
+                "within it."
+            )

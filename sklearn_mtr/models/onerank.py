@@ -135,7 +135,10 @@ class CrossTaskAttention(nn.Module):
         if detach not in DETACH_MODES:
             raise ValueError(f"detach={detach!r} is not one of {DETACH_MODES}.")
         self.n_heads, self.detach = n_heads, detach
-        self.query, self.key, self.value, self.out = (nn.Linear(d_model, d_model) for _ in range(4))
+        self.query, self.value, self.out = (nn.Linear(d_model, d_model) for _ in range(3))
+        # no key bias: it adds q_k . b to every key's score alike, which the softmax cancels
+        # (its gradient is always zero)
+        self.key = nn.Linear(d_model, d_model, bias=False)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model), nn.GELU(), nn.Linear(ffn_mult * d_model, d_model)
@@ -170,18 +173,29 @@ class CrossTaskAttention(nn.Module):
 class TaskHead(nn.Module):
     """What task ``k`` owns before scoring: its task token ``t_k``, the query map
     ``q_k = LN(W_k s + b_k)`` of the situational descriptor, and its cross-attention
-    ``MHCA_k`` over the request's candidates (A.3, A.5)."""
+    ``MHCA_k`` over the request's candidates (A.3, A.5).
 
-    def __init__(self, d_model: int, n_heads: int) -> None:
+    With ``over_requests=False`` (every row a request of one candidate) the attention has a
+    single key, so its softmax is 1 and ``q_k`` gets no gradient: the head is then the one
+    linear map ``MHCA_k`` reduces to, and no query map is built.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, over_requests: bool = True) -> None:
         super().__init__()
         self.token = nn.Parameter(torch.empty(d_model))
-        self.query = nn.Linear(d_model, d_model)
-        self.query_norm = nn.LayerNorm(d_model)
-        self.attention = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        if over_requests:
+            self.query = nn.Linear(d_model, d_model)
+            self.query_norm = nn.LayerNorm(d_model)
+            self.attention = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        else:
+            self.project = nn.Linear(d_model, d_model)  # W_O (W_V r + b_V) + b_O of one key
+        self.over_requests = over_requests
         nn.init.normal_(self.token, std=0.02)
 
-    def forward(self, situation: torch.Tensor, r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, situation: torch.Tensor | None, r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``situation`` (R, d), ``r`` (R, N, d), ``valid`` (R, N) -> ``h_k`` (R, d)."""
+        if not self.over_requests:
+            return self.project(r[:, 0])
         q = self.query_norm(self.query(situation))[:, None]
         out, _ = self.attention(q, r, r, key_padding_mask=~valid, need_weights=False)
         return out[:, 0]
@@ -282,19 +296,27 @@ class OneRank(MultiTaskModule):
     its candidate and itself; groups never read each other. ``r_k^i`` is ``t_k``'s output
     in group ``i``. ``candidate_access`` sets how ``t_k`` reaches its candidate: ``"add"``
     feeds it ``t_k + e_i^C``, ``"type"`` adds a learned type vector to the candidate token,
-    ``"attention"`` leaves ``t_k`` to find it by attention alone. Then ``q_k = LN(W_k s)`` from the situational descriptor
-    ``s = LN(Linear(context fields))``, ``h_k = MHCA_k(q_k, {r_k^i})``,
-    ``z = CrossTask(h)``, and ``logit_k^i = scorer_k([z_k ; r_k^i])``.
+    ``"attention"`` leaves ``t_k`` to find it by attention alone. Then ``q_k = LN(W_k s)``
+    from the situational descriptor ``s = LN(Linear(context fields))``,
+    ``h_k = MHCA_k(q_k, {r_k^i})``, ``z = CrossTask(h)``, and
+    ``logit_k^i = scorer_k([z_k ; r_k^i])``.
 
     Rows of the batch sharing ``batch["group"]`` form a request; the request-level inputs
-    (context fields, history) are read from its first row. ``forward`` returns
+    (context fields, history) are read from its first row (the estimator checks that they
+    are constant within a request). With ``requests=False`` (per-row mode) ``"group"`` is
+    ignored and every row is a request of one candidate; the descriptor, query maps,
+    candidate attention and temperatures would get no gradient there (a softmax over one
+    key, no InfoNCE), so they are not built and ``h_k`` is a linear map of ``r_k``. ``forward`` returns
     ``(logits, aux)``, ``aux`` being ``infonce_weight * sum_k InfoNCE_k`` within requests
     when the batch carries ``"label"`` (training), else None.
 
-    Task ``k`` privately owns its task token, query map, cross-attention, scorer and
-    temperature (``task_parameters``); with ``detach="none"`` and another task reading ``k``
+    Task ``k`` privately owns its task token, query map, cross-attention (or per-row
+    projection), scorer and temperature (``task_parameters``); with ``detach="none"`` and another task reading ``k``
     through the cross-task mask, only its scorer and temperature stay private.
     """
+
+    # models pickled before these options existed: requests on, candidate by attention only
+    requests, candidate_access = True, "attention"
 
     def __init__(
         self,
@@ -316,6 +338,7 @@ class OneRank(MultiTaskModule):
         temperature: float = 1.0,
         base_rates: Sequence[float] | None = None,
         candidate_access: str = "add",
+        requests: bool = True,
     ) -> None:
         super().__init__()
         if candidate_access not in CANDIDATE_ACCESS:
@@ -333,7 +356,7 @@ class OneRank(MultiTaskModule):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
         check_dropout(dropout)
         self.n_tasks, self.d_model, self.max_history = n_tasks, d_model, max_history
-        self.candidate_access = candidate_access
+        self.candidate_access, self.requests = candidate_access, bool(requests)
         self.infonce_weight = float(infonce_weight)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         self._split_columns(schema, context_features)
@@ -356,9 +379,11 @@ class OneRank(MultiTaskModule):
         self.number_weight = nn.Parameter(torch.randn(len(self.ctx_num), w, d_model) / math.sqrt(w))
         self.number_bias = nn.Parameter(torch.zeros(len(self.ctx_num), d_model))
         # situational descriptor from the context fields (A.5, A.12-4); a learned vector without any
+        # (per-row mode has no candidate attention to query, so no descriptor)
         ctx_in = e * n_emb_fields + len(self.ctx_num) * w
-        self.situation = nn.Sequential(nn.Linear(ctx_in, d_model), nn.LayerNorm(d_model)) if ctx_in else None
-        self.situation_const = nn.Parameter(torch.randn(d_model) * 0.02) if not ctx_in else None
+        with_situation = self.requests and ctx_in
+        self.situation = nn.Sequential(nn.Linear(ctx_in, d_model), nn.LayerNorm(d_model)) if with_situation else None
+        self.situation_const = nn.Parameter(torch.randn(d_model) * 0.02) if self.requests and not ctx_in else None
         # history: item tokens through the candidate projection's block of the shared item column
         # (Proj_shared(phi(v_t)) + p_t, A.3), or a projection of their own
         self.history_proj = nn.ModuleDict()
@@ -371,7 +396,7 @@ class OneRank(MultiTaskModule):
 
         self.blocks = nn.ModuleList(EncoderBlock(d_model, n_heads, ffn_mult, dropout) for _ in range(int(n_layers)))
         self.final_norm = nn.LayerNorm(d_model)
-        self.heads = nn.ModuleList(TaskHead(d_model, n_heads) for _ in range(n_tasks))
+        self.heads = nn.ModuleList(TaskHead(d_model, n_heads, self.requests) for _ in range(n_tasks))
         self.cross_task = CrossTaskAttention(
             d_model, n_heads, ffn_mult, cross_task_visibility(cross_task_mask, n_tasks), detach
         )
@@ -379,7 +404,8 @@ class OneRank(MultiTaskModule):
         if rates.shape != (n_tasks,):
             raise ValueError(f"base_rates must hold {n_tasks} values, got {base_rates!r}.")
         self.towers = nn.ModuleList(Scorer(scorer, d_model, math.log(r / (1 - r))) for r in rates)
-        self.temperatures = nn.ModuleList(LogTemperature(temperature) for _ in range(n_tasks))
+        # per-row mode has no InfoNCE (a request of one candidate), so no temperatures
+        self.temperatures = nn.ModuleList(LogTemperature(temperature) for _ in range(n_tasks if self.requests else 0))
         # In-group mask over [candidate, t_1..t_K]: the candidate reads itself only; t_k reads
         # the candidate and itself (mutual invisibility).
         allowed = torch.eye(n_tasks + 1, dtype=torch.bool)
@@ -433,7 +459,9 @@ class OneRank(MultiTaskModule):
             parts.append(self.embedding.numeric_fields(batch, self.cand_num).flatten(1))
         return self.candidate(torch.cat(parts, dim=1))
 
-    def _situation(self, request: dict[str, torch.Tensor], fields: torch.Tensor | None, n: int) -> torch.Tensor:
+    def _situation(self, request: dict[str, torch.Tensor], fields: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.requests:
+            return None
         if self.situation is None:
             return self.situation_const.expand(n, -1)
         parts = [] if fields is None else [fields.flatten(1)]
@@ -496,13 +524,15 @@ class OneRank(MultiTaskModule):
         key-valid (R, H) masks, ``groups`` (R, N, K+1, d), the layout and the situational
         descriptor (R, d). The prefix holds the context field tokens first, then history."""
         n_rows = len(next(iter(batch.values())))
+        if not self.requests:  # per-row mode: any request ids are ignored
+            batch = {k: v for k, v in batch.items() if k != "group"}
         layout = RequestLayout(batch, n_rows, self.group_allowed.device)
         candidates = layout.to_grid(self._candidate_tokens(batch))  # (R, N, d)
         request = {k: v[layout.first_row] for k, v in batch.items() if k not in ("group", "label")}
         ctx_fields = self._field_embeddings(request, self.ctx_cat, self.ctx_text)
         prefix, prefix_allowed, prefix_valid = self._prefix(request, ctx_fields)
         R, N = layout.n_requests, layout.n_candidates
-        if self.candidate_type is not None:
+        if getattr(self, "candidate_type", None) is not None:
             candidates = candidates + self.candidate_type
         tokens = torch.stack([head.token for head in self.heads]).to(candidates.dtype)
         tokens = tokens[None, None].expand(R, N, -1, -1)
@@ -548,7 +578,7 @@ class OneRank(MultiTaskModule):
         return self._tower_inputs(batch)[0]
 
     def task_modules(self, k: int) -> list[nn.Module]:
-        modules = [self.towers[k], self.temperatures[k]]
+        modules = [self.towers[k], *self.temperatures[k : k + 1]]
         visibility = self.cross_task.visibility
         read_by_others = bool(visibility[:, k].sum() > 1)
         if self.cross_task.detach != "none" or not read_by_others:
@@ -576,6 +606,6 @@ class OneRank(MultiTaskModule):
         logits = self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch)
         labels = batch.get("label")
         aux = None
-        if labels is not None and self.infonce_weight > 0 and layout.n_candidates > 1:
+        if labels is not None and self.requests and self.infonce_weight > 0 and layout.n_candidates > 1:
             aux = self.infonce(logits, labels, layout)
         return logits, aux

@@ -31,13 +31,22 @@ class OneRankClassifier(MultiTaskClassifierBase):
     detached); a matching scorer gives the logit. Training adds an in-request InfoNCE term.
 
     **Requests.** Scores depend on the candidate set of a request: pass the same kind of
-    ``groups`` to :meth:`predict_proba` as to :meth:`fit`. Without ``groups`` every row is a
-    request of one candidate (per-row mode): the InfoNCE term is then off and the model is a
-    plain multi-task Transformer over the row's features. Columns in ``context_features``
+    ``groups`` to :meth:`predict_proba` as to :meth:`fit`. Columns in ``context_features``
     and every sequence feature are request-level: they are read from each request's first
-    row.
+    row, and ``fit`` and ``predict_proba`` raise a ``ValueError`` (naming the column and a
+    request) when one varies within a request. A missing request id (NaN or None) is a
+    ``ValueError`` too.
 
-    Readings taken where the paper is silent (reference note ``onerank_grec.md`` part A):
+    **Per-row mode.** Without ``groups`` every row is a request of one candidate. The
+    candidate attention would then run over a single key, so the situational descriptor
+    and the per-task queries would get no gradient, and the InfoNCE term has no
+    negatives: a model fitted without ``groups`` is built without them (each task's head
+    is the single linear map the attention reduces to, and there are no temperatures). It
+    is a plain multi-task Transformer over the row's features and ignores ``groups`` at
+    predict time. A continuation (``warm_start=True`` or :meth:`partial_fit`) keeps the
+    mode of the first fit.
+
+    Readings taken where the paper is silent:
     pre-LN blocks with a 4x GELU feed-forward and a final LayerNorm; context field tokens
     attend to each other bidirectionally, history tokens causally (and to the fields); the
     candidate token does not see its own task tokens (otherwise task tokens would leak into
@@ -99,8 +108,8 @@ class OneRankClassifier(MultiTaskClassifierBase):
     infonce_weight : float, default=0.1
         Weight of the in-request InfoNCE term (0 turns it off).
     temperature : float, default=1.0
-        Initial InfoNCE temperature (learned per task). The reference note suggests 0.07
-        (TorchEasyRec's setting); here the InfoNCE runs on the unnormalised logits, where
+        Initial InfoNCE temperature (learned per task). A re-implementation (Alibaba's TorchEasyRec)
+        uses 0.07; here the InfoNCE runs on the unnormalised logits, where
         ``1 / 0.07`` multiplies its gradient about fourteen-fold: on MovieLens-100K requests
         it then dominated the BCE term and lowered validation AUC (mean over tasks about 0.56
         against 0.63 with 1.0 after three epochs on 20k rows), so 1.0 is the default.

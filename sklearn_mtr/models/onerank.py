@@ -1,7 +1,7 @@
 """OneRank: a Transformer-native multi-task ranker (Tang et al., KDD 2026, arXiv 2606.16838).
 
-The paper has no released code; every open point follows the reading recorded in the
-project's reference note (``onerank_grec.md`` part A), cited below by section (A.4, ...).
+The paper has no released code. Where it is silent, the readings taken are listed in
+:class:`~sklearn_mtr.OneRankClassifier`'s docstring and in the user guide (``docs/onerank.md``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def cross_task_visibility(spec, n_tasks: int) -> torch.Tensor:
 
 
 class EncoderBlock(nn.Module):
-    """Pre-LN Transformer block (A.12-1) run the shared-prefix way (A.4).
+    """Pre-LN Transformer block run the shared-prefix way.
 
     The prefix (context field tokens and history) attends to itself under ``prefix_allowed``;
     every candidate group (candidate token then the K task tokens) attends to the prefix
@@ -121,13 +121,13 @@ class EncoderBlock(nn.Module):
 
 
 class CrossTaskAttention(nn.Module):
-    """Masked task-to-task attention with the other tasks' inputs detached (A.6).
+    """Masked task-to-task attention with the other tasks' inputs detached.
 
     ``h~_k = sum_j A[k, j] softmax_j(q_k . key_j) val_j``, ``h^_k = LN(W_O h~_k) + h_k``,
     ``z_k = LN(FFN(h^_k)) + h^_k``; one set of weights shared by the K positions.
     ``detach="input"`` computes the off-diagonal keys/values from ``h_j.detach()`` (the
     projections still learn from them); ``"projection"`` detaches the projected keys/values
-    (the variant A.6 argues against); ``"none"`` detaches nothing (ablation V4).
+    (which would stop the other tasks' pairs from training the shared projections); ``"none"`` detaches nothing (ablation V4).
     """
 
     def __init__(self, d_model: int, n_heads: int, ffn_mult: int, visibility: torch.Tensor, detach: str) -> None:
@@ -173,7 +173,7 @@ class CrossTaskAttention(nn.Module):
 class TaskHead(nn.Module):
     """What task ``k`` owns before scoring: its task token ``t_k``, the query map
     ``q_k = LN(W_k s + b_k)`` of the situational descriptor, and its cross-attention
-    ``MHCA_k`` over the request's candidates (A.3, A.5).
+    ``MHCA_k`` over the request's candidates.
 
     With ``over_requests=False`` (every row a request of one candidate) the attention has a
     single key, so its softmax is 1 and ``q_k`` gets no gradient: the head is then the one
@@ -202,7 +202,7 @@ class TaskHead(nn.Module):
 
 
 class Scorer(nn.Module):
-    """Matching scorer ``s = z . (W r) / sqrt(d) + b`` on the input ``[z ; r]`` (A.7).
+    """Matching scorer ``s = z . (W r) / sqrt(d) + b`` on the input ``[z ; r]``.
 
     ``"bilinear"``: ``W`` starts at the identity (the paper's scorer at step 0);
     ``"dot"``: ``W = I`` fixed (the paper's form); ``"mlp"``: ``MLP([z ; r])``. The bias
@@ -290,9 +290,9 @@ class OneRank(MultiTaskModule):
     request's candidates, masked cross-task attention, and a matching scorer.
 
     Per request: the prefix (context field tokens, then history tokens with positions) and,
-    for every candidate, a group ``[candidate token, t_1 .. t_K]``. Mask (A.4): the prefix
+    for every candidate, a group ``[candidate token, t_1 .. t_K]``. Mask: the prefix
     reads itself (field tokens bidirectionally, history causally); a candidate token reads
-    the prefix and itself (not its task tokens, A.12-2); task token ``t_k`` reads the prefix,
+    the prefix and itself (not its task tokens); task token ``t_k`` reads the prefix,
     its candidate and itself; groups never read each other. ``r_k^i`` is ``t_k``'s output
     in group ``i``. ``candidate_access`` sets how ``t_k`` reaches its candidate: ``"add"``
     feeds it ``t_k + e_i^C``, ``"type"`` adds a learned type vector to the candidate token,
@@ -362,7 +362,7 @@ class OneRank(MultiTaskModule):
         self._split_columns(schema, context_features)
         e = embedding_dim
 
-        # candidate token: one projection of the candidate fields (A.13)
+        # candidate token: one projection of the candidate fields
         w = self.embedding.numeric_width  # 1 per number, or its embedding
         cand_in = e * (len(self.cand_cat) + len(self.cand_text) + self.cand_sparse) + len(self.cand_num) * w
         if cand_in == 0:
@@ -378,14 +378,14 @@ class OneRank(MultiTaskModule):
         self.field_bias = nn.Parameter(torch.zeros(n_emb_fields, d_model))
         self.number_weight = nn.Parameter(torch.randn(len(self.ctx_num), w, d_model) / math.sqrt(w))
         self.number_bias = nn.Parameter(torch.zeros(len(self.ctx_num), d_model))
-        # situational descriptor from the context fields (A.5, A.12-4); a learned vector without any
+        # situational descriptor from the context fields; a learned vector without any
         # (per-row mode has no candidate attention to query, so no descriptor)
         ctx_in = e * n_emb_fields + len(self.ctx_num) * w
         with_situation = self.requests and ctx_in
         self.situation = nn.Sequential(nn.Linear(ctx_in, d_model), nn.LayerNorm(d_model)) if with_situation else None
         self.situation_const = nn.Parameter(torch.randn(d_model) * 0.02) if self.requests and not ctx_in else None
         # history: item tokens through the candidate projection's block of the shared item column
-        # (Proj_shared(phi(v_t)) + p_t, A.3), or a projection of their own
+        # (Proj_shared(phi(v_t)) + p_t), or a projection of their own
         self.history_proj = nn.ModuleDict()
         self.positions = nn.ModuleDict()
         for seq in schema.sequences:
@@ -586,7 +586,7 @@ class OneRank(MultiTaskModule):
         return modules
 
     def infonce(self, logits: torch.Tensor, labels: torch.Tensor, layout: RequestLayout) -> torch.Tensor | None:
-        """``sum_k InfoNCE_k`` within requests (multi-positive average, A.8), skipping requests
+        """``sum_k InfoNCE_k`` within requests (multi-positive average), skipping requests
         without a labelled positive and negative; None when no request qualifies."""
         scores = layout.to_grid(logits.float())  # (R, N, K)
         y = layout.to_grid(labels.float(), fill=float("nan"))

@@ -28,8 +28,9 @@ Summary: mean ± sample std over seeds per model, and per OneRank variant the pa
 difference to MMoE (same seed, same data) with a 95 % t interval.
 
 Run ``python benchmarks/onerank_requests.py --datasets synthetic synthetic_null --seeds 5``
-and ``--datasets movielens --seeds 2``; writes ``benchmarks/results/onerank_requests.json``
-(``--out`` renames it; ``--merge`` joins parts).
+and ``--datasets movielens --seeds 5``; writes ``benchmarks/results/onerank_requests.json``
+(``--out`` renames it; ``--merge`` joins parts). The stored file merges parts run side by side
+(the exact commands are in ``benchmarks/README.md``; the parts' commits are under ``parts``).
 """
 
 from __future__ import annotations

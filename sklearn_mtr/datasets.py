@@ -7,6 +7,8 @@
   local folder; nothing is ever downloaded.
 - :func:`make_funnel_classification`: nested funnel labels (click, then conversion,
   ...) with controllable conditional rates, for ESMM / AITM / ResFlow.
+- :func:`make_request_classification`: requests of candidates whose relevance depends
+  on the other candidates of the request, for request-aware rankers (OneRank).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import pandas as pd
 from scipy.special import ndtri
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["load_census_income", "make_funnel_classification", "make_multitask_classification"]
+__all__ = [
+    "load_census_income",
+    "make_funnel_classification",
+    "make_multitask_classification",
+    "make_request_classification",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -709,3 +716,128 @@ def make_funnel_classification(
         eligible = np.flatnonzero(Y[:, t])
 
     return _finish_features(X, Y, n_categorical, 8, as_frame, [f"stage{t}" for t in range(n_stages)])
+
+
+# ---------------------------------------------------------------------------
+# Request data
+# ---------------------------------------------------------------------------
+
+
+def make_request_classification(
+    n_requests: int = 1000,
+    request_size: int = 20,
+    n_features: int = 8,
+    *,
+    set_dependence: float = 1.0,
+    request_spread: float = 2.0,
+    click_rate: float = 0.3,
+    noise: float = 0.1,
+    n_users: int = 50,
+    as_frame: bool = False,
+    random_state: int | np.random.RandomState | None = None,
+):
+    """Generate ranking requests whose labels depend on the other candidates of the request.
+
+    Each request ``r`` has a hidden centre ``c_r ~ N(0, request_spread^2 I_d)`` and
+    ``request_size`` candidates ``x_i = c_r + N(0, I_d)``. With a hidden unit direction
+    ``w`` and the request's mean ``m_r`` of ``u_i = w . x_i``, a candidate's relevance is
+    its *typicality* ``s_i = -|u_i - set_dependence * m_r| + noise * logistic``, and the
+    ``click_rate`` fraction of each request with the highest ``s_i`` is clicked (task 0).
+    Task 1 (buy) is a click with ``v . x_i > 0``, ``v`` a second hidden unit direction
+    orthogonal to ``w``. Each request also has a ``user`` id drawn at random: a
+    request-level column that carries no information about the labels.
+
+    With ``set_dependence=1`` the order of the candidates within a request depends on
+    the request's mean, which no single row reveals (the centres spread along ``w`` as
+    well): a model that scores rows one by one cannot rank them, while one that sees the
+    candidate set can. With ``set_dependence=0`` the order is that of ``-|u_i|``, a
+    function of the row alone: the null control, where seeing the set should not help.
+
+    Parameters
+    ----------
+    n_requests : int, default=1000
+        Number of requests.
+
+    request_size : int, default=20
+        Candidates per request (at least 2).
+
+    n_features : int, default=8
+        Candidate features ``d`` (at least 2).
+
+    set_dependence : float, default=1.0
+        Weight of the request mean in the relevance, ``lambda`` above (0: relevance
+        depends on the candidate alone).
+
+    request_spread : float, default=2.0
+        Standard deviation of the request centres; the candidates' own spread is 1.
+
+    click_rate : float, default=0.3
+        Fraction of each request that is clicked, in (0, 1); rounded to a count per
+        request (at least 1 and at most ``request_size - 1``).
+
+    noise : float, default=0.1
+        Scale of the logistic noise on the relevance (non-negative).
+
+    n_users : int, default=50
+        Number of distinct user ids.
+
+    as_frame : bool, default=False
+        If True, ``X`` is a DataFrame with columns ``x0, x1, ...`` (float64) and ``user``
+        (``category``) and ``Y`` a DataFrame with columns ``click, buy``.
+
+    random_state : int, RandomState instance or None, default=None
+        Determines random number generation.
+
+    Returns
+    -------
+    X : ndarray of shape (n_requests * request_size, n_features + 1) or DataFrame
+        Candidate features, then the user id (as a float code in an array).
+
+    Y : ndarray of shape (n_requests * request_size, 2) of int or DataFrame
+        Click and buy labels; ``Y[:, 1] <= Y[:, 0]``.
+
+    groups : ndarray of shape (n_requests * request_size,) of int
+        Request id of each row (rows of a request are contiguous).
+
+    Examples
+    --------
+    >>> from sklearn_mtr.datasets import make_request_classification
+    >>> X, Y, groups = make_request_classification(n_requests=100, request_size=10, random_state=0)
+    >>> X.shape, Y[groups == 0, 0].sum()
+    ((1000, 9), np.int64(3))
+    """
+    n_requests = _check_int(n_requests, "n_requests", min_value=1)
+    request_size = _check_int(request_size, "request_size", min_value=2)
+    n_features = _check_int(n_features, "n_features", min_value=2)
+    n_users = _check_int(n_users, "n_users", min_value=1)
+    set_dependence = _check_real(set_dependence, "set_dependence")
+    request_spread = _check_real(request_spread, "request_spread")
+    noise = _check_real(noise, "noise")
+    click_rate = _check_real(click_rate, "click_rate")
+    if request_spread < 0 or noise < 0:
+        raise ValueError(f"request_spread and noise must be >= 0, got {request_spread} and {noise}.")
+    if not 0.0 < click_rate < 1.0:
+        raise ValueError(f"click_rate must be in (0, 1), got {click_rate}.")
+    if not isinstance(as_frame, (bool, np.bool_)):
+        raise ValueError(f"as_frame must be a bool, got {as_frame!r}.")
+    rng = check_random_state(random_state)
+
+    centres = request_spread * rng.standard_normal((n_requests, 1, n_features))
+    X = (centres + rng.standard_normal((n_requests, request_size, n_features))).reshape(-1, n_features)
+    basis, _ = np.linalg.qr(rng.standard_normal((n_features, 2)))
+    u = (X @ basis[:, 0]).reshape(n_requests, request_size)
+    relevance = -np.abs(u - set_dependence * u.mean(axis=1, keepdims=True))
+    relevance += noise * rng.logistic(size=relevance.shape)
+    n_clicks = min(max(round(click_rate * request_size), 1), request_size - 1)
+    rank = np.argsort(np.argsort(-relevance, axis=1, kind="stable"), axis=1, kind="stable")
+    click = (rank < n_clicks).reshape(-1)
+    buy = click & (X @ basis[:, 1] > 0)
+    Y = np.column_stack([click, buy]).astype(np.int64)
+    groups = np.repeat(np.arange(n_requests), request_size)
+    user = np.repeat(rng.randint(n_users, size=n_requests), request_size)
+
+    if not as_frame:
+        return np.column_stack([X, user.astype(float)]), Y, groups
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(n_features)])
+    frame["user"] = pd.Categorical(user)
+    return frame, pd.DataFrame(Y, columns=["click", "buy"]), groups

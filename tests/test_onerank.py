@@ -102,6 +102,55 @@ def test_logits_ignore_labels_and_request_order():
         torch.testing.assert_close(model(shuffled)[0], logits[order], rtol=0, atol=1e-5)
 
 
+# ---------------------------------------------------------------------- candidate access
+def test_candidate_access_add_starts_task_tokens_at_token_plus_candidate():
+    model, batch = make_model(candidate_access="add"), make_batch()
+    with torch.no_grad():
+        groups = model.initial_tokens(batch)[3]
+        tokens = torch.stack([h.token for h in model.heads])
+    torch.testing.assert_close(groups[:, :, 1:], tokens + groups[:, :, :1])
+    assert model.candidate_type is None
+
+
+def test_candidate_access_attention_leaves_task_tokens_bare():
+    model, batch = make_model(candidate_access="attention"), make_batch()
+    with torch.no_grad():
+        groups = model.initial_tokens(batch)[3]
+    tokens = torch.stack([h.token for h in model.heads])
+    assert torch.equal(groups[:, :, 1:], tokens.expand_as(groups[:, :, 1:]))
+
+
+def test_candidate_access_type_marks_the_candidate_token_only():
+    bare, batch = make_model(candidate_access="attention"), make_batch()
+    typed = make_model(candidate_access="type")
+    state = {k: v for k, v in typed.state_dict().items() if k != "candidate_type"}
+    bare.load_state_dict(state)  # the same weights, less the type vector
+    with torch.no_grad():
+        typed.candidate_type.normal_()
+        a, b = bare.initial_tokens(batch), typed.initial_tokens(batch)
+    torch.testing.assert_close(b[3][:, :, 0], a[3][:, :, 0] + typed.candidate_type)  # candidate marked
+    assert torch.equal(b[3][:, :, 1:], a[3][:, :, 1:])  # task tokens unchanged
+    assert torch.equal(b[0], a[0])  # history tokens unchanged
+
+
+def test_with_added_candidate_task_token_reads_its_candidate_even_without_attention():
+    # Zero the encoder's residual branches: r_k is then the initial token (through the final
+    # norm), which depends on the candidate only under "add".
+    def r_after_candidate_change(access):
+        model, batch = make_model(candidate_access=access), make_batch()
+        with torch.no_grad():
+            for block in model.blocks:
+                block.out.weight.zero_(), block.out.bias.zero_()
+                block.ffn[-1].weight.zero_(), block.ffn[-1].bias.zero_()
+            before = model.encode(batch)[0]
+            changed = {k: v.clone() for k, v in batch.items()}
+            changed["numeric"][:, 1] += 3.0  # every candidate's price
+            return (model.encode(changed)[0] - before).abs().max()
+
+    assert r_after_candidate_change("add") > 1e-3
+    assert r_after_candidate_change("attention") == 0
+
+
 # ---------------------------------------------------------------------- gradient detachment
 def _task_loss_grads(model, batch, k):
     model.zero_grad(set_to_none=True)
@@ -152,6 +201,136 @@ def test_detach_input_vs_projection_differ_only_in_projection_gradients():
     # the encoder gets the same gradient; the shared key projection differs (off-diagonal signal)
     torch.testing.assert_close(a.blocks[0].qkv.weight.grad, b.blocks[0].qkv.weight.grad)
     assert not torch.allclose(a.cross_task.key.weight.grad, b.cross_task.key.weight.grad)
+
+
+# ---------------------------------------------------------------------- no dead weights
+def _dead_parameters(model, batch):
+    """Parameters (non-empty) that a full training loss leaves without gradient (a softmax
+    over one key leaves round-off, about 1e-9)."""
+    model.train().zero_grad(set_to_none=True)
+    labels = torch.randint(0, 2, (len(batch["numeric"]), N_TASKS), generator=torch.Generator().manual_seed(0))
+    logits, aux = model({**batch, "label": labels.float()})
+    loss = F.binary_cross_entropy_with_logits(logits, labels.float())
+    (loss if aux is None else loss + aux).backward()
+    return [n for n, p in model.named_parameters() if p.numel() and (p.grad is None or p.grad.abs().max() < 1e-6)]
+
+
+@pytest.mark.parametrize("context", [("user", "age"), ()])
+def test_every_parameter_trains_with_requests(context):
+    assert _dead_parameters(make_model(context_features=context), make_batch()) == []
+
+
+@pytest.mark.parametrize("context", [("user", "age"), ()])
+def test_per_row_mode_builds_no_dead_weights(context):
+    per_row = {k: v for k, v in make_batch().items() if k != "group"}
+    # a request model run per row: the descriptor, query maps and temperatures get no gradient
+    assert any(
+        "situation" in n or "query" in n for n in _dead_parameters(make_model(context_features=context), per_row)
+    )
+    model = make_model(context_features=context, requests=False)
+    assert _dead_parameters(model, per_row) == []
+    assert model.situation is None and model.situation_const is None and len(model.temperatures) == 0
+    assert not hasattr(model.heads[0], "query")
+    # request ids are ignored: each row is scored alone
+    with torch.no_grad():
+        torch.testing.assert_close(model(make_batch())[0], model(per_row)[0])
+
+
+def test_estimator_without_groups_builds_the_per_row_model():
+    X, Y, groups = request_data(n_requests=6, size=6)
+    per_row = OneRankClassifier(context_features=["user"], **{**TINY, "max_epochs": 1}).fit(X, Y)
+    assert per_row.net_.module_.requests is False
+    # it scores rows alone, with or without groups at predict
+    np.testing.assert_allclose(per_row.predict_proba(X, groups=groups), per_row.predict_proba(X), atol=1e-6)
+    grouped = OneRankClassifier(context_features=["user"], **{**TINY, "max_epochs": 1}).fit(X, Y, groups=groups)
+    assert grouped.net_.module_.requests is True
+
+
+def test_continuation_keeps_the_request_mode():
+    X, Y, groups = request_data(n_requests=6, size=6)
+    clf = OneRankClassifier(warm_start=True, **{**TINY, "max_epochs": 1}).fit(X, Y, groups=groups)
+    with pytest.raises(ValueError, match="fitted with groups"):
+        clf.fit(X, Y)
+    with pytest.raises(ValueError, match="fitted with groups"):
+        clf.partial_fit(X, Y)
+    clf.fit(X, Y, groups=groups)  # same mode: fine
+
+
+# ---------------------------------------------------------------------- request-level columns
+def test_context_column_varying_within_a_request_raises():
+    X, Y, groups = request_data(n_requests=6, size=6)
+    clf = OneRankClassifier(context_features=["user"], **{**TINY, "max_epochs": 1})
+    bad = X.copy()
+    bad.loc[14, "user"] = "4" if bad.loc[14, "user"] != "4" else "3"  # row 14 is in request 2
+    with pytest.raises(ValueError, match=r"column 'user' varies within request 2 \(rows 12 and 14\)"):
+        clf.fit(bad, Y, groups=groups)
+    clf.fit(X, Y, groups=groups)
+    with pytest.raises(ValueError, match="'user' varies within request 2"):
+        clf.predict_proba(bad, groups=groups)
+    # without groups nothing is request-level
+    with pytest.warns(UserWarning, match="fitted with groups"):
+        clf.predict_proba(bad)
+
+
+def test_history_varying_within_a_request_raises_and_array_input_is_checked():
+    X, Y, groups = request_data(n_requests=6, size=6, history=True)
+    X.at[7, "hist"] = ["1", "2", "3", "4", "5"]  # request 1
+    clf = OneRankClassifier(sequence_features={"hist": "item"}, **{**TINY, "max_epochs": 1})
+    with pytest.raises(ValueError, match="'hist' varies within request 1"):
+        clf.fit(X, Y, groups=groups)
+    A = np.column_stack([X["user"].cat.codes, X["price"]]).astype(float)
+    A[20, 0] += 1  # request 3
+    with pytest.raises(ValueError, match="column 0 varies within request 3"):
+        OneRankClassifier(context_features=[0], **TINY).fit(A, Y, groups=groups)
+
+
+@pytest.mark.parametrize("missing", [np.nan, None])
+def test_missing_group_id_raises(missing):
+    X, Y, groups = request_data(n_requests=6, size=6)
+    holes = groups.astype(object)
+    holes[5] = missing
+    clf = OneRankClassifier(**{**TINY, "max_epochs": 1})
+    with pytest.raises(ValueError, match="missing request id .* at row 5"):
+        clf.fit(X, Y, groups=holes)
+    clf.fit(X, Y, groups=groups)
+    with pytest.raises(ValueError, match="missing request id .* at row 5"):
+        clf.predict_proba(X, groups=holes)
+
+
+# ---------------------------------------------------------------------- formulas
+def test_task_query_is_built_from_the_situation():
+    model = make_model()
+    head = model.heads[1]
+    g = torch.Generator().manual_seed(0)
+    situation, r = torch.randn(4, 8, generator=g), torch.randn(4, 5, 8, generator=g)
+    valid = torch.ones(4, 5, dtype=torch.bool)
+    valid[0, 3:] = False
+    with torch.no_grad():
+        got = head(situation, r, valid)
+        # the reference: q = LN(W s + b), then the head's multi-head attention over r
+        q = F.layer_norm(situation @ head.query.weight.T + head.query.bias, (8,))
+        q = q * head.query_norm.weight + head.query_norm.bias
+        expected, _ = head.attention(q[:, None], r, r, key_padding_mask=~valid)
+        torch.testing.assert_close(got, expected[:, 0])
+        # and the situation matters (a query ignoring s would give the same h_k)
+        assert (head(situation.flip(0), r, valid) - got).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["dot", "bilinear"])
+def test_scorer_is_scaled_matching(kind):
+    from sklearn_mtr.models.onerank import Scorer
+
+    scorer = Scorer(kind, 8, bias_init=0.3)
+    with torch.no_grad():
+        for p in scorer.parameters():  # away from the initialisation (W = I at step 0)
+            p.add_(torch.randn_like(p))
+    g = torch.Generator().manual_seed(0)
+    z, r = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    W = torch.eye(8) if kind == "dot" else scorer.weight.detach()
+    expected = (z * (r @ W.T)).sum(-1, keepdim=True) / math.sqrt(8) + scorer.bias.detach()
+    with torch.no_grad():
+        torch.testing.assert_close(scorer(torch.cat([z, r], dim=1)), expected)
+    assert (kind == "dot") == (sum(p.numel() for p in scorer.parameters()) == 1)  # dot: only the bias
 
 
 # ---------------------------------------------------------------------- cross-task masks
@@ -436,10 +615,10 @@ def test_array_input_with_context_index():
     [
         ({"context_features": ["nope"]}, "not a column"),
         ({"context_features": ["hist"]}, "sequence feature"),
-        ({"context_features": ["user", "item", "price"]}, "at least one candidate feature"),
         ({"cross_task_mask": "funnel"}, "cross_task_mask"),
         ({"detach": "weights"}, "detach"),
         ({"scorer": "cosine"}, "scorer"),
+        ({"candidate_access": "concat"}, "candidate_access"),
         ({"d_model": 6, "n_heads": 4}, "multiple of n_heads"),
         ({"infonce_weight": -1.0}, "infonce_weight"),
     ],
@@ -449,6 +628,13 @@ def test_bad_parameters_raise(params, match):
     clf = OneRankClassifier(sequence_features={"hist": "item"}, **{**TINY, **params})
     with pytest.raises(ValueError, match=match):
         clf.fit(X, Y, groups=groups)
+
+
+def test_every_column_in_context_raises():
+    X, Y, _ = request_data(n_requests=4, size=4)
+    clf = OneRankClassifier(context_features=["user", "item", "price"], **TINY)
+    with pytest.raises(ValueError, match="at least one candidate feature"):
+        clf.fit(X, Y)
 
 
 def test_bad_groups_at_predict():

@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
 from ..models import OneRank
@@ -29,13 +31,22 @@ class OneRankClassifier(MultiTaskClassifierBase):
     detached); a matching scorer gives the logit. Training adds an in-request InfoNCE term.
 
     **Requests.** Scores depend on the candidate set of a request: pass the same kind of
-    ``groups`` to :meth:`predict_proba` as to :meth:`fit`. Without ``groups`` every row is a
-    request of one candidate (per-row mode): the InfoNCE term is then off and the model is a
-    plain multi-task Transformer over the row's features. Columns in ``context_features``
+    ``groups`` to :meth:`predict_proba` as to :meth:`fit`. Columns in ``context_features``
     and every sequence feature are request-level: they are read from each request's first
-    row.
+    row, and ``fit`` and ``predict_proba`` raise a ``ValueError`` (naming the column and a
+    request) when one varies within a request. A missing request id (NaN or None) is a
+    ``ValueError`` too.
 
-    Readings taken where the paper is silent (reference note ``onerank_grec.md`` part A):
+    **Per-row mode.** Without ``groups`` every row is a request of one candidate. The
+    candidate attention would then run over a single key, so the situational descriptor
+    and the per-task queries would get no gradient, and the InfoNCE term has no
+    negatives: a model fitted without ``groups`` is built without them (each task's head
+    is the single linear map the attention reduces to, and there are no temperatures). It
+    is a plain multi-task Transformer over the row's features and ignores ``groups`` at
+    predict time. A continuation (``warm_start=True`` or :meth:`partial_fit`) keeps the
+    mode of the first fit.
+
+    Readings taken where the paper is silent:
     pre-LN blocks with a 4x GELU feed-forward and a final LayerNorm; context field tokens
     attend to each other bidirectionally, history tokens causally (and to the fields); the
     candidate token does not see its own task tokens (otherwise task tokens would leak into
@@ -84,11 +95,21 @@ class OneRankClassifier(MultiTaskClassifierBase):
         identity (default; escapes the constant-prediction plateau of the rank-1 dot
         product faster), ``"dot"`` the paper's ``z_k . r / sqrt(d) + b_k``, or ``"mlp"``
         on ``[z_k ; r]``.
+    candidate_access : {"add", "type", "attention"}, default="add"
+        How a task token reaches its own candidate. ``"add"``: the task token enters the
+        encoder as ``t_k + e_i^C`` (mask and detachment unchanged), so ``r_k^i`` starts from
+        the candidate. ``"type"``: the task token enters as ``t_k`` and a learned token-type
+        vector is added to the candidate token, so that attention can tell it from the
+        history tokens that share its projection. ``"attention"``: the paper's literal
+        reading, ``t_k`` alone, the candidate read only through attention; its weight on
+        the candidate falls as the history grows (about 0.23 of a task token's attention
+        at initialisation without history, 0.04 with 20 history items). The default was
+        chosen by measurement (``docs/onerank.md``).
     infonce_weight : float, default=0.1
         Weight of the in-request InfoNCE term (0 turns it off).
     temperature : float, default=1.0
-        Initial InfoNCE temperature (learned per task). The reference note suggests 0.07
-        (TorchEasyRec's setting); here the InfoNCE runs on the unnormalised logits, where
+        Initial InfoNCE temperature (learned per task). A re-implementation (Alibaba's TorchEasyRec)
+        uses 0.07; here the InfoNCE runs on the unnormalised logits, where
         ``1 / 0.07`` multiplies its gradient about fourteen-fold: on MovieLens-100K requests
         it then dominated the BCE term and lowered validation AUC (mean over tasks about 0.56
         against 0.63 with 1.0 after three epochs on 20k rows), so 1.0 is the default.
@@ -137,6 +158,7 @@ class OneRankClassifier(MultiTaskClassifierBase):
         cross_task_mask="cascade",
         detach="input",
         scorer="bilinear",
+        candidate_access="add",
         infonce_weight=0.1,
         temperature=1.0,
         optimizer="adam",
@@ -167,6 +189,70 @@ class OneRankClassifier(MultiTaskClassifierBase):
         warm_start=False,
     ):
         store_init_params(self, locals())
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, Y, sample_weight=None, groups=None):
+        """Train on ``X``, ``Y``; rows sharing a ``groups`` id form one request.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Features. ``context_features`` and the sequence features are request-level: each
+            must be constant within a request.
+        Y : array-like of shape (n_samples, n_tasks) or (n_samples,)
+            Binary labels per task (NaN: unlabelled for that task).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-row weights of the BCE loss.
+        groups : array-like of shape (n_samples,), default=None
+            Request ids (no missing values). None: every row is a request of its own and
+            the model is built in per-row mode.
+
+        Returns
+        -------
+        self : OneRankClassifier
+        """
+        self._check_requests(X, groups, continuing=self.warm_start)
+        return super().fit(X, Y, sample_weight=sample_weight, groups=groups)
+
+    def partial_fit(self, X, Y, classes=None, sample_weight=None, groups=None):
+        """One epoch on ``X``, ``Y``, continuing the current model; arguments as in
+        :meth:`fit` and :meth:`MultiTaskClassifierBase.partial_fit`. A continuation keeps
+        the mode of the first fit (with or without ``groups``)."""
+        self._check_requests(X, groups, continuing=True)
+        return super().partial_fit(X, Y, classes=classes, sample_weight=sample_weight, groups=groups)
+
+    def _check_requests(self, X, groups, continuing: bool) -> None:
+        """A ValueError for missing request ids, a request-level column that varies within a
+        request, or a continuation that switches between per-row and request mode."""
+        fitted = self.__sklearn_is_fitted__()
+        if continuing and fitted and self.fitted_with_groups_ != (groups is not None):
+            raise ValueError(
+                f"the model was fitted {'with' if self.fitted_with_groups_ else 'without'} groups; a continuation "
+                "(warm_start=True or partial_fit) keeps that mode. Set warm_start=False (or clone the estimator) to "
+                "train a new model."
+            )
+        if groups is not None:
+            check_request_columns(X, groups, self._request_level_columns(X))
+
+    def _request_level_columns(self, X) -> list:
+        """Labels of the context and sequence columns of ``X`` (request-level inputs)."""
+        if sp.issparse(X) or not hasattr(X, "__len__"):
+            return []
+        columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
+        declared = []
+        for option in (self.context_features, self.sequence_features):
+            if option is None:
+                continue
+            declared += [option] if isinstance(option, (str, int)) else list(option)  # a dict: its keys
+        found = []
+        for feature in declared:
+            if feature in columns:
+                found.append(feature)
+            elif (
+                isinstance(feature, numbers.Integral) and not isinstance(feature, bool) and 0 <= feature < len(columns)
+            ):
+                found.append(columns[feature])
+        return list(dict.fromkeys(found))  # unknown names: fit's own check reports them
 
     # ------------------------------------------------------------------ fitting hooks
     def _extra_inputs(self, y, groups):
@@ -213,16 +299,20 @@ class OneRankClassifier(MultiTaskClassifierBase):
             cross_task_mask=self.cross_task_mask,
             detach=self.detach,
             scorer=self.scorer,
+            candidate_access=self.candidate_access,
             infonce_weight=self.infonce_weight,
             temperature=self.temperature,
             base_rates=getattr(self, "_label_rates", None),
+            requests=self.fitted_with_groups_,
         )
 
     # ------------------------------------------------------------------ prediction
     def _request_codes(self, groups, n_rows):
+        with_groups = getattr(self, "fitted_with_groups_", False)
         if groups is not None:
-            return _group_codes(groups, n_rows)
-        if getattr(self, "fitted_with_groups_", False):
+            codes = _group_codes(groups, n_rows)
+            return codes if with_groups else None  # a per-row model scores rows alone
+        if with_groups:
             warnings.warn(
                 "OneRankClassifier was fitted with groups but predict is called without them: every row "
                 "is scored as a request of its own. Pass groups= to score each request as a set.",
@@ -230,6 +320,12 @@ class OneRankClassifier(MultiTaskClassifierBase):
                 stacklevel=4,
             )
         return None
+
+    def _predict_task_proba(self, X, groups=None):
+        check_is_fitted(self)
+        if groups is not None and self.fitted_with_groups_:
+            check_request_columns(X, groups, self._request_level_columns(X))
+        return super()._predict_task_proba(X, groups)
 
     def predict_proba(self, X, groups=None):
         """Probability of the positive label for every task.
@@ -267,5 +363,44 @@ def _group_codes(groups, n: int) -> torch.Tensor:
     groups = np.asarray(groups)
     if groups.shape != (n,):
         raise ValueError(f"groups must have shape ({n},), got {groups.shape}.")
-    codes, _ = pd.factorize(groups, use_na_sentinel=False)
+    missing = pd.isna(groups)
+    if missing.any():
+        raise ValueError(
+            f"groups holds a missing request id (NaN or None) at row {int(np.argmax(missing))}: every row needs "
+            "a request id (missing ids would put all such rows into one request)."
+        )
+    codes, _ = pd.factorize(groups)
     return torch.from_numpy(codes.astype(np.int64))
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+
+def check_request_columns(X, groups, columns) -> None:
+    """Raise a ValueError naming the first of ``columns`` of ``X`` that is not constant within
+    a request (rows sharing a ``groups`` id), and one such request."""
+    groups = np.asarray(groups)
+    if not columns or groups.ndim != 1 or len(groups) != np.shape(X)[0]:
+        return  # shape errors are reported by the caller's own checks
+    request = _group_codes(groups, len(groups)).numpy()
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
+    n_requests = int(request.max()) + 1 if len(request) else 0
+    for column in columns:
+        values = frame[column].map(_hashable) if frame[column].dtype == object else frame[column]
+        codes = pd.factorize(values, use_na_sentinel=False)[0]
+        low = np.full(n_requests, np.iinfo(np.int64).max)
+        high = np.full(n_requests, -1)
+        np.minimum.at(low, request, codes)
+        np.maximum.at(high, request, codes)
+        varying = np.flatnonzero(low != high)
+        if len(varying):
+            rows = np.flatnonzero(request == varying[0])
+            row = rows[np.argmax(codes[rows] != codes[rows[0]])]
+            request_id = groups[rows[0]]
+            request_id = request_id.item() if isinstance(request_id, np.generic) else request_id
+            raise ValueError(
+                f"request-level column {column!r} varies within request {request_id!r} (rows {rows[0]} and "
+                f"{row}): context_features and sequence features describe the request and must be constant "
+                "within it."
+            )

@@ -1,7 +1,7 @@
 """OneRank: a Transformer-native multi-task ranker (Tang et al., KDD 2026, arXiv 2606.16838).
 
-The paper has no released code; every open point follows the reading recorded in the
-project's reference note (``onerank_grec.md`` part A), cited below by section (A.4, ...).
+The paper has no released code. Where it is silent, the readings taken are listed in
+:class:`~sklearn_mtr.OneRankClassifier`'s docstring and in the user guide (``docs/onerank.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ._blocks import MLP, InputEmbedding, check_dropout, tower_logits
 CROSS_TASK_MASKS = ("cascade", "parallel", "full")
 DETACH_MODES = ("input", "projection", "none")
 SCORERS = ("bilinear", "dot", "mlp")
+CANDIDATE_ACCESS = ("add", "type", "attention")
 
 
 def cross_task_visibility(spec, n_tasks: int) -> torch.Tensor:
@@ -54,7 +55,7 @@ def cross_task_visibility(spec, n_tasks: int) -> torch.Tensor:
 
 
 class EncoderBlock(nn.Module):
-    """Pre-LN Transformer block (A.12-1) run the shared-prefix way (A.4).
+    """Pre-LN Transformer block run the shared-prefix way.
 
     The prefix (context field tokens and history) attends to itself under ``prefix_allowed``;
     every candidate group (candidate token then the K task tokens) attends to the prefix
@@ -120,13 +121,13 @@ class EncoderBlock(nn.Module):
 
 
 class CrossTaskAttention(nn.Module):
-    """Masked task-to-task attention with the other tasks' inputs detached (A.6).
+    """Masked task-to-task attention with the other tasks' inputs detached.
 
     ``h~_k = sum_j A[k, j] softmax_j(q_k . key_j) val_j``, ``h^_k = LN(W_O h~_k) + h_k``,
     ``z_k = LN(FFN(h^_k)) + h^_k``; one set of weights shared by the K positions.
     ``detach="input"`` computes the off-diagonal keys/values from ``h_j.detach()`` (the
     projections still learn from them); ``"projection"`` detaches the projected keys/values
-    (the variant A.6 argues against); ``"none"`` detaches nothing (ablation V4).
+    (which would stop the other tasks' pairs from training the shared projections); ``"none"`` detaches nothing (ablation V4).
     """
 
     def __init__(self, d_model: int, n_heads: int, ffn_mult: int, visibility: torch.Tensor, detach: str) -> None:
@@ -134,7 +135,10 @@ class CrossTaskAttention(nn.Module):
         if detach not in DETACH_MODES:
             raise ValueError(f"detach={detach!r} is not one of {DETACH_MODES}.")
         self.n_heads, self.detach = n_heads, detach
-        self.query, self.key, self.value, self.out = (nn.Linear(d_model, d_model) for _ in range(4))
+        self.query, self.value, self.out = (nn.Linear(d_model, d_model) for _ in range(3))
+        # no key bias: it adds q_k . b to every key's score alike, which the softmax cancels
+        # (its gradient is always zero)
+        self.key = nn.Linear(d_model, d_model, bias=False)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(
             nn.Linear(d_model, ffn_mult * d_model), nn.GELU(), nn.Linear(ffn_mult * d_model, d_model)
@@ -169,25 +173,36 @@ class CrossTaskAttention(nn.Module):
 class TaskHead(nn.Module):
     """What task ``k`` owns before scoring: its task token ``t_k``, the query map
     ``q_k = LN(W_k s + b_k)`` of the situational descriptor, and its cross-attention
-    ``MHCA_k`` over the request's candidates (A.3, A.5)."""
+    ``MHCA_k`` over the request's candidates.
 
-    def __init__(self, d_model: int, n_heads: int) -> None:
+    With ``over_requests=False`` (every row a request of one candidate) the attention has a
+    single key, so its softmax is 1 and ``q_k`` gets no gradient: the head is then the one
+    linear map ``MHCA_k`` reduces to, and no query map is built.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, over_requests: bool = True) -> None:
         super().__init__()
         self.token = nn.Parameter(torch.empty(d_model))
-        self.query = nn.Linear(d_model, d_model)
-        self.query_norm = nn.LayerNorm(d_model)
-        self.attention = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        if over_requests:
+            self.query = nn.Linear(d_model, d_model)
+            self.query_norm = nn.LayerNorm(d_model)
+            self.attention = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        else:
+            self.project = nn.Linear(d_model, d_model)  # W_O (W_V r + b_V) + b_O of one key
+        self.over_requests = over_requests
         nn.init.normal_(self.token, std=0.02)
 
-    def forward(self, situation: torch.Tensor, r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, situation: torch.Tensor | None, r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``situation`` (R, d), ``r`` (R, N, d), ``valid`` (R, N) -> ``h_k`` (R, d)."""
+        if not self.over_requests:
+            return self.project(r[:, 0])
         q = self.query_norm(self.query(situation))[:, None]
         out, _ = self.attention(q, r, r, key_padding_mask=~valid, need_weights=False)
         return out[:, 0]
 
 
 class Scorer(nn.Module):
-    """Matching scorer ``s = z . (W r) / sqrt(d) + b`` on the input ``[z ; r]`` (A.7).
+    """Matching scorer ``s = z . (W r) / sqrt(d) + b`` on the input ``[z ; r]``.
 
     ``"bilinear"``: ``W`` starts at the identity (the paper's scorer at step 0);
     ``"dot"``: ``W = I`` fixed (the paper's form); ``"mlp"``: ``MLP([z ; r])``. The bias
@@ -275,23 +290,33 @@ class OneRank(MultiTaskModule):
     request's candidates, masked cross-task attention, and a matching scorer.
 
     Per request: the prefix (context field tokens, then history tokens with positions) and,
-    for every candidate, a group ``[candidate token, t_1 .. t_K]``. Mask (A.4): the prefix
+    for every candidate, a group ``[candidate token, t_1 .. t_K]``. Mask: the prefix
     reads itself (field tokens bidirectionally, history causally); a candidate token reads
-    the prefix and itself (not its task tokens, A.12-2); task token ``t_k`` reads the prefix,
+    the prefix and itself (not its task tokens); task token ``t_k`` reads the prefix,
     its candidate and itself; groups never read each other. ``r_k^i`` is ``t_k``'s output
-    in group ``i``. Then ``q_k = LN(W_k s)`` from the situational descriptor
-    ``s = LN(Linear(context fields))``, ``h_k = MHCA_k(q_k, {r_k^i})``,
-    ``z = CrossTask(h)``, and ``logit_k^i = scorer_k([z_k ; r_k^i])``.
+    in group ``i``. ``candidate_access`` sets how ``t_k`` reaches its candidate: ``"add"``
+    feeds it ``t_k + e_i^C``, ``"type"`` adds a learned type vector to the candidate token,
+    ``"attention"`` leaves ``t_k`` to find it by attention alone. Then ``q_k = LN(W_k s)``
+    from the situational descriptor ``s = LN(Linear(context fields))``,
+    ``h_k = MHCA_k(q_k, {r_k^i})``, ``z = CrossTask(h)``, and
+    ``logit_k^i = scorer_k([z_k ; r_k^i])``.
 
     Rows of the batch sharing ``batch["group"]`` form a request; the request-level inputs
-    (context fields, history) are read from its first row. ``forward`` returns
+    (context fields, history) are read from its first row (the estimator checks that they
+    are constant within a request). With ``requests=False`` (per-row mode) ``"group"`` is
+    ignored and every row is a request of one candidate; the descriptor, query maps,
+    candidate attention and temperatures would get no gradient there (a softmax over one
+    key, no InfoNCE), so they are not built and ``h_k`` is a linear map of ``r_k``. ``forward`` returns
     ``(logits, aux)``, ``aux`` being ``infonce_weight * sum_k InfoNCE_k`` within requests
     when the batch carries ``"label"`` (training), else None.
 
-    Task ``k`` privately owns its task token, query map, cross-attention, scorer and
-    temperature (``task_parameters``); with ``detach="none"`` and another task reading ``k``
+    Task ``k`` privately owns its task token, query map, cross-attention (or per-row
+    projection), scorer and temperature (``task_parameters``); with ``detach="none"`` and another task reading ``k``
     through the cross-task mask, only its scorer and temperature stay private.
     """
+
+    # models pickled before these options existed: requests on, candidate by attention only
+    requests, candidate_access = True, "attention"
 
     def __init__(
         self,
@@ -312,8 +337,12 @@ class OneRank(MultiTaskModule):
         infonce_weight: float = 0.1,
         temperature: float = 1.0,
         base_rates: Sequence[float] | None = None,
+        candidate_access: str = "add",
+        requests: bool = True,
     ) -> None:
         super().__init__()
+        if candidate_access not in CANDIDATE_ACCESS:
+            raise ValueError(f"candidate_access={candidate_access!r} is not one of {CANDIDATE_ACCESS}.")
         sizes = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "ffn_mult": ffn_mult}
         for name, value in {**sizes, "max_history": max_history}.items():
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
@@ -327,17 +356,21 @@ class OneRank(MultiTaskModule):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
         check_dropout(dropout)
         self.n_tasks, self.d_model, self.max_history = n_tasks, d_model, max_history
+        self.candidate_access, self.requests = candidate_access, bool(requests)
         self.infonce_weight = float(infonce_weight)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         self._split_columns(schema, context_features)
         e = embedding_dim
 
-        # candidate token: one projection of the candidate fields (A.13)
+        # candidate token: one projection of the candidate fields
         w = self.embedding.numeric_width  # 1 per number, or its embedding
         cand_in = e * (len(self.cand_cat) + len(self.cand_text) + self.cand_sparse) + len(self.cand_num) * w
         if cand_in == 0:
             raise ValueError("OneRank needs at least one candidate feature: every column is a context feature.")
         self.candidate = nn.Linear(cand_in, d_model)
+        # "type": a learned token-type vector marks the candidate token, which otherwise shares
+        # its projection with the history tokens and cannot be told apart by attention
+        self.candidate_type = nn.Parameter(torch.randn(d_model) * 0.02) if candidate_access == "type" else None
         # context field tokens: a projection per embedded field, and per number (value * w_f + b_f
         # for a standardised value)
         n_emb_fields = len(self.ctx_cat) + len(self.ctx_text)
@@ -345,12 +378,14 @@ class OneRank(MultiTaskModule):
         self.field_bias = nn.Parameter(torch.zeros(n_emb_fields, d_model))
         self.number_weight = nn.Parameter(torch.randn(len(self.ctx_num), w, d_model) / math.sqrt(w))
         self.number_bias = nn.Parameter(torch.zeros(len(self.ctx_num), d_model))
-        # situational descriptor from the context fields (A.5, A.12-4); a learned vector without any
+        # situational descriptor from the context fields; a learned vector without any
+        # (per-row mode has no candidate attention to query, so no descriptor)
         ctx_in = e * n_emb_fields + len(self.ctx_num) * w
-        self.situation = nn.Sequential(nn.Linear(ctx_in, d_model), nn.LayerNorm(d_model)) if ctx_in else None
-        self.situation_const = nn.Parameter(torch.randn(d_model) * 0.02) if not ctx_in else None
+        with_situation = self.requests and ctx_in
+        self.situation = nn.Sequential(nn.Linear(ctx_in, d_model), nn.LayerNorm(d_model)) if with_situation else None
+        self.situation_const = nn.Parameter(torch.randn(d_model) * 0.02) if self.requests and not ctx_in else None
         # history: item tokens through the candidate projection's block of the shared item column
-        # (Proj_shared(phi(v_t)) + p_t, A.3), or a projection of their own
+        # (Proj_shared(phi(v_t)) + p_t), or a projection of their own
         self.history_proj = nn.ModuleDict()
         self.positions = nn.ModuleDict()
         for seq in schema.sequences:
@@ -361,7 +396,7 @@ class OneRank(MultiTaskModule):
 
         self.blocks = nn.ModuleList(EncoderBlock(d_model, n_heads, ffn_mult, dropout) for _ in range(int(n_layers)))
         self.final_norm = nn.LayerNorm(d_model)
-        self.heads = nn.ModuleList(TaskHead(d_model, n_heads) for _ in range(n_tasks))
+        self.heads = nn.ModuleList(TaskHead(d_model, n_heads, self.requests) for _ in range(n_tasks))
         self.cross_task = CrossTaskAttention(
             d_model, n_heads, ffn_mult, cross_task_visibility(cross_task_mask, n_tasks), detach
         )
@@ -369,7 +404,8 @@ class OneRank(MultiTaskModule):
         if rates.shape != (n_tasks,):
             raise ValueError(f"base_rates must hold {n_tasks} values, got {base_rates!r}.")
         self.towers = nn.ModuleList(Scorer(scorer, d_model, math.log(r / (1 - r))) for r in rates)
-        self.temperatures = nn.ModuleList(LogTemperature(temperature) for _ in range(n_tasks))
+        # per-row mode has no InfoNCE (a request of one candidate), so no temperatures
+        self.temperatures = nn.ModuleList(LogTemperature(temperature) for _ in range(n_tasks if self.requests else 0))
         # In-group mask over [candidate, t_1..t_K]: the candidate reads itself only; t_k reads
         # the candidate and itself (mutual invisibility).
         allowed = torch.eye(n_tasks + 1, dtype=torch.bool)
@@ -423,7 +459,9 @@ class OneRank(MultiTaskModule):
             parts.append(self.embedding.numeric_fields(batch, self.cand_num).flatten(1))
         return self.candidate(torch.cat(parts, dim=1))
 
-    def _situation(self, request: dict[str, torch.Tensor], fields: torch.Tensor | None, n: int) -> torch.Tensor:
+    def _situation(self, request: dict[str, torch.Tensor], fields: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.requests:
+            return None
         if self.situation is None:
             return self.situation_const.expand(n, -1)
         parts = [] if fields is None else [fields.flatten(1)]
@@ -486,14 +524,23 @@ class OneRank(MultiTaskModule):
         key-valid (R, H) masks, ``groups`` (R, N, K+1, d), the layout and the situational
         descriptor (R, d). The prefix holds the context field tokens first, then history."""
         n_rows = len(next(iter(batch.values())))
+        if not self.requests:  # per-row mode: any request ids are ignored
+            batch = {k: v for k, v in batch.items() if k != "group"}
         layout = RequestLayout(batch, n_rows, self.group_allowed.device)
         candidates = layout.to_grid(self._candidate_tokens(batch))  # (R, N, d)
         request = {k: v[layout.first_row] for k, v in batch.items() if k not in ("group", "label")}
         ctx_fields = self._field_embeddings(request, self.ctx_cat, self.ctx_text)
         prefix, prefix_allowed, prefix_valid = self._prefix(request, ctx_fields)
         R, N = layout.n_requests, layout.n_candidates
+        if getattr(self, "candidate_type", None) is not None:
+            candidates = candidates + self.candidate_type
         tokens = torch.stack([head.token for head in self.heads]).to(candidates.dtype)
-        groups = torch.cat([candidates[:, :, None], tokens[None, None].expand(R, N, -1, -1)], dim=2)
+        tokens = tokens[None, None].expand(R, N, -1, -1)
+        if self.candidate_access == "add":
+            # t_k + e_i^C: the task token starts from its candidate instead of finding it by
+            # attention, whose weight on the candidate shrinks as the history grows
+            tokens = tokens + candidates[:, :, None]
+        groups = torch.cat([candidates[:, :, None], tokens], dim=2)
         if prefix is None:
             prefix = candidates.new_zeros(R, 0, self.d_model)
             prefix_allowed = torch.zeros(R, 0, 0, dtype=torch.bool, device=candidates.device)
@@ -531,7 +578,7 @@ class OneRank(MultiTaskModule):
         return self._tower_inputs(batch)[0]
 
     def task_modules(self, k: int) -> list[nn.Module]:
-        modules = [self.towers[k], self.temperatures[k]]
+        modules = [self.towers[k], *self.temperatures[k : k + 1]]
         visibility = self.cross_task.visibility
         read_by_others = bool(visibility[:, k].sum() > 1)
         if self.cross_task.detach != "none" or not read_by_others:
@@ -539,7 +586,7 @@ class OneRank(MultiTaskModule):
         return modules
 
     def infonce(self, logits: torch.Tensor, labels: torch.Tensor, layout: RequestLayout) -> torch.Tensor | None:
-        """``sum_k InfoNCE_k`` within requests (multi-positive average, A.8), skipping requests
+        """``sum_k InfoNCE_k`` within requests (multi-positive average), skipping requests
         without a labelled positive and negative; None when no request qualifies."""
         scores = layout.to_grid(logits.float())  # (R, N, K)
         y = layout.to_grid(labels.float(), fill=float("nan"))
@@ -559,6 +606,6 @@ class OneRank(MultiTaskModule):
         logits = self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch)
         labels = batch.get("label")
         aux = None
-        if labels is not None and self.infonce_weight > 0 and layout.n_candidates > 1:
+        if labels is not None and self.requests and self.infonce_weight > 0 and layout.n_candidates > 1:
             aux = self.infonce(logits, labels, layout)
         return logits, aux

@@ -377,7 +377,9 @@ def run_variants(args, make, output: str, reference: str, protocol: str, measure
                     r["epochs"] = len(clf.history_)
                     runs[model][variant].append(r)
                     aucs = " / ".join(f"{a:.4f}" for a in r["auc"].values())
-                    print(f"{name} {model} {variant:>8} seed {seed}: AUC {aucs}, {r['epochs']} epochs, {fit_seconds:.0f} s")
+                    print(
+                        f"{name} {model} {variant:>8} seed {seed}: AUC {aucs}, {r['epochs']} epochs, {fit_seconds:.0f} s"
+                    )
                     key = name if len(args.models) == 1 else f"{name} · {model}"
                     results["datasets"][key] = {
                         "tasks": data["tasks"],

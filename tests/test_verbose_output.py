@@ -35,7 +35,7 @@ def test_a_verbose_fit_into_a_file_prints_per_task_validation_auc_summaries_and_
     X, Y = data  # capsys: stdout and stderr are not terminals, as in a log file
     clf = MMoEClassifier(**TINY, optimizer="pub", early_stopping=True).fit(X, Y)
     out, err = capsys.readouterr()
-    header, rule, *rows = out.strip().splitlines()
+    header, _rule, *rows = out.strip().splitlines()
     assert {"valid_auc", "valid_auc_task0", "valid_auc_task1", "optim_weights"} <= set(header.split())
     assert len(rows) == 2 and "\x1b[" not in out and "[" not in out  # no colour, no raw lists
     weights = clf.history_[-1, "optim_weights"]

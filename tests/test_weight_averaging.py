@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from skorch.callbacks import Callback
@@ -69,7 +68,7 @@ def test_without_averaging_the_fitted_weights_are_the_last_step():
 
 
 def test_training_resumes_from_the_raw_weights_after_validating_the_average():
-    clf, rec = fit(ema_epochs=1.0, early_stopping=True, n_iter_no_change=5)
+    _, rec = fit(ema_epochs=1.0, early_stopping=True, n_iter_no_change=5)
     steps_per_epoch = len(rec.after_step) // 2
     # Epoch 2 starts from epoch 1's last raw step, not from the average validation used.
     torch.testing.assert_close(rec.epoch_starts[1], rec.after_step[steps_per_epoch - 1])

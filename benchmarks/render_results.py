@@ -10,9 +10,10 @@ laid out by walking the JSON. Smoke runs (``--quick``, ``*_smoke``) are listed, 
 Optimizer-accuracy files with the same setup (``*_others`` runs of more methods) are merged
 into one section; the part files a merged result names in its ``parts`` are listed, not rendered
 twice. A benchmark in ``BORROWS`` (an ablation) shows the rows it is paired with from another
-result file of the same protocol, marked, with both files named as its source. The trade-off plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay`
-and the learning curves :class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is
-generated: edit this script, not the page.
+result file of the same protocol, marked, with both files named as its source. The trade-off
+plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay` and the learning curves
+:class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is generated: edit this
+script, not the page.
 """
 
 from __future__ import annotations

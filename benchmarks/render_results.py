@@ -8,9 +8,12 @@ differences with their 95 % t-interval where the runs are paired by seed). A res
 benchmark without a declared renderer stops the rendering with a ``ValueError``: nothing is
 laid out by walking the JSON. Smoke runs (``--quick``, ``*_smoke``) are listed, not rendered.
 Optimizer-accuracy files with the same setup (``*_others`` runs of more methods) are merged
-into one section. The trade-off plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay`
-and the learning curves :class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is
-generated: edit this script, not the page.
+into one section; the part files a merged result names in its ``parts`` are listed, not rendered
+twice. A benchmark in ``BORROWS`` (an ablation) shows the rows it is paired with from another
+result file of the same protocol, marked, with both files named as its source. The trade-off
+plots are :class:`sklearn_mtr.inspection.TaskTradeoffDisplay` and the learning curves
+:class:`sklearn_mtr.inspection.TaskLearningCurveDisplay`. The page is generated: edit this
+script, not the page.
 """
 
 from __future__ import annotations
@@ -189,37 +192,8 @@ def render_datasets(page: Page, stem: str, data: dict) -> None:
     page.add(f"Test metrics, mean ± sample std over seeds{recall}.", "")
     datasets = data["datasets"]
     for name, ds in datasets.items():
-        tasks, models = ds["tasks"], ds["models"]
         page.add(f"### {name}", "", ds.get("description", ""), "")
-        with_gauc = any(m.get("gauc") for m in models.values())
-        with_recall = any(m.get("wrecall_at_k") for m in models.values())
-        header = ["model", "seeds", *(f"{t} AUC" for t in tasks)]
-        header += [f"{t} GAUC" for t in tasks] if with_gauc else []
-        header += [f"weighted recall@{config.get('k', 'k')}"] if with_recall else []
-        header += ["fit s"]
-        rows, notes = [], []
-        for model, m in models.items():
-            notes += [f"{model}: {err}" for err in m.get("errors", [])]
-            if "auc" not in m:
-                rows.append([model, 0, *(["–"] * (len(header) - 2))])
-                continue
-            cells = [model, m["auc"][tasks[0]].get("n", "?"), *(pm(m["auc"][t]) for t in tasks)]
-            cells += [pm(m.get("gauc", {}).get(t)) for t in tasks] if with_gauc else []
-            cells += [pm(m.get("wrecall_at_k"))] if with_recall else []
-            rows.append([*cells, pm(m.get("fit_seconds"), 1)])
-        oracle = ds.get("oracle_test_auc")
-        if oracle:
-            rows.append(
-                [
-                    "*oracle (true posterior)*",
-                    "–",
-                    *(fmt(oracle[t]) for t in tasks),
-                    *(["–"] * (len(header) - 2 - len(tasks))),
-                ]
-            )
-        page.table(header, rows)
-        if notes:
-            page.add(*(f"- {n}" for n in notes), "")
+        _dataset_table(page, ds, config)
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 4.0), squeeze=False)
     for ax, (name, ds) in zip(axes[0], datasets.items()):
         results = {m: {t: v["auc"][t]["values"] for t in ds["tasks"]} for m, v in ds["models"].items() if "auc" in v}
@@ -228,6 +202,42 @@ def render_datasets(page: Page, stem: str, data: dict) -> None:
     fig.suptitle("Test AUC, task against task (mean ± std over seeds)")
     fig.tight_layout()
     page.figure(fig, f"{stem}_tradeoff", "Task trade-off per data set")
+
+
+def _dataset_table(page: Page, ds: dict, config: dict, labels: dict[str, str] | None = None) -> None:
+    """One data set's table of ``render_datasets``: per model the seeds, test AUC per task, GAUC
+    and weighted recall@k where the data has requests, fit time; ``labels`` renames rows."""
+    tasks, models, labels = ds["tasks"], ds["models"], labels or {}
+    with_gauc = any(m.get("gauc") for m in models.values())
+    with_recall = any(m.get("wrecall_at_k") for m in models.values())
+    header = ["model", "seeds", *(f"{t} AUC" for t in tasks)]
+    header += [f"{t} GAUC" for t in tasks] if with_gauc else []
+    header += [f"weighted recall@{config.get('k', 'k')}"] if with_recall else []
+    header += ["fit s"]
+    rows, notes = [], []
+    for model, m in models.items():
+        label = labels.get(model, model)
+        notes += [f"{label}: {err}" for err in m.get("errors", [])]
+        if "auc" not in m:
+            rows.append([label, 0, *(["–"] * (len(header) - 2))])
+            continue
+        cells = [label, m["auc"][tasks[0]].get("n", "?"), *(pm(m["auc"][t]) for t in tasks)]
+        cells += [pm(m.get("gauc", {}).get(t)) for t in tasks] if with_gauc else []
+        cells += [pm(m.get("wrecall_at_k"))] if with_recall else []
+        rows.append([*cells, pm(m.get("fit_seconds"), 1)])
+    oracle = ds.get("oracle_test_auc")
+    if oracle:
+        rows.append(
+            [
+                "*oracle (true posterior)*",
+                "–",
+                *(fmt(oracle[t]) for t in tasks),
+                *(["–"] * (len(header) - 2 - len(tasks))),
+            ]
+        )
+    page.table(header, rows)
+    if notes:
+        page.add(*(f"- {n}" for n in notes), "")
 
 
 def render_census_optimizers(page: Page, stem: str, data: dict) -> None:
@@ -284,28 +294,59 @@ def render_census_optimizers(page: Page, stem: str, data: dict) -> None:
 
 
 def render_step_time(page: Page, stem: str, data: dict) -> None:
+    """Milliseconds per training step per method and task count, the ratio to equal weighting
+    (``adam``) as a ratio of medians and, where per-round times are stored, paired by round
+    (geometric mean, 95 % t-interval), and the targets the run was held to."""
     config = data.get("config", {})
     small = data["small"]
     tasks = list(small)
     methods = list(next(iter(small.values())))
     page.add(
         f"Median milliseconds per training step (`train_step` on a small MMoE, batch {config.get('batch_size', '?')}, "
-        f"{config.get('rounds', '?')} interleaved rounds) and the ratio to equal weighting (`adam`).",
+        f"{config.get('rounds', '?')} interleaved rounds) and the ratio to equal weighting (`adam`): of the medians, "
+        "and paired by round (geometric mean of the per-round ratios with its 95 % t-interval).",
         "",
     )
+
+    def paired_to_adam(per_method: dict, method: str) -> str:
+        rounds = [per_method.get(m, {}).get("ms_per_step", {}).get("values") for m in (method, "adam")]
+        if not all(rounds) or len(rounds[0]) != len(rounds[1]):
+            return "–"
+        return _ratio_ci(_paired_ratio(*rounds))
+
     header = ["method", *(f"T={t} ms" for t in tasks), *(f"T={t} ×adam" for t in tasks)]
+    header += [f"T={t} ×adam, paired [95 % CI]" for t in tasks]
     rows = [
         [m, *(fmt(small[t][m]["median_ms_per_step"], 2) for t in tasks)]
         + [fmt(small[t][m].get("ratio_to_adam"), 2) for t in tasks]
+        + ["(reference)" if m == "adam" else paired_to_adam(small[t], m) for t in tasks]
         for m in methods
     ]
     page.table(header, rows)
+    targets, at_t2 = config.get("targets_at_T2"), small.get("2", {})
+    if targets and at_t2:
+        measured = {m: at_t2.get(m, {}).get("ratio_to_adam_median_of_rounds") for m in targets}
+        page.add(
+            "Targets at T=2, on the median of the per-round ratios to `adam`: "
+            + "; ".join(
+                f"`{m}` {'–' if r is None else f'{r:.2f}×'} (target ≤ {v:.2f}×"
+                + ("" if r is None else ", met" if r <= v else ", not met")
+                + ")"
+                for (m, v), r in zip(targets.items(), measured.values())
+            )
+            + ".",
+            "",
+        )
     default = data.get("default_size_T2")
     if default:
         page.add("Default-size MMoE (8 experts of [256, 128]), T=2:", "")
         page.table(
-            ["method", "ms / step", "×adam"],
-            [[m, fmt(v["median_ms_per_step"], 2), fmt(v.get("ratio_to_adam"), 2)] for m, v in default.items()],
+            ["method", "ms / step", "×adam", "×adam, paired [95 % CI]"],
+            [
+                [m, fmt(v["median_ms_per_step"], 2), fmt(v.get("ratio_to_adam"), 2)]
+                + ["(reference)" if m == "adam" else paired_to_adam(default, m)]
+                for m, v in default.items()
+            ],
         )
     fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(methods)), 3.8))
     width = 0.8 / len(tasks)
@@ -395,6 +436,33 @@ def _delta_ci(stat: dict | None) -> str:
     if not ci:
         return f"{stat['mean']:+.4f} (n={stat.get('n', 1)}, no interval)"
     return f"{stat['mean']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def _seed_differences(runs: list[dict], reference_runs: list[dict], value: Callable[[dict], float]) -> list[float]:
+    """``value(run) - value(reference run)`` for every seed both lists have (runs carry ``seed``)."""
+    reference = {r["seed"]: r for r in reference_runs}
+    return [value(r) - value(reference[r["seed"]]) for r in runs if r["seed"] in reference]
+
+
+def _paired_ratio(numerator, denominator) -> dict | None:
+    """Geometric mean of per-round ratios and its 95 % t-interval (on log ratios; rounds paired)."""
+    logs = paired(np.log(np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float)))
+    if logs is None:
+        return None
+    ci = logs["ci95"] and [math.exp(c) for c in logs["ci95"]]
+    return {"geometric_mean": math.exp(logs["mean"]), "ci95": ci, "n": logs["n"]}
+
+
+def _ratio_ci(stat: dict | None, digits: int = 2) -> str:
+    """``1.07× [0.92, 1.24]``: a geometric-mean ratio and its 95 % interval (``ci95``, or ``low`` and
+    ``high``)."""
+    if not isinstance(stat, dict) or stat.get("geometric_mean") is None:
+        return "–"
+    ci = stat.get("ci95") or ([stat.get("low"), stat.get("high")] if "low" in stat else None)
+    mean = f"{stat['geometric_mean']:.{digits}f}×"
+    if not ci or any(c is None or math.isnan(c) for c in ci):
+        return f"{mean} (n={stat.get('n', stat.get('n_rounds', 1))}, no interval)"
+    return f"{mean} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def render_vs_sklearn(page: Page, stem: str, data: dict) -> None:
@@ -494,31 +562,51 @@ def render_numeric_encoding(page: Page, stem: str, data: dict) -> None:
 
 def render_variants(page: Page, stem: str, data: dict) -> None:
     """Variants of one estimator's defaults (``vs_sklearn.summarise_variants``), per data set:
-    test AUC per task, paired difference to the reference variant, epochs and fit time."""
+    seeds, test AUC per task, paired difference to the reference variant, epochs and fit time;
+    variants whose runs were measured before (``measured_before``) are marked."""
     config = data.get("config", {})
     protocol = str(config.get("protocol", "")).split("\n\n")[0].replace("\n", " ")
+    datasets = data.get("datasets", {})
+    with_control = any("control" in info["variants"] for info in datasets.values())
     page.add(
-        f"{protocol} Model: {config.get('model')}; {config.get('seeds')} seed(s) paired by `random_state`. "
-        "Δ: mean paired difference to the reference with its 95 % t-interval; the control row is a no-op "
-        "(task weights 1 / n_tasks, which Adam ignores): its interval is the protocol's resolution.",
+        f"{protocol} Model: {config.get('model')}; {config.get('seeds')} seed(s) requested, paired by "
+        "`random_state` (the seeds column: those run). Δ: mean paired difference to the reference with its 95 % "
+        "t-interval"
+        + (
+            "; the control row is a no-op (task weights 1 / n_tasks, which Adam ignores): its interval is the "
+            "protocol's resolution."
+            if with_control
+            else "."
+        ),
         "",
     )
-    for dataset, info in data.get("datasets", {}).items():
+    earlier = False
+    for dataset, info in datasets.items():
         tasks, variants = info["tasks"], info["variants"]
         reference = info.get("reference") or next(
             (k[len("delta_vs_") :] for e in variants.values() for k in e if k.startswith("delta_vs_")), None
         )
         page.add(f"### {dataset}", "")
-        header = ["variant"] + [h for t in tasks for h in (f"{t} AUC", f"{t} Δ [95 % CI]")] + ["epochs", "fit s"]
+        header = ["variant", "seeds"] + [h for t in tasks for h in (f"{t} AUC", f"{t} Δ [95 % CI]")]
+        header += ["epochs", "fit s"]
         rows = []
         for name, entry in variants.items():
             delta = entry.get(f"delta_vs_{reference}", {})
-            cells = [name + (" (reference)" if name == reference else "")]
+            before = any(r.get("measured_before") for r in entry.get("runs", []))
+            earlier |= before
+            cells = [name + (" (reference)" if name == reference else "") + (" ‡" if before else "")]
+            cells.append(entry["auc"][tasks[0]].get("n", "?"))
             for t in tasks:
                 cells += [pm(entry["auc"][t]), _delta_ci(delta.get(t)) if delta else "(reference)"]
             cells += [pm(entry.get("epochs"), 1), pm(entry.get("fit_seconds"), 1)]
             rows.append(cells)
         page.table(header, rows)
+    if earlier:
+        page.add(
+            "‡ runs taken from an earlier measurement (`measured_before`), not re-run here: their fit seconds "
+            "were measured under another load of the shared machine.",
+            "",
+        )
 
 
 def _common_summary(values: list[float]) -> dict:
@@ -658,35 +746,76 @@ def _scaled(stat: dict, factor: float) -> dict:
 
 
 def render_task_scaling(page: Page, stem: str, data: dict) -> None:
-    """predict_proba throughput per model as the number of tasks grows, one table per input setting."""
+    """predict_proba throughput per model as the number of tasks grows, one table per input setting;
+    time ratios to the smallest task count as a ratio of medians and, where stored, paired by round
+    (geometric mean, 95 % t-interval) and of the fastest rounds; the null control (an identical copy
+    of a model timed alongside it) in its own table."""
     config = data.get("config", {})
+    base = (config.get("tasks") or [2])[0]
+    cells = [c for models in data["results"].values() for per in models.values() for c in per.values()]
     page.add(
         f"`predict_proba` on {config.get('n_predict', 0):,} rows after one epoch on {config.get('n_fit', 0):,}; "
         f"each estimator's defaults, 1 torch thread, {config.get('rounds')} interleaved rounds. Samples per second "
-        "(mean ± std over rounds); time ratio: median time per sample over the 2-task model's.",
+        f"(mean ± std over rounds); time ratio: time per sample over the {base}-task model's, as the ratio of the "
+        "medians"
+        + (
+            ", paired by round (geometric mean of the per-round ratios with its 95 % t-interval)"
+            if any(f"end_to_end_time_ratio_vs_{base}_tasks_paired" in c for c in cells)
+            else ""
+        )
+        + (
+            " and as the ratio of the fastest rounds (interference on a shared machine only slows a round down)"
+            if any(f"end_to_end_time_ratio_vs_{base}_tasks_fastest_rounds" in c for c in cells)
+            else ""
+        )
+        + ".",
         "",
     )
+    kinds = (("end_to_end", "end-to-end"), ("model", "network"))
     for setting, models in data["results"].items():
         page.add(f"### {setting.replace('_', ' + ')} inputs", "")
-        rows = [
-            [model, tasks, f"{cell['parameters']:,}", pm(cell["end_to_end_samples_per_s"], 0)]
-            + [pm(cell["model_samples_per_s"], 0)]
-            + [f"{cell['end_to_end_time_ratio_vs_2_tasks']:.2f}×", f"{cell['model_time_ratio_vs_2_tasks']:.2f}×"]
+        cells = [cell for per_tasks in models.values() for cell in per_tasks.values()]
+        with_paired = any(f"end_to_end_time_ratio_vs_{base}_tasks_paired" in c for c in cells)
+        with_fastest = any(f"end_to_end_time_ratio_vs_{base}_tasks_fastest_rounds" in c for c in cells)
+        # an identical copy timed alongside a model: "<kind>_time_ratio_vs_<model>" (copy's time ÷ model's)
+        copies = {
+            model: original
             for model, per_tasks in models.items()
-            for tasks, cell in per_tasks.items()
-        ]
-        page.table(
-            [
-                "model",
-                "tasks",
-                "parameters",
-                "end to end, samples / s",
-                "network only, samples / s",
-                "end-to-end time ÷ 2 tasks",
-                "network time ÷ 2 tasks",
-            ],
-            rows,
-        )
+            for key in next(iter(per_tasks.values()))
+            if key.startswith("end_to_end_time_ratio_vs_")
+            and (original := key[len("end_to_end_time_ratio_vs_") :]) in models
+        }
+        header = ["model", "tasks", "parameters", "end to end, samples / s", "network only, samples / s"]
+        header += [f"{label} time ÷ {base} tasks" for _, label in kinds]
+        header += [f"{label} time ÷ {base} tasks, paired [95 % CI]" for _, label in kinds] if with_paired else []
+        header += [f"{label} time ÷ {base} tasks, fastest rounds" for _, label in kinds] if with_fastest else []
+        rows = []
+        for model, per_tasks in models.items():
+            label = f"*{model} (null control)*" if model in copies else model
+            for tasks, cell in per_tasks.items():
+                row = [label, tasks, f"{cell['parameters']:,}", pm(cell["end_to_end_samples_per_s"], 0)]
+                row += [pm(cell["model_samples_per_s"], 0)]
+                row += [f"{cell[f'{kind}_time_ratio_vs_{base}_tasks']:.2f}×" for kind, _ in kinds]
+                if with_paired:
+                    row += [_ratio_ci(cell.get(f"{kind}_time_ratio_vs_{base}_tasks_paired")) for kind, _ in kinds]
+                if with_fastest:
+                    fastest = [cell.get(f"{kind}_time_ratio_vs_{base}_tasks_fastest_rounds") for kind, _ in kinds]
+                    row += ["–" if f is None else f"{f:.2f}×" for f in fastest]
+                rows.append(row)
+        page.table(header, rows)
+        for copy, original in copies.items():
+            page.add(
+                f"Null control: `{copy}` is an identical `{original}` timed alongside it; its time ÷ the "
+                "original's, paired by round (1 up to the machine's noise):",
+                "",
+            )
+            page.table(
+                ["tasks", *(f"{label} time, {copy} ÷ {original} [95 % CI]" for _, label in kinds)],
+                [
+                    [tasks, *(_ratio_ci(cell.get(f"{kind}_time_ratio_vs_{original}")) for kind, _ in kinds)]
+                    for tasks, cell in models[copy].items()
+                ],
+            )
 
 
 def render_onerank_scaling(page: Page, stem: str, data: dict) -> None:
@@ -896,14 +1025,13 @@ def render_onerank_accuracy(page: Page, stem: str, data: dict) -> None:
         metrics = [m for m in ("auc", "gauc_request", "gauc_user") if any(m in e["summary"] for e in models.values())]
         labels = {"auc": "AUC", "gauc_request": "GAUC by request", "gauc_user": "GAUC by user"}
         reference = "OneRank" if "OneRank" in models else next(iter(models))
-        ref_auc = {run["seed"]: run["auc"] for run in models[reference].get("runs", [])}
         rows = []
         for model, entry in models.items():
             runs = entry.get("runs", [])
             cells = [model, len(runs)]
             cells += [pm(entry["summary"].get(m, {}).get(t)) for m in metrics for t in tasks]
             for t in tasks:
-                diffs = [r["auc"][t] - ref_auc[r["seed"]][t] for r in runs if r["seed"] in ref_auc]
+                diffs = _seed_differences(runs, models[reference].get("runs", []), lambda r, t=t: r["auc"][t])
                 cells.append("(reference)" if model == reference else _delta_ci(paired(diffs)) if diffs else "–")
             cells += [", ".join(str(r.get("best_epoch", "?")) for r in runs)]
             params = runs[0].get("parameters") if runs else None
@@ -956,6 +1084,250 @@ def render_text_wide_scale(page: Page, stem: str, data: dict) -> None:
     page.table(header, rows)
 
 
+# ---------------------------------------------------------------------------------------- GRec variants
+GREC_REFERENCE = "GRec-task"  # the default routing: what routing modes and ablations are paired with
+
+
+def render_grec_variants(page: Page, stem: str, data: dict) -> None:
+    """GRec variants (routing modes, ablations) per data set: the metrics table of
+    ``render_datasets``, then each model's difference with ``GRec-task``, paired by seed. Rows
+    borrowed from another result file (``borrowed_from``) are marked and named below the table."""
+    config = data.get("config") or next((p.get("config") for p in data.get("parts", []) if p.get("config")), {})
+    seeds = config.get("seeds", [])
+    page.add(
+        f"Selection: {config.get('selection', '?')}. {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); the data "
+        "split is fixed, seeds vary initialisation and shuffling. Test metrics mean ± sample std over seeds; "
+        f"Δ: the model's metric minus `{GREC_REFERENCE}`'s (same seed), mean and 95 % t-interval over seeds.",
+        "",
+    )
+    variants = config.get("architectures", {})
+    if variants:
+        page.add(
+            *(
+                f"- `{name}`: {arch.get('estimator', '?')}("
+                + ", ".join(f"{k}={v!r}" for k, v in arch.items() if k != "estimator")
+                + ")"
+                for name, arch in variants.items()
+            ),
+            "",
+        )
+    for name, ds in data["datasets"].items():
+        tasks, models = ds["tasks"], ds["models"]
+        page.add(f"### {name}", "", ds.get("description", ""), "")
+        borrowed = {m: e["borrowed_from"] for m, e in models.items() if e.get("borrowed_from")}
+        _dataset_table(page, ds, config, labels={m: f"{m} †" for m in borrowed})
+        if borrowed:
+            sources = ", ".join(sorted({f"`benchmarks/results/{f}.json`" for f in borrowed.values()}))
+            page.add(f"† from {sources}: the same protocol, data split and seeds.", "")
+        if GREC_REFERENCE not in models:
+            page.add(f"No `{GREC_REFERENCE}` runs on this data set: no paired differences.", "")
+            continue
+        metrics = [("auc", "AUC")] + ([("gauc", "GAUC")] if any(e.get("gauc") for e in models.values()) else [])
+        reference_runs = models[GREC_REFERENCE].get("runs", [])
+        rows = []
+        for model, entry in models.items():
+            if model == GREC_REFERENCE:
+                continue
+            runs = [r for r in entry.get("runs", []) if all(key in r for key, _ in metrics)]
+            cells = [model, len(_seed_differences(runs, reference_runs, lambda r, t=tasks[0]: r["auc"][t]))]
+            for key, _ in metrics:
+                for t in tasks:
+                    cells.append(
+                        _delta_ci(paired(_seed_differences(runs, reference_runs, lambda r, k=key, t=t: r[k][t])))
+                    )
+            rows.append(cells)
+        page.table(
+            ["model", "paired seeds"]
+            + [f"Δ {t} {label} vs {GREC_REFERENCE} [95 % CI]" for _, label in metrics for t in tasks],
+            rows,
+        )
+
+
+def borrow_models(data: dict, lender: dict, lender_stem: str, models: tuple[str, ...]) -> dict:
+    """``data`` with those of ``models`` it lacks taken from ``lender``, on every data set both ran
+    with the same rows and epochs (the same protocol), marked ``borrowed_from`` and listed first."""
+    data = json.loads(json.dumps(data))
+    for name, ds in data.get("datasets", {}).items():
+        other = lender.get("datasets", {}).get(name)
+        if not other or (other.get("rows"), other.get("max_epochs")) != (ds.get("rows"), ds.get("max_epochs")):
+            continue
+        extra = {
+            m: {**other["models"][m], "borrowed_from": lender_stem}
+            for m in models
+            if m in other["models"] and m not in ds["models"]
+        }
+        ds["models"] = {**extra, **ds["models"]}
+    return data
+
+
+# Benchmarks whose variants are paired with rows of another result file: its stem and the models taken.
+BORROWS = {"grec_gap_ablation": ("grec_routing", (GREC_REFERENCE, "MMoE"))}
+
+
+# ---------------------------------------------------------------------------------------- reliability
+def render_continuation_snapshot(page: Page, stem: str, data: dict) -> None:
+    """What the state snapshot of a continuation costs: geometric-mean time ratios of the arms
+    over paired rounds, the null control (a second snapshot arm) and the snapshot timed alone."""
+    setup = data["setup"]
+    page.add(
+        f"{setup.get('model')} ({setup.get('n_parameters', 0):,} parameters): `partial_fit` on "
+        f"{setup.get('rows', 0):,} rows in batches of {setup.get('batch_size')} ({setup.get('steps_per_call')} steps "
+        f"per call), {setup.get('calls_per_arm_and_round')} calls per arm and round, {setup.get('threads')} "
+        "thread(s); the arms interleaved in a rotating order within each round. Ratios of the arms' seconds per "
+        "round: geometric mean over rounds with its 95 % t-interval (log ratios, rounds paired). The control is a "
+        "second `snapshot` arm: its interval is what the protocol resolves.",
+        "",
+    )
+    rows = [
+        [label, data[key].get("n_rounds", "?"), _ratio_ci(data[key], 3)]
+        for key, label in (
+            ("snapshot_over_no_snapshot", "snapshot ÷ no snapshot (the overhead)"),
+            ("control_over_snapshot", "*null control: control ÷ snapshot*"),
+            ("one_plus_snapshot_share_timed_alone", "1 + snapshot seconds timed alone ÷ no-snapshot seconds"),
+        )
+        if key in data
+    ]
+    page.table(["time ratio", "rounds", "geometric mean [95 % CI]"], rows)
+    page.add(
+        f"A call without the snapshot: {data['median_seconds_per_call_no_snapshot'] * 1e3:,.0f} ms (median over "
+        f"rounds); one snapshot: {data['snapshot_seconds'] * 1e3:.1f} ms (median, timed alone), "
+        f"{data['snapshot_megabytes']:.1f} MiB.",
+        "",
+    )
+
+
+# ---------------------------------------------------------------------------------------- OneRank requests
+def render_onerank_requests(page: Page, stem: str, data: dict) -> None:
+    """Per request protocol: each metric of every model, OneRank's also with the request ids
+    shuffled (the control: its set advantage should vanish), and the difference with MMoE
+    paired by seed."""
+    description = str(data.get("description", "")).strip().split("\n\n")[0].replace("\n", " ")
+    page.add(
+        f"{description} Mean ± sample std over seeds; Δ: the model's metric minus MMoE's on the same seed and "
+        "data, mean and 95 % t-interval over seeds. *Shuffled*: OneRank scored with the test rows regrouped at "
+        "random into requests of the same sizes, against MMoE's unshuffled metric: the control, where seeing the "
+        "request should not help. A data set named `*_null` is the null protocol: labels do not depend on the "
+        "request.",
+        "",
+    )
+    parts = [p.get("name", "?") for p in data.get("parts", [])]
+    if parts:
+        page.add("Merged from the runs " + ", ".join(f"`{p}`" for p in parts) + ".", "")
+    labels = {"auc": "AUC", "gauc_request": "GAUC by request", "gauc_user": "GAUC by user"}
+    for name, ds in data["datasets"].items():
+        tasks, models = ds["tasks"], ds["models"]
+        page.add(f"### {name}" + (" (null protocol)" if name.endswith("_null") else ""), "")
+        page.add(ds.get("description", ""), "")
+        requests = ds.get("train_requests")
+        if requests:
+            page.add(
+                f"{requests['n']:,} training requests of {requests['mean_size']:.1f} candidates on average "
+                f"(at most {requests['max_size']:,}).",
+                "",
+            )
+        reference = "MMoE" if "MMoE" in models else None
+        order = ([reference] if reference else []) + [m for m in models if m != reference]
+        present = {k for e in models.values() for k in e.get("summary", {})}
+        rows = []
+        for metric in (m for m in labels if m in present):
+            for model in order:
+                for key, requests_as in ((metric, "as given"), (f"{metric}_shuffled", "*shuffled*")):
+                    summary = models[model].get("summary", {}).get(key)
+                    if not summary:
+                        continue
+                    vs = models[model].get("vs_MMoE", {}).get(key, {})
+                    cells = [labels[metric], model, requests_as, summary[tasks[0]].get("n", "?")]
+                    for t in tasks:
+                        delta = "(reference)" if model == reference else _delta_ci(paired(vs.get(t))) if vs else "–"
+                        cells += [pm(summary.get(t)), delta]
+                    rows.append(cells)
+        delta_label = f"Δ vs {reference} [95 % CI]" if reference else "Δ"
+        page.table(
+            ["metric", "model", "requests", "seeds"] + [h for t in tasks for h in (t, f"{t} {delta_label}")], rows
+        )
+        page.table(
+            ["model", "seeds", "best epochs", "parameters", "fit s"],
+            [
+                [
+                    model,
+                    len(runs := models[model].get("runs", [])),
+                    ", ".join(str(r.get("best_epoch", "?")) for r in runs),
+                    f"{runs[0]['parameters']:,}" if runs and runs[0].get("parameters") else "–",
+                    pm(_common_summary([r["fit_seconds"] for r in runs]), 0) if runs else "–",
+                ]
+                for model in order
+            ],
+        )
+
+
+# ---------------------------------------------------------------------------------------- PUB / DRGrad
+def render_pub_drgrad_evidence(page: Page, stem: str, data: dict) -> None:
+    """PUB and DRGrad variants against equal weights (``adam``), each at its own learning rate:
+    test mean AUC and the paired difference with ``adam`` (the null control ``adam_half`` shown
+    the same way), then the validation AUC and paired difference at every learning rate."""
+    config, results = data["config"], data.get("results", {})
+    mmoe, seeds, lrs = config.get("mmoe", {}), config.get("seeds", []), config.get("lrs", [])
+    page.add(
+        f"{_sentence(config.get('question', ''))} Two tasks of `make_multitask_classification` (correlation "
+        f"{config.get('correlation')}, {config.get('n_features')} features of which {config.get('n_categorical')} "
+        f"categorical; {config.get('n_train', 0):,} training / {config.get('n_valid', 0):,} validation / "
+        f"{config.get('n_test', 0):,} test rows; data `random_state` {config.get('data_random_state')}, model "
+        f"`random_state` {config.get('model_random_state')}). MMoE of {mmoe.get('n_experts')} experts of "
+        f"{tuple(mmoe.get('expert_hidden_sizes', []))}, towers {tuple(mmoe.get('tower_hidden_sizes', []))}, batch "
+        f"{config.get('batch_size')}; at most {config.get('max_epochs')} epochs (patience {config.get('patience')}). "
+        f"Selection: {config.get('selection', '?')}. {len(seeds)} seed(s), paired. Δ: the method's test mean AUC "
+        "of the two tasks minus `adam`'s (each at its chosen lr), mean and 95 % t-interval over seeds.",
+        "",
+    )
+    descriptions = config.get("descriptions", {})
+    if descriptions:
+        page.add(*(f"- `{m}`: {d}" for m, d in descriptions.items()), "")
+    chosen, at_chosen = results.get("chosen_lr", {}), results.get("at_chosen_lr", {})
+    if not at_chosen:
+        page.add("No `adam` runs on every seed in this file: no paired differences.", "")
+    rows = []
+    for method, entry in at_chosen.items():
+        null = "null control" in descriptions.get(method, "")
+        label = f"*{method} (null control)*" if null else method
+        deltas = (
+            ["(reference)"] * 3
+            if method == "adam"
+            else [_delta_ci(paired(entry.get(key))) for key in ("minus_adam", "minus_adam_task0", "minus_adam_task1")]
+        )
+        rows.append(
+            [label, f"{entry['lr']:g}", entry["test_mean_auc"].get("n", "?"), pm(entry["test_mean_auc"]), *deltas]
+            + [pm(entry.get("best_epoch"), 1), pm(entry.get("seconds_per_epoch"), 1)]
+        )
+    if rows:
+        page.table(
+            ["method", "chosen lr", "seeds", "test mean AUC", "Δ mean AUC vs adam [95 % CI]", "Δ task 0 AUC"]
+            + ["Δ task 1 AUC", "best epoch", "s / epoch"],
+            rows,
+        )
+    at_each = results.get("at_each_lr", {})
+    if chosen:
+        page.add(
+            "At every learning rate of the grid: the validation mean AUC averaged over seeds (what chose the lr) "
+            "and the test mean AUC's paired difference with `adam` at the same lr.",
+            "",
+        )
+        rows = []
+        for method, entry in chosen.items():
+            cells = [method]
+            for lr in lrs:
+                valid = entry.get("valid_mean_auc_by_lr", {}).get(str(lr))
+                same = at_each.get(method, {}).get(str(lr), {}).get("minus_adam_same_lr")
+                mark = " (chosen)" if lr == entry.get("lr") else ""
+                cells += [fmt(valid) + mark, "(reference)" if method == "adam" else _delta_ci(paired(same))]
+            rows.append(cells)
+        page.table(
+            ["method"] + [h for lr in lrs for h in (f"lr {lr:g}: valid mean AUC", f"lr {lr:g}: Δ test vs adam")], rows
+        )
+    merged = [p.get("file", "?") for p in data.get("parts", [])]
+    if merged:
+        page.add("Merged from " + ", ".join(f"`{f}`" for f in merged) + ".", "")
+
+
 # Every result file's benchmark name (the longest matching prefix) and the renderer that lays
 # out its tables. A file of a benchmark not listed here stops the rendering.
 RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
@@ -981,6 +1353,11 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "predict_memory": render_predict_memory,
     "streaming_memory": render_streaming_memory,
     "threads_demo": render_threads_demo,
+    "grec_routing": render_grec_variants,
+    "grec_gap_ablation": render_grec_variants,
+    "continuation_snapshot": render_continuation_snapshot,
+    "onerank_requests": render_onerank_requests,
+    "pub_drgrad_evidence": render_pub_drgrad_evidence,
 }
 TITLES = {
     "census_baselines": "Census-Income baselines",
@@ -1005,6 +1382,11 @@ TITLES = {
     "predict_memory": "Peak memory of predict_proba",
     "streaming_memory": "Peak memory of the streaming fit",
     "threads_demo": "One thread against two on a shared machine",
+    "grec_routing": "GRec routing modes: task against sentence routing",
+    "grec_gap_ablation": "GRec's MovieLens gap to MMoE: two ablations",
+    "continuation_snapshot": "The cost of transactional continuation (the state snapshot)",
+    "onerank_requests": "OneRank against MMoE on request-ranking protocols",
+    "pub_drgrad_evidence": "PUB and DRGrad against equal weights, lr tuned per method",
 }
 
 
@@ -1050,10 +1432,19 @@ def render(results_dir: Path, out: Path, img_dir: Path) -> list[str]:
         for stem, data in files.items()
         if (data.get("config") or {}).get("quick") or stem.endswith(("_quick", "_smoke"))
     )
+    # Parts that a merged result names (``parts``: ``name`` or ``file``) are in it already.
+    merged_into = {
+        part_stem: stem
+        for stem, data in files.items()
+        for part in (data.get("parts") or [])
+        if isinstance(part, dict)
+        and (part_stem := str(part.get("name") or Path(str(part.get("file", ""))).stem)) in files
+        and part_stem != stem
+    }
     groups: dict[str, dict[str, dict]] = {}
     undeclared = []
     for stem, data in files.items():
-        if stem in quick:
+        if stem in quick or stem in merged_into:
             continue
         key = renderer_of(str(data.get("benchmark", stem)))
         if key is None:
@@ -1082,12 +1473,23 @@ def render(results_dir: Path, out: Path, img_dir: Path) -> list[str]:
             sources = {stem: stems for stem, (stems, _) in merge_synthetic(groups.get(key, {})).items()}
         else:
             sources = {stem: [stem] for stem in members}
+        if key in BORROWS and BORROWS[key][0] in files:
+            lender, models = BORROWS[key]
+            members = {stem: borrow_models(data, files[lender], lender, models) for stem, data in members.items()}
+            sources = {stem: [*stems, lender] for stem, stems in sources.items()}
         for stem, data in members.items():
             title = TITLES[key]
             suffix = re.sub(r"(\d+)epochs", r"\1 epochs", stem[len(key) :].strip("_").replace("_", " "))
             page.add(f"## {title}" + (f" ({suffix})" if suffix else ""), "")
             environment(page, data, [f"{s}.json" for s in sources[stem]])
             renderer(page, stem, data)
+    if merged_into:
+        page.add(
+            "Parts of a merged result, rendered with it: "
+            + ", ".join(f"`{part}.json` (in `{whole}.json`)" for part, whole in sorted(merged_into.items()))
+            + ".",
+            "",
+        )
     if quick:
         page.add(
             "Smoke runs (`--quick`, `*_smoke`), not rendered: " + ", ".join(f"`{stem}.json`" for stem in quick) + ".",

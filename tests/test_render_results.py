@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -279,9 +280,46 @@ def test_variant_tables_show_the_reference_and_paired_intervals(render_results, 
     render_results.render(results, out, tmp_path / "img")
     page = out.read_text()
     assert "## Text and sparse X: which terms get a deep vector" in page
-    assert "Text: which terms get a deep vector. Model: MMoE; 2 seed(s)" in page
-    assert "| min_df=1 | 0.9450 ± 0.0014 | -0.0020 [-0.0040, +0.0000] | 6.0 ± 1.4 | 11.0 ± 1.4 |" in page
-    assert "| min_df=100 (reference) | 0.9450 ± 0.0014 | (reference) |" in page
+    assert "Text: which terms get a deep vector. Model: MMoE; 2 seed(s) requested" in page
+    assert "| variant | seeds | recommended AUC | recommended Δ [95 % CI] | epochs | fit s |" in page
+    assert "| min_df=1 | 2 | 0.9450 ± 0.0014 | -0.0020 [-0.0040, +0.0000] | 6.0 ± 1.4 | 11.0 ± 1.4 |" in page
+    assert "| min_df=100 (reference) | 2 | 0.9450 ± 0.0014 | (reference) |" in page
+    assert "the control row is a no-op" not in page  # no control variant in this file
+    assert "‡" not in page
+
+
+def test_variant_rows_measured_before_are_marked_and_seeds_are_those_run(render_results, tmp_path):
+    earlier = {
+        "auc": {"income": _stat([0.95, 0.96, 0.97])},
+        "runs": [{"seed": s, "measured_before": True} for s in (0, 1, 2)],
+    }
+    data = {
+        "benchmark": "weight_averaging_census",
+        "config": {"model": "ResFlow", "seeds": 5, "protocol": "EMA or none."},
+        "datasets": {
+            "census · ResFlow": {
+                "tasks": ["income"],
+                "reference": "none",
+                "variants": {
+                    "none": earlier,
+                    "ema-1": {
+                        "auc": {"income": _stat([0.96, 0.97])},
+                        "delta_vs_none": {"income": {"mean": 0.001, "ci95": None, "n": 1}},
+                    },
+                    "control": {
+                        "auc": {"income": _stat([0.95, 0.96])},
+                        "delta_vs_none": {"income": {"mean": 0.0, "ci95": [-0.001, 0.001], "n": 2}},
+                    },
+                },
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "weight_averaging_census", data)
+    assert "## Weight averaging of a default fit (ema_epochs) (census)" in page
+    assert "5 seed(s) requested" in page and "the control row is a no-op" in page
+    assert "| none (reference) ‡ | 3 | 0.9600 ± 0.0100 | (reference) | – | – |" in page
+    assert "| ema-1 | 2 | 0.9650 ± 0.0071 | +0.0010 (n=1, no interval) |" in page
+    assert "‡ runs taken from an earlier measurement" in page
 
 
 def test_synthetic_methods_table_and_paired_differences_with_adam(render_results, tmp_path):
@@ -424,6 +462,37 @@ def test_scaling_tables_have_units_and_ratios(render_results, tmp_path):
     assert "### sequence + text inputs" in page
     assert "| model | tasks | parameters | end to end, samples / s | network only, samples / s |" in page
     assert "| GRec | 4 | 32,702 | 55,000 ± 7,071 | 1,000 ± 0 | 1.92× | 1.00× |" in page
+    assert "paired [95 % CI]" not in page and "Null control" not in page  # neither is stored
+
+    # paired-by-round ratios, the fastest rounds and the null control (an identical copy timed alongside)
+    paired_cell = {
+        **cell,
+        "end_to_end_time_ratio_vs_2_tasks_paired": {"geometric_mean": 1.044, "ci95": [0.998, 1.092]},
+        "model_time_ratio_vs_2_tasks_paired": {"geometric_mean": 1.0, "ci95": [float("nan"), float("nan")]},
+        "end_to_end_time_ratio_vs_2_tasks_fastest_rounds": 1.045,
+        "model_time_ratio_vs_2_tasks_fastest_rounds": 0.95,
+    }
+    copy = {
+        **paired_cell,
+        "end_to_end_time_ratio_vs_GRec[task]": {"geometric_mean": 1.006, "ci95": [0.966, 1.047]},
+        "model_time_ratio_vs_GRec[task]": {"geometric_mean": 0.97, "ci95": [0.93, 1.02]},
+    }
+    routing = {
+        "benchmark": "grec_task_scaling_routing",
+        "config": {"n_predict": 8192, "tasks": [2, 4]},
+        "results": {"tabular": {"GRec[task]": {"4": paired_cell}, "GRec[task]#2": {"4": copy}}},
+    }
+    page = render_one(render_results, tmp_path / "routing", "grec_task_scaling_routing", routing)
+    assert "## GRec, MMoE and PLE prediction throughput as tasks grow (routing)" in page
+    assert (
+        "| end-to-end time ÷ 2 tasks, paired [95 % CI] | network time ÷ 2 tasks, paired [95 % CI] "
+        "| end-to-end time ÷ 2 tasks, fastest rounds | network time ÷ 2 tasks, fastest rounds |"
+    ) in page
+    assert "| GRec[task] | 4 | 32,702 | 55,000 ± 7,071 | 1,000 ± 0 | 1.92× | 1.00× | 1.04× [1.00, 1.09] " in page
+    assert "| 1.00× (n=1, no interval) | 1.04× | 0.95× |" in page
+    assert "| *GRec[task]#2 (null control)* | 4 |" in page
+    assert "| tasks | end-to-end time, GRec[task]#2 ÷ GRec[task] [95 % CI] |" in page
+    assert "| 4 | 1.01× [0.97, 1.05] | 0.97× [0.93, 1.02] |" in page
 
     row = {
         "candidates": 1024,
@@ -563,3 +632,224 @@ def test_dataset_tables_drop_empty_metric_columns_and_list_errors(render_results
     assert "| model | seeds | income AUC | married AUC | fit s |" in page  # no GAUC / recall columns without requests
     assert "| MMoE | 2 | 0.9550 ± 0.0071 | 0.9900 ± 0.0000 | 21.0 ± 1.4 |" in page
     assert "| ESMM | 0 | – | – | – |" in page and "- ESMM: tasks are not nested" in page
+
+
+def _run(seed, like, love, gauc=None):
+    run = {"seed": seed, "auc": {"like": like, "love": love}}
+    return {**run, "gauc": {"like": gauc, "love": gauc}} if gauc is not None else run
+
+
+def _grec_model(runs):
+    out = {"runs": runs, "auc": {t: _stat([r["auc"][t] for r in runs]) for t in ("like", "love")}}
+    out["fit_seconds"] = _stat([10.0] * len(runs))
+    if "gauc" in runs[0]:
+        out["gauc"] = {t: _stat([r["gauc"][t] for r in runs]) for t in ("like", "love")}
+    return out
+
+
+def _grec_file(benchmark, models):
+    dataset = {"tasks": ["like", "love"], "rows": {"train": 700}, "max_epochs": 2, "models": models}
+    return {
+        "benchmark": benchmark,
+        "config": {
+            "seeds": [0, 1],
+            "selection": "best valid epoch",
+            "architectures": {"GRec-task": {"routing": "task"}},
+        },
+        "datasets": {"movielens": dataset},
+    }
+
+
+def test_grec_routing_pairs_each_model_with_task_routing_by_seed(render_results, tmp_path):
+    task = _grec_model([_run(0, 0.70, 0.60, 0.7), _run(1, 0.72, 0.62, 0.7)])
+    sentence = _grec_model([_run(1, 0.76, 0.62, 0.7), _run(0, 0.72, 0.60, 0.7)])  # other seed order: by seed
+    page = render_one(
+        render_results,
+        tmp_path,
+        "grec_routing",
+        _grec_file("grec_routing", {"GRec-task": task, "GRec-sentence": sentence}),
+    )
+    assert "## GRec routing modes: task against sentence routing" in page
+    assert "| model | seeds | like AUC | love AUC | like GAUC | love GAUC | fit s |" in page
+    assert (
+        "| model | paired seeds | Δ like AUC vs GRec-task [95 % CI] | Δ love AUC vs GRec-task [95 % CI] "
+        "| Δ like GAUC vs GRec-task [95 % CI] | Δ love GAUC vs GRec-task [95 % CI] |"
+    ) in page
+    # like: differences 0.02 and 0.04 (seed 0, seed 1): mean 0.03, half-width 12.71 * 0.01414 / sqrt(2) = 0.1271
+    assert "| GRec-sentence | 2 | +0.0300 [-0.0971, +0.1571] | +0.0000 [+0.0000, +0.0000] |" in page
+    assert "| GRec-task | 2 |" in page and "| GRec-task | 2 | +" not in page  # the reference is not paired with itself
+
+
+def test_grec_gap_ablation_is_paired_with_task_routing_borrowed_from_the_routing_run(render_results, tmp_path):
+    task = _grec_model([_run(0, 0.70, 0.60), _run(1, 0.72, 0.62)])
+    routing = _grec_file("grec_routing", {"GRec-task": task, "GRec-sentence": task, "MMoE": task})
+    d64 = _grec_model([_run(0, 0.69, 0.60), _run(1, 0.71, 0.62)])
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "grec_routing.json").write_text(json.dumps(routing))
+    (results / "grec_gap_ablation.json").write_text(json.dumps(_grec_file("grec_gap_ablation", {"GRec-task-d64": d64})))
+    out = tmp_path / "page.md"
+    render_results.render(results, out, tmp_path / "img")
+    section = out.read_text().split("## GRec's MovieLens gap to MMoE: two ablations")[1]
+    assert "`benchmarks/results/grec_gap_ablation.json`, `benchmarks/results/grec_routing.json`" in section
+    assert "| GRec-task † | 2 | 0.7100 ± 0.0141 |" in section and "| MMoE † | 2 |" in section
+    assert "GRec-sentence" not in section  # only the reference and MMoE are borrowed
+    assert "| GRec-task-d64 | 2 | -0.0100 [-0.0100, -0.0100] | +0.0000 [+0.0000, +0.0000] |" in section
+
+    # another protocol (other rows): nothing to pair with
+    routing["datasets"]["movielens"]["rows"] = {"train": 999}
+    (results / "grec_routing.json").write_text(json.dumps(routing))
+    render_results.render(results, out, tmp_path / "img")
+    section = out.read_text().split("## GRec's MovieLens gap to MMoE: two ablations")[1]
+    assert "No `GRec-task` runs on this data set: no paired differences." in section and "†" not in section
+
+
+def test_continuation_snapshot_table_shows_overhead_null_control_and_direct_estimate(render_results, tmp_path):
+    data = {
+        "benchmark": "continuation_snapshot",
+        "setup": {"model": "MMoE", "rows": 2048, "batch_size": 256, "steps_per_call": 8, "n_parameters": 817234},
+        "snapshot_over_no_snapshot": {"geometric_mean": 1.0696, "low": 0.92153, "high": 1.2414, "n_rounds": 21},
+        "control_over_snapshot": {"geometric_mean": 0.9248, "low": 0.8127, "high": 1.0525, "n_rounds": 21},
+        "one_plus_snapshot_share_timed_alone": {
+            "geometric_mean": 1.0133,
+            "low": 1.01149,
+            "high": 1.0151,
+            "n_rounds": 21,
+        },
+        "median_seconds_per_call_no_snapshot": 0.7308,
+        "snapshot_seconds": 0.0110,
+        "snapshot_megabytes": 9.357,
+        "rounds": [{"snapshot": 2.0, "no_snapshot": 1.9, "control": 2.0, "snapshots_alone": 0.03}],
+    }
+    page = render_one(render_results, tmp_path, "continuation_snapshot", data)
+    assert "| time ratio | rounds | geometric mean [95 % CI] |" in page
+    assert "| snapshot ÷ no snapshot (the overhead) | 21 | 1.070× [0.922, 1.241] |" in page
+    assert "| *null control: control ÷ snapshot* | 21 | 0.925× [0.813, 1.052] |" in page
+    assert "| 1 + snapshot seconds timed alone ÷ no-snapshot seconds | 21 | 1.013× [1.011, 1.015] |" in page
+    assert "731 ms (median over rounds); one snapshot: 11.0 ms (median, timed alone), 9.4 MiB" in page
+
+
+def test_onerank_requests_table_pairs_with_mmoe_and_shows_the_shuffled_control(render_results, tmp_path):
+    def run(seed, auc, shuffled=None):
+        out = {"seed": seed, "auc": {"click": auc}, "best_epoch": 3, "fit_seconds": 10.0, "parameters": 1234}
+        return {**out, "auc_shuffled": {"click": shuffled}} if shuffled is not None else out
+
+    onerank_runs = [run(0, 0.80, 0.55), run(1, 0.84, 0.53)]
+    mmoe_runs = [run(0, 0.54), run(1, 0.56)]
+    data = {
+        "benchmark": "onerank_requests",
+        "description": "OneRank vs MMoE.\n\nMore.",
+        "parts": [{"name": "onerank_requests_a"}],
+        "datasets": {
+            "synthetic_null": {
+                "description": "make_request_classification(set_dependence=0.0)",
+                "tasks": ["click"],
+                "train_requests": {"n": 1000, "mean_size": 20.0, "max_size": 20},
+                "models": {
+                    "OneRank-add": {
+                        "runs": onerank_runs,
+                        "summary": {
+                            "auc": {"click": _stat([0.80, 0.84])},
+                            "auc_shuffled": {"click": _stat([0.55, 0.53])},
+                        },
+                        "vs_MMoE": {
+                            "auc": {"click": _stat([0.26, 0.28])},
+                            "auc_shuffled": {"click": _stat([0.01, -0.03])},
+                        },
+                    },
+                    "MMoE": {"runs": mmoe_runs, "summary": {"auc": {"click": _stat([0.54, 0.56])}}},
+                },
+            }
+        },
+    }
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "onerank_requests.json").write_text(json.dumps(data))
+    (results / "onerank_requests_a.json").write_text(json.dumps({**data, "parts": []}))  # merged into the above
+    out = tmp_path / "page.md"
+    render_results.render(results, out, tmp_path / "img")
+    page = out.read_text()
+    assert page.count("## OneRank against MMoE on request-ranking protocols") == 1
+    assert "`onerank_requests_a.json` (in `onerank_requests.json`)" in page
+    assert "### synthetic_null (null protocol)" in page
+    assert "| metric | model | requests | seeds | click | click Δ vs MMoE [95 % CI] |" in page
+    assert "| AUC | MMoE | as given | 2 | 0.5500 ± 0.0141 | (reference) |" in page  # the reference first
+    assert "| AUC | OneRank-add | as given | 2 | 0.8200 ± 0.0283 | +0.2700 [+0.1429, +0.3971] |" in page
+    # shuffled: differences +0.01 and -0.03, mean -0.01, half-width 12.71 * 0.02828 / sqrt(2) = 0.2541
+    assert "| AUC | OneRank-add | *shuffled* | 2 | 0.5400 ± 0.0141 | -0.0100 [-0.2641, +0.2441] |" in page
+    assert (
+        "| model | seeds | best epochs | parameters | fit s |" in page
+        and "| MMoE | 2 | 3, 3 | 1,234 | 10 ± 0 |" in page
+    )
+
+
+def test_pub_drgrad_evidence_tables_pair_with_adam_and_show_the_null_control(render_results, tmp_path):
+    def at_lr(lr, test, diff):
+        return {
+            "lr": lr,
+            "test_mean_auc": _stat(test),
+            "minus_adam": _stat(diff),
+            "minus_adam_task0": _stat(diff),
+            "minus_adam_task1": _stat([0.0, 0.0]),
+            "best_epoch": _stat([20, 22]),
+            "seconds_per_epoch": _stat([1.0, 1.2]),
+        }
+
+    data = {
+        "benchmark": "pub_drgrad_evidence",
+        "config": {
+            "question": "PUB vs equal weights",
+            "seeds": [0, 1],
+            "lrs": [0.002, 0.005],
+            "descriptions": {"adam": "equal weights", "adam_half": "0.5 / 0.5 (null control: should change nothing)"},
+        },
+        "results": {
+            "chosen_lr": {
+                "adam": {"lr": 0.002, "valid_mean_auc_by_lr": {"0.002": 0.87, "0.005": 0.86}},
+                "adam_half": {"lr": 0.005, "valid_mean_auc_by_lr": {"0.002": 0.85, "0.005": 0.86}},
+            },
+            "at_chosen_lr": {
+                "adam": at_lr(0.002, [0.86, 0.88], [0.0, 0.0]),
+                "adam_half": at_lr(0.005, [0.85, 0.87], [-0.01, -0.01]),
+            },
+            "at_each_lr": {"adam_half": {"0.005": {"minus_adam_same_lr": _stat([0.002])}}},
+        },
+    }
+    page = render_one(render_results, tmp_path, "pub_drgrad_evidence", data)
+    assert "## PUB and DRGrad against equal weights, lr tuned per method" in page
+    assert (
+        "| method | chosen lr | seeds | test mean AUC | Δ mean AUC vs adam [95 % CI] | Δ task 0 AUC | Δ task 1 AUC "
+        "| best epoch | s / epoch |"
+    ) in page
+    assert "| adam | 0.002 | 2 | 0.8700 ± 0.0141 | (reference) | (reference) | (reference) | 21.0 ± 1.4 |" in page
+    assert (
+        "| *adam_half (null control)* | 0.005 | 2 | 0.8600 ± 0.0141 | -0.0100 [-0.0100, -0.0100] "
+        "| -0.0100 [-0.0100, -0.0100] | +0.0000 [+0.0000, +0.0000] |"
+    ) in page
+    assert "| method | lr 0.002: valid mean AUC | lr 0.002: Δ test vs adam | lr 0.005: valid mean AUC |" in page
+    assert "| adam_half | 0.8500 | – | 0.8600 (chosen) | +0.0020 (n=1, no interval) |" in page
+
+
+def test_step_time_ratios_are_paired_by_round_and_checked_against_targets(render_results, tmp_path):
+    def method(rounds, median_ratio):
+        return {
+            "median_ms_per_step": float(np.median(rounds)),
+            "ms_per_step": _stat(rounds),
+            "ratio_to_adam": 1.0,
+            "ratio_to_adam_median_of_rounds": median_ratio,
+        }
+
+    data = {
+        "benchmark": "optimizer_step_time_pub_drgrad",
+        "config": {"batch_size": 512, "rounds": 2, "targets_at_T2": {"pub": 1.15}},
+        "small": {"2": {"adam": method([10.0, 20.0], 1.0), "pub": method([11.0, 24.0], 1.15)}},
+        "default_size_T2": None,
+    }
+    page = render_one(render_results, tmp_path, "optimizer_step_time_pub_drgrad", data)
+    assert "## Optimizer step time (pub drgrad)" in page
+    assert "| method | T=2 ms | T=2 ×adam | T=2 ×adam, paired [95 % CI] |" in page
+    # per-round ratios 1.1 and 1.2: geometric mean 1.149, t-interval on the logs [0.661, 1.997]
+    assert "| pub | 17.50 | 1.00 | 1.15× [0.66, 2.00] |" in page
+    assert "| adam | 15.00 | 1.00 | (reference) |" in page
+    assert "`pub` 1.15× (target ≤ 1.15×, met)" in page
+    assert "Default-size" not in page

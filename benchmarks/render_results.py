@@ -563,8 +563,13 @@ def render_numeric_encoding(page: Page, stem: str, data: dict) -> None:
 def render_variants(page: Page, stem: str, data: dict) -> None:
     """Variants of one estimator's defaults (``vs_sklearn.summarise_variants``), per data set:
     seeds, test AUC per task, paired difference to the reference variant, epochs and fit time;
-    variants whose runs were measured before (``measured_before``) are marked."""
+    variants whose runs were measured before (``measured_before``) are marked; where the
+    variants are paired with a scikit-learn baseline (``delta_vs_baseline``), that difference
+    too. A timing file (``timing``) is a table of epoch seconds and ratios instead."""
     config = data.get("config", {})
+    if "timing" in data:
+        _render_variant_timing(page, data)
+        return
     protocol = str(config.get("protocol", "")).split("\n\n")[0].replace("\n", " ")
     datasets = data.get("datasets", {})
     with_control = any("control" in info["variants"] for info in datasets.values())
@@ -588,6 +593,9 @@ def render_variants(page: Page, stem: str, data: dict) -> None:
         )
         page.add(f"### {dataset}", "")
         header = ["variant", "seeds"] + [h for t in tasks for h in (f"{t} AUC", f"{t} Δ [95 % CI]")]
+        with_baseline = "baseline" in info
+        if with_baseline:
+            header += [f"{t} Δ vs baseline [95 % CI]" for t in tasks]
         header += ["epochs", "fit s"]
         rows = []
         for name, entry in variants.items():
@@ -598,15 +606,37 @@ def render_variants(page: Page, stem: str, data: dict) -> None:
             cells.append(entry["auc"][tasks[0]].get("n", "?"))
             for t in tasks:
                 cells += [pm(entry["auc"][t]), _delta_ci(delta.get(t)) if delta else "(reference)"]
+            if with_baseline:
+                cells += [_delta_ci(entry.get("delta_vs_baseline", {}).get(t)) for t in tasks]
             cells += [pm(entry.get("epochs"), 1), pm(entry.get("fit_seconds"), 1)]
             rows.append(cells)
         page.table(header, rows)
+        if with_baseline:
+            aucs = " / ".join(pm(info["baseline"]["auc"][t]) for t in tasks)
+            page.add(f"Baseline ({info['baseline']['label']}, the same seeds): {aucs}.", "")
     if earlier:
         page.add(
             "‡ runs taken from an earlier measurement (`measured_before`), not re-run here: their fit seconds "
             "were measured under another load of the shared machine.",
             "",
         )
+
+
+def _render_variant_timing(page: Page, data: dict) -> None:
+    """Epoch seconds per variant in interleaved rounds, and the median per-round ratio to the
+    first variant (the reference)."""
+    config = data.get("config", {})
+    page.add(
+        f"One training epoch on the whole training file per variant, {config.get('timing_rounds')} interleaved "
+        "rounds on one thread; the ratio is the median over rounds of the variant's seconds over the reference's.",
+        "",
+    )
+    rows = []
+    for model, per in data["timing"].items():
+        for variant, t in per.items():
+            ratio = next((v for k, v in t.items() if k.startswith("ratio_to_")), None)
+            rows.append([model, variant, pm(_common_summary(t["seconds"]), 1), f"{ratio:.2f}×"])
+    page.table(["model", "variant", "epoch s", "÷ reference"], rows)
 
 
 def _common_summary(values: list[float]) -> dict:

@@ -322,6 +322,48 @@ def test_variant_rows_measured_before_are_marked_and_seeds_are_those_run(render_
     assert "‡ runs taken from an earlier measurement" in page
 
 
+def test_variant_tables_pair_with_the_baseline_when_the_file_has_one(render_results, tmp_path):
+    ema = {
+        "auc": {"income": _stat([0.955, 0.956])},
+        "delta_vs_none": {"income": {"mean": 0.001, "ci95": [0.0, 0.002], "n": 2}},
+        "delta_vs_baseline": {"income": {"mean": 0.0004, "ci95": [-0.0001, 0.0009], "n": 2}},
+    }
+    none = {"auc": {"income": _stat([0.954, 0.955])}, "delta_vs_baseline": {"income": {"mean": -0.0007}}}
+    data = {
+        "benchmark": "weight_averaging_census",
+        "config": {"model": "SharedBottom", "seeds": 2, "protocol": "EMA or none."},
+        "datasets": {
+            "census · SharedBottom": {
+                "tasks": ["income"],
+                "reference": "none",
+                "baseline": {"label": "HGB per task", "auc": {"income": _stat([0.9545, 0.9547])}},
+                "variants": {"none": none, "ema-1": ema},
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "weight_averaging_census", data)
+    assert "| variant | seeds | income AUC | income Δ [95 % CI] | income Δ vs baseline [95 % CI] | epochs |" in page
+    assert "| ema-1 | 2 | 0.9555 ± 0.0007 | +0.0010 [+0.0000, +0.0020] | +0.0004 [-0.0001, +0.0009] |" in page
+    assert "Baseline (HGB per task, the same seeds): 0.9546 ± 0.0001." in page
+
+
+def test_variant_timing_files_render_epoch_seconds_and_ratios(render_results, tmp_path):
+    data = {
+        "benchmark": "weight_averaging_timing",
+        "config": {"timing_rounds": 2},
+        "timing": {
+            "SharedBottom": {
+                "none": {"seconds": [10.0, 12.0], "ratio_to_none": 1.0},
+                "ema-1": {"seconds": [10.5, 12.6], "ratio_to_none": 1.05},
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "weight_averaging_timing", data)
+    assert "2 interleaved rounds" in page
+    assert "| model | variant | epoch s | ÷ reference |" in page
+    assert "| SharedBottom | ema-1 | 11.6 ± 1.5 | 1.05× |" in page
+
+
 def test_synthetic_methods_table_and_paired_differences_with_adam(render_results, tmp_path):
     def method(mean_auc, delta):
         return {"n_seeds": len(mean_auc), "mean_auc": _stat(mean_auc), "mean_auc_minus_adam": _stat(delta)}

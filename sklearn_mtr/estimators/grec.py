@@ -78,165 +78,163 @@ class RouterStatistics(Callback):
 class GRecClassifier(MultiTaskClassifierBase):
     """Generalist Recommender with a task-sentence mixture of experts (Wang et al., CIKM 2023).
 
-        Every sample is turned into tokens of width ``d_model``: a wide & deep **context**
-        token (categorical embeddings through a deep layer, numeric columns through batch norm
-        and a wide layer), one **behaviour-sequence** token per ``sequence_features`` column
-        (a parallel Transformer with multi-query attention, rotary positions and a padding
-        mask), one **text** token per ``text_features`` column (a projection of its TF-IDF-weighted
-        bag of hashed word uni- and bigrams, or a projected vector of a ``sentence_encoder``),
-        and a **candidate item** token (``item_features``). These tokens form a sentence, mixed
-        by a parallel Transformer block; a Switch-style sparse mixture of experts transforms it
-        (top-k routing; router noise only while training; load-balancing and router z-losses
-        added to the training loss), and a shared head with one output unit per task scores
-        it. By default (``routing="task"``) the router reads each task's learned embedding, so
-        a task's experts are the same for every row and each distinct expert path runs once
-        per row, however many tasks; with ``routing="sentence"`` or ``"token"`` each (sample,
-        task) pair forms its own sentence with a **task** token, and the experts are chosen
-        per sentence or per token (with expert capacity in training).
+    Every sample is turned into tokens of width ``d_model``: a wide & deep **context**
+    token (categorical embeddings through a deep layer, numeric columns through batch norm
+    and a wide layer), one **behaviour-sequence** token per ``sequence_features`` column
+    (a parallel Transformer with multi-query attention, rotary positions and a padding
+    mask), one **text** token per ``text_features`` column (a projection of its TF-IDF-weighted
+    bag of hashed word uni- and bigrams, or a projected vector of a ``sentence_encoder``),
+    and a **candidate item** token (``item_features``). These tokens form a sentence, mixed
+    by a parallel Transformer block; a Switch-style sparse mixture of experts transforms it
+    (top-k routing; router noise only while training; load-balancing and router z-losses
+    added to the training loss), and a shared head with one output unit per task scores
+    it. By default (``routing="task"``) the router reads each task's learned embedding, so
+    a task's experts are the same for every row and each distinct expert path runs once
+    per row, however many tasks; with ``routing="sentence"`` or ``"token"`` each (sample,
+    task) pair forms its own sentence with a **task** token, and the experts are chosen
+    per sentence or per token (with expert capacity in training).
 
-        Readings of the paper (arXiv 2504.05318, and its released example code): the paper's
-        production head is a softmax over items; here each task gets one binary output. The
-        paper's "task-sentence" routing is read three ways (``routing``): ``"task"`` routes on
-        the task embedding alone, so each task's expert path is chosen once per batch and
-        inference runs each distinct path once per row, whatever the number of tasks (the
-        Task-MoE of Kudugunta et al., arXiv 2110.03742); ``"sentence"`` routes each (sample,
-        task) sentence on its task-token state after mixing; ``"token"`` routes each token, as
-        the released code does. Capacity is a per-batch limit applied in training only;
-        predictions are dropless, so a row's probability never depends on the rows it is
-        batched with. The released code's bugs are not reproduced: the load-balancing loss
-        reads router probabilities (not logits), the router jitter is off at inference,
-        sequence pooling ignores padding, the mixing block has a residual, and capacity in
-        sentence mode counts sentences, so a sentence is never partly dropped.
+    Readings of the paper (arXiv 2504.05318, and its released example code): the paper's
+    production head is a softmax over items; here each task gets one binary output. The
+    paper's "task-sentence" routing is read three ways (``routing``): ``"task"`` routes on
+    the task embedding alone, so each task's expert path is chosen once per batch and
+    inference runs each distinct path once per row, whatever the number of tasks (the
+    Task-MoE of Kudugunta et al., arXiv 2110.03742); ``"sentence"`` routes each (sample,
+    task) sentence on its task-token state after mixing; ``"token"`` routes each token, as
+    the released code does. Capacity is a per-batch limit applied in training only;
+    predictions are dropless, so a row's probability never depends on the rows it is
+    batched with. The released code's bugs are not reproduced: the load-balancing loss
+    reads router probabilities (not logits), the router jitter is off at inference,
+    sequence pooling ignores padding, the mixing block has a residual, and capacity in
+    sentence mode counts sentences, so a sentence is never partly dropped.
 
-        A pretrained sentence encoder (the paper's MiniLM) can be plugged in with
-        ``sentence_encoder``: any callable the user has locally (nothing is downloaded at run
-        time, and none is bundled). Reading taken: its vectors are frozen features (the paper
-        fine-tunes its text tower; here the callable is never trained) and each text column's
-        token is a learned ``Linear(d, d_model)`` of its vector, in place of the word encoder.
+    A pretrained sentence encoder (the paper's MiniLM) can be plugged in with
+    ``sentence_encoder``: any callable the user has locally (nothing is downloaded at run
+    time, and none is bundled). Reading taken: its vectors are frozen features (the paper
+    fine-tunes its text tower; here the callable is never trained) and each text column's
+    token is a learned ``Linear(d, d_model)`` of its vector, in place of the word encoder.
 
-        Parameters
-        ----------
-        d_model : int, default=32
-            Width of every token (the released code fixes it to 256).
-        n_heads : int, default=2
-            Query heads of the attention blocks (one shared key / value head); ``d_model /
-            n_heads`` must be even.
-        n_sequence_layers : int, default=1
-            Parallel Transformer blocks over each behaviour sequence.
-        n_text_layers : int, default=1
-            Unused: text columns are TF-IDF-weighted bags of hashed word uni- and bigrams, whose
-            token is a projection of the bag (kept for compatibility of the parameters).
-        max_sequence_length : int, default=50
-            The most recent items kept per sequence (the last ones of the list, which is
-            assumed to be in chronological order).
-        max_text_length : int, default=32
-            Unused, as ``n_text_layers`` (texts keep their 256 heaviest terms).
-        item_features : list of str, default=None
-            Categorical columns forming the candidate item token. None: the categorical columns
-            whose vocabulary a ``sequence_features`` column shares (the candidate item of a
-            behaviour history); no candidate token when there is none. These columns are left
-            out of the context token.
-        task_features : list of str, default=None
-            Categorical columns (scenario, channel, ...) whose embeddings are projected and added
-            to every task token: GRec's auxiliary task tokens. They stay in the context token.
-        n_experts : int, default=4
-            Experts of the MoE layer.
-        expert_hidden_dim : int, default=None
-            Hidden width of each expert (``d_model`` when None, as released).
-        top_k : int, default=1
-            Experts per routing unit (Switch-style top-1). With ``top_k > 1`` the chosen
-            experts' probabilities are renormalised to sum to one.
-        routing : {"task", "sentence", "token"}, default="task"
-            What the router reads, and so what it sends to the experts. The default was chosen
-            by measurement: on MovieLens-100K with title and history (2 paired seeds) task
-            routing was ahead of sentence routing on both seeds, both tasks and both metrics
-            (mean +0.006 / +0.007 AUC and +0.005 / +0.005 GAUC, like / love), level on
-            Census-Income (within 0.0004 AUC), and faster to predict at every number of tasks.
+    Parameters
+    ----------
+    d_model : int, default=32
+        Width of every token (the released code fixes it to 256).
+    n_heads : int, default=2
+        Query heads of the attention blocks (one shared key / value head); ``d_model /
+        n_heads`` must be even.
+    n_sequence_layers : int, default=1
+        Parallel Transformer blocks over each behaviour sequence.
+    n_text_layers : int, default=1
+        Unused: text columns are TF-IDF-weighted bags of hashed word uni- and bigrams, whose
+        token is a projection of the bag (kept for compatibility of the parameters).
+    max_sequence_length : int, default=50
+        The most recent items kept per sequence (the last ones of the list, which is
+        assumed to be in chronological order).
+    max_text_length : int, default=32
+        Unused, as ``n_text_layers`` (texts keep their 256 heaviest terms).
+    item_features : list of str, default=None
+        Categorical columns forming the candidate item token. None: the categorical columns
+        whose vocabulary a ``sequence_features`` column shares (the candidate item of a
+        behaviour history); no candidate token when there is none. These columns are left
+        out of the context token.
+    task_features : list of str, default=None
+        Categorical columns (scenario, channel, ...) whose embeddings are projected and added
+        to every task token: GRec's auxiliary task tokens. They stay in the context token.
+    n_experts : int, default=4
+        Experts of the MoE layer.
+    expert_hidden_dim : int, default=None
+        Hidden width of each expert (``d_model`` when None, as released).
+    top_k : int, default=1
+        Experts per routing unit (Switch-style top-1). With ``top_k > 1`` the chosen
+        experts' probabilities are renormalised to sum to one.
+    routing : {"task", "sentence", "token"}, default="task"
+        What the router reads, and so what it sends to the experts. The default was chosen
+        by measurement: on MovieLens-100K with title and history (2 paired seeds) task
+        routing was ahead of sentence routing on both seeds, both tasks and both metrics
+        (mean +0.006 / +0.007 AUC and +0.005 / +0.005 GAUC, like / love), level on
+        Census-Income (within 0.0004 AUC), and faster to predict at every number of tasks.
 
-            - ``"task"``: the task embedding. A task's experts are the same for every row, so
-              the sentence holds only the shared tokens (no task token: ``task_features`` are
-              refused), is mixed once per row, each distinct expert path runs once per row and
-              the shared head once per path; a task adds only its output unit. Prediction cost
-              is flat in the number of tasks (bounded by the number of distinct paths, at most
-              ``n_experts`` for top-1). Tasks on one path share its head output and differ by
-              their towers (``tower_hidden_sizes``) and their path's gate, the mean of their
-              router probabilities. No capacity limit (an expert runs on all the rows of its
-              tasks), so ``capacity_factor`` is unused.
-            - ``"sentence"``: each (sample, task) sentence, on its task-token state after the
-              mixing block; all its tokens go to the same experts. Cost grows with the number
-              of tasks: the mixing attention, the MoE and the head run per sentence.
-            - ``"token"``: each token of each sentence, as the released code does.
-        capacity_factor : float or None, default=1.25
-            An expert accepts at most ``ceil(capacity_factor * units * top_k / n_experts)``
-            routing units per training batch; overflow units skip the MoE (residual only) and
-            are counted in ``history_[:, "capacity_dropped_fraction"]``. None: no limit.
-            Prediction never drops a unit.
-        router_jitter : float, default=0.1
-            Multiplicative uniform noise on the router input while training.
-        balance_loss_coef : float, default=1e-4
-            Weight of the load-balancing loss (released code: 1e-4; Switch used 1e-2).
-        z_loss_coef : float, default=1e-4
-            Weight of the router z-loss (released code: 1e-4; ST-MoE used 1e-3).
-        head_hidden_sizes : tuple of int, default=(64,)
-            Widths of the shared head (LeakyReLU(0.2)) over the flattened sentence.
-        tower_hidden_sizes : tuple of int, default=()
-            Widths of each task's private layers before its output unit.
-        dropout : float, default=0.0
-            Dropout in the attention, the experts, after the MoE and in the head.
-        sentence_encoder : callable, default=None
-            A function mapping a list of ``n`` strings to an array-like ``(n, d)`` of finite
-            floats, e.g. the ``encode`` method of a locally installed sentence-transformers
-            model. When given, every ``text_features`` column's strings (None / NaN become
-            ``""``) are embedded by it, at fit and at predict time, and the column's text token
-            is a learned linear projection of the vector (``d`` to ``d_model``) instead of the
-            trainable word encoder; the callable itself is not trained. ``d`` is read at fit
-            time and must not change afterwards. Such an estimator can be pickled (joblib) when
-            the callable can; :func:`sklearn_mtr.persistence.save` refuses it.
-        %(common)s
+        - ``"task"``: the task embedding. A task's experts are the same for every row, so
+          the sentence holds only the shared tokens (no task token: ``task_features`` are
+          refused), is mixed once per row, each distinct expert path runs once per row and
+          the shared head once per path; a task adds only its output unit. Prediction cost
+          is flat in the number of tasks (bounded by the number of distinct paths, at most
+          ``n_experts`` for top-1). Tasks on one path share its head output and differ by
+          their towers (``tower_hidden_sizes``) and their path's gate, the mean of their
+          router probabilities. No capacity limit (an expert runs on all the rows of its
+          tasks), so ``capacity_factor`` is unused.
+        - ``"sentence"``: each (sample, task) sentence, on its task-token state after the
+          mixing block; all its tokens go to the same experts. Cost grows with the number
+          of tasks: the mixing attention, the MoE and the head run per sentence.
+        - ``"token"``: each token of each sentence, as the released code does.
+    capacity_factor : float or None, default=1.25
+        An expert accepts at most ``ceil(capacity_factor * units * top_k / n_experts)``
+        routing units per training batch; overflow units skip the MoE (residual only) and
+        are counted in ``history_[:, "capacity_dropped_fraction"]``. None: no limit.
+        Prediction never drops a unit.
+    router_jitter : float, default=0.1
+        Multiplicative uniform noise on the router input while training.
+    balance_loss_coef : float, default=1e-4
+        Weight of the load-balancing loss (released code: 1e-4; Switch used 1e-2).
+    z_loss_coef : float, default=1e-4
+        Weight of the router z-loss (released code: 1e-4; ST-MoE used 1e-3).
+    head_hidden_sizes : tuple of int, default=(64,)
+        Widths of the shared head (LeakyReLU(0.2)) over the flattened sentence.
+    tower_hidden_sizes : tuple of int, default=()
+        Widths of each task's private layers before its output unit.
+    dropout : float, default=0.0
+        Dropout in the attention, the experts, after the MoE and in the head.
+    sentence_encoder : callable, default=None
+        A function mapping a list of ``n`` strings to an array-like ``(n, d)`` of finite
+        floats, e.g. the ``encode`` method of a locally installed sentence-transformers
+        model. When given, every ``text_features`` column's strings (None / NaN become
+        ``""``) are embedded by it, at fit and at predict time, and the column's text token
+        is a learned linear projection of the vector (``d`` to ``d_model``) instead of the
+        trainable word encoder; the callable itself is not trained. ``d`` is read at fit
+        time and must not change afterwards. Such an estimator can be pickled (joblib) when
+        the callable can; :func:`sklearn_mtr.persistence.save` refuses it.
+    %(common)s
 
-        The history also holds, per epoch of training batches, ``capacity_dropped_fraction`` (the
-        share of routing units, sentences or tokens, that the capacity limit kept out of the MoE:
-        they pass through on the residual alone) and ``router_expert_load`` (the share of units
-        each expert took). Capacity applies in training only, so the two differ: at inference every
-        unit reaches its experts. A ``RuntimeWarning`` (once per fit) names any expert whose load
-        falls below 1 % of the uniform share in an epoch (a collapsed expert).
+    The history also holds, per epoch of training batches, ``capacity_dropped_fraction`` (the
+    share of routing units, sentences or tokens, that the capacity limit kept out of the MoE:
+    they pass through on the residual alone) and ``router_expert_load`` (the share of units
+    each expert took). Capacity applies in training only, so the two differ: at inference every
+    unit reaches its experts. A ``RuntimeWarning`` (once per fit) names any expert whose load
+    falls below 1 % of the uniform share in an epoch (a collapsed expert).
 
-        Examples
-        --------
-        >>> from sklearn_mtr import GRecClassifier
-        >>> from sklearn_mtr.datasets import make_multitask_classification
-        >>> X, Y = make_multitask_classification(n_samples=300, n_tasks=2, random_state=0)
-        >>> clf = GRecClassifier(max_epochs=2, random_state=0).fit(X, Y)
-        >>> clf.predict_proba(X[:3]).shape
-        (3, 2)
-        >>> len(clf.history_[-1, "router_expert_load"])
-        4
+    Examples
+    --------
+    >>> from sklearn_mtr import GRecClassifier
+    >>> from sklearn_mtr.datasets import make_multitask_classification
+    >>> X, Y = make_multitask_classification(n_samples=300, n_tasks=2, random_state=0)
+    >>> clf = GRecClassifier(max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    >>> len(clf.history_[-1, "router_expert_load"])
+    4
 
-        Text and behaviour sequences:
+    Text and behaviour sequences:
 
-        >>> import pandas as pd
-        >>> X = pd.DataFrame({
-        ...     "item": pd.Categorical(["a", "b", "c", "a"] * 10),
-        ...     "query": ["red shoes", "", None, "blue hat"] * 10,
-        ...     "history": [["a", "b"], [], ["c"], ["b"]] * 10,
-        ... })
-        >>> Y = pd.DataFrame({"click": [1, 0, 1, 0] * 10, "buy": [1, 0, 0, 0] * 10})
-        >>> clf = GRecClassifier(sequence_features={"history": "item"}, text_features=["query"],
-        ...                      max_epochs=2, random_state=0).fit(X, Y)
-        >>> clf.predict_proba(X).shape
-        (40, 2)
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({
+    ...     "item": pd.Categorical(["a", "b", "c", "a"] * 10),
+    ...     "query": ["red shoes", "", None, "blue hat"] * 10,
+    ...     "history": [["a", "b"], [], ["c"], ["b"]] * 10,
+    ... })
+    >>> Y = pd.DataFrame({"click": [1, 0, 1, 0] * 10, "buy": [1, 0, 0, 0] * 10})
+    >>> clf = GRecClassifier(sequence_features={"history": "item"}, text_features=["query"],
+    ...                      max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.predict_proba(X).shape
+    (40, 2)
 
-        With a sentence encoder (here a toy one; e.g. ``SentenceTransformer(path).encode``):
+    With a sentence encoder (here a toy one; e.g. ``SentenceTransformer(path).encode``):
 
-        >>> import warnings
-
-    import numpy as np
-        >>> def encode(texts):
-        ...     return np.array([[len(t), t.count(" "), float("e" in t)] for t in texts])
-        >>> clf = GRecClassifier(sequence_features={"history": "item"}, text_features=["query"],
-        ...                      sentence_encoder=encode, max_epochs=2, random_state=0).fit(X, Y)
-        >>> clf.sentence_dims_
-        {'query': 3}
+    >>> import numpy as np
+    >>> def encode(texts):
+    ...     return np.array([[len(t), t.count(" "), float("e" in t)] for t in texts])
+    >>> clf = GRecClassifier(sequence_features={"history": "item"}, text_features=["query"],
+    ...                      sentence_encoder=encode, max_epochs=2, random_state=0).fit(X, Y)
+    >>> clf.sentence_dims_
+    {'query': 3}
     """
 
     def __init__(

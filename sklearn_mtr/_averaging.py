@@ -44,7 +44,7 @@ class WeightAveraging(Callback):
 
     @staticmethod
     def _params(net) -> list[torch.Tensor]:
-        return [p for p in net.module_.parameters()]
+        return list(net.module_.parameters())
 
     def on_train_begin(self, net, **kwargs):
         self._reset()
@@ -73,14 +73,15 @@ class WeightAveraging(Callback):
             self._swap_in_average(net)
 
     def on_epoch_end(self, net, **kwargs):
-        # Without validation the epoch's callbacks (checkpoints, the divergence check) and a
-        # fit that ends here see the average too.
+        # Without validation the epoch's callbacks (checkpoints, early stopping's snapshot)
+        # and a fit that ends here see the average too.
         self._swap_in_average(net)
 
     def on_train_end(self, net, **kwargs):
         # An interrupt may end a fit mid-epoch: it too ends on the average.
         self._swap_in_average(net)
-        self.raw_ = None  # the module keeps the average; the raw weights are not part of the model
+        # The module holds the average now; neither copy is part of the model (nor of a pickle).
+        self.average_, self.raw_ = None, None
 
     def _swap_in_average(self, net) -> None:
         if self.raw_ is not None or self.average_ is None:

@@ -60,6 +60,7 @@ def test_fitted_weights_are_the_exponential_moving_average_of_the_steps():
         average = average + weight * (params - average)
     torch.testing.assert_close(flat(clf.net_.module_), average)
     assert not torch.allclose(flat(clf.net_.module_), rec.after_step[-1])
+    assert dict(clf.net_.callbacks_)["weight_averaging"].average_ is None  # not kept twice in a pickle
 
 
 def test_without_averaging_the_fitted_weights_are_the_last_step():

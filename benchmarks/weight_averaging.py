@@ -7,6 +7,7 @@ measures what that default is worth:
 
 - ``none``: the estimator with ``ema_epochs=None`` (the last step's weights; the reference);
 - ``ema-0.5``, ``ema-1``, ``ema-2``: ``ema_epochs`` 0.5, 1 (the default) and 2;
+- ``ema-1-max20``: the default with ``max_epochs=20`` (averaged fits often run to the cap of 10);
 - ``control``: ``none`` with ``task_weights`` 1 / n_tasks each, which Adam's scale
   invariance makes a no-op up to rounding: its difference from ``none`` is the resolution.
 
@@ -34,11 +35,18 @@ import json
 import _common
 import vs_sklearn
 
-VARIANTS = {"none": None, "ema-0.5": 0.5, "ema-1": 1.0, "ema-2": 2.0, "control": None}
+VARIANTS = {
+    "none": {"ema_epochs": None},
+    "ema-0.5": {"ema_epochs": 0.5},
+    "ema-1": {"ema_epochs": 1.0},
+    "ema-2": {"ema_epochs": 2.0},
+    "ema-1-max20": {"ema_epochs": 1.0, "max_epochs": 20},
+    "control": {"ema_epochs": None},
+}
 
 
 def make(model: str, variant: str, seed: int, data: dict):
-    clf = vs_sklearn.make_estimator(model, seed, data).set_params(ema_epochs=VARIANTS[variant])
+    clf = vs_sklearn.make_estimator(model, seed, data).set_params(**VARIANTS[variant])
     if variant == "control":
         n = len(data["tasks"])
         clf.set_params(task_weights=[1.0 / n] * n)
@@ -77,7 +85,7 @@ def time_epochs(model: str, rounds: int) -> dict:
     data = vs_sklearn.prepare(vs_sklearn.load_census(), None, None)
     clfs = {
         v: vs_sklearn.make_estimator(model, 0, data).set_params(
-            ema_epochs=VARIANTS[v], max_epochs=1, early_stopping=False, warm_start=True
+            **VARIANTS[v], max_epochs=1, early_stopping=False, warm_start=True
         )
         for v in ("none", "ema-1")
     }
@@ -101,6 +109,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="weight_averaging")
+    parser.add_argument("--reference", default="none", choices=list(VARIANTS), help="the variant others pair with")
     parser.add_argument("--none-from-vs-sklearn", action="store_true", help="reuse vs_sklearn.json's runs as 'none'")
     parser.add_argument("--timing-rounds", type=int, default=0, help="only time Census epochs, in interleaved rounds")
     parser.add_argument(
@@ -130,7 +139,7 @@ def main(argv=None) -> int:
             for name in args.datasets
             if name in earlier
         }
-    vs_sklearn.run_variants(args, make, args.output, "none", __doc__, measured)
+    vs_sklearn.run_variants(args, make, args.output, args.reference, __doc__, measured)
     return 0
 
 

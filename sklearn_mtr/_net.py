@@ -166,13 +166,7 @@ class TaskScoring(Callback):
         self._diag_sum: dict[str, tuple] = {}
 
     def on_batch_end(self, net, batch, training, y_pred=None, diagnostics=None, **kwargs):
-        if training:
-            loss = net.history[-1, "batches", -1, "train_loss"]
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training diverged: the loss became {loss} in epoch {len(net.history)} (lr={net.lr}); "
-                    "lower lr or check the input scale."
-                )
+        if training:  # the loss is checked in train_step, before the update
             for key, value in (diagnostics or {}).items():
                 # Per key: a method may report some values only on some steps.
                 total, count = self._diag_sum.get(key, (0, 0))

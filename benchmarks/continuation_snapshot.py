@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    import sklearn_mtr._base as base
+    import sklearn_mtr._fitting as base
     from sklearn_mtr import MMoEClassifier
     from sklearn_mtr._snapshot import NetSnapshot
     from sklearn_mtr.datasets import make_multitask_classification

@@ -73,7 +73,7 @@ def child(rows: int, mode: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    import sklearn_mtr._base as base
+    import sklearn_mtr._prediction as base
     from sklearn_mtr import MMoEClassifier
 
     X_train = _frame(20_000, 0)

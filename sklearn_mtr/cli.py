@@ -621,7 +621,7 @@ def task_metrics(Y, proba: np.ndarray, task_names: list[str], *, groups=None, sa
     """Per-task ROC AUC, log loss, GAUC (with ``groups``), label counts and their means."""
     import warnings
 
-    from ._base import task_label_values
+    from ._validation import task_label_values
     from .metrics import group_auc_score, per_task_log_loss, per_task_roc_auc
 
     Y = pd.DataFrame(Y)

@@ -54,6 +54,7 @@ import torch
 from skorch.history import History
 
 from . import _safetensors
+from ._params import check_common_params, resolve_device
 
 FORMAT_NAME = "sklearn-mtr-safe"
 FORMAT_VERSION = 2
@@ -506,8 +507,6 @@ def load(path: str | os.PathLike, device: str | None = None):
     --------
     See :func:`save`.
     """
-    from ._base import resolve_device
-
     # Checked before the file is read: a device torch cannot use is the caller's error, not
     # a damaged file (torch.load would fail on it, and that failure reads as a corrupt file).
     device = None if device is None else resolve_device(device)
@@ -537,7 +536,7 @@ def _load_members(members: dict[str, bytes], device: str | None):
     try:
         # The checks fit makes, compile's allow-list included: predict runs what the
         # parameters say (torch.compile arguments, thread counts) without calling fit.
-        estimator._check_params()
+        check_common_params(estimator)
     except ValueError as exc:
         raise ValueError(f"the file's parameters are not valid for {cls.__name__}: {exc}") from None
     if "fitted" not in config:
@@ -563,7 +562,7 @@ def _load_members(members: dict[str, bytes], device: str | None):
 
     devices = [torch.device(estimator.device_)] if torch.device(estimator.device_).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # building the net draws initial weights
-        net = estimator._make_net(None)
+        net = estimator._make_net(estimator._call_net_params(None))
         net.initialize()
     net.module_.load_state_dict(state["module"])
     net.optimizer_.load_state_dict(state["optimizer"])

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.model_selection import KFold, cross_val_score
 
-import sklearn_mtr._base as base
+import sklearn_mtr._prediction as base
 from sklearn_mtr import MMoEClassifier
 from sklearn_mtr.features import TabularEncoder
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from model_fixtures import SCHEMA, make_batch
 
-import sklearn_mtr._base as base
+import sklearn_mtr._prediction as base
 from sklearn_mtr import AITMClassifier, ESMMClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.estimators._funnel import check_funnel_labels

@@ -531,7 +531,7 @@ def test_fit_predict_with_groups_scores_requests_as_sets():
 def test_chunked_prediction_keeps_requests_whole(monkeypatch):
     # predict encodes about _PREDICT_CHUNK rows at a time; with requests a chunk must end on a
     # request boundary, and shuffled rows must come back in their own order.
-    import sklearn_mtr._base as base
+    import sklearn_mtr._prediction as base
 
     X, Y, groups = request_data(n_requests=12, size=5)
     clf = OneRankClassifier(context_features=["user"], **TINY).fit(X, Y, groups=groups)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sklearn_mtr._base as base
+import sklearn_mtr._prediction as base
 from sklearn_mtr import MMoEClassifier, PLEClassifier
 from sklearn_mtr.datasets import make_multitask_classification
 

@@ -10,7 +10,9 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
-from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
+from .._base import MultiTaskClassifierBase
+from .._common_doc import with_common_parameters
+from .._params import store_init_params
 from ..models import GRec
 from ..models._moe import SwitchMoE
 
@@ -407,5 +409,5 @@ class GRecClassifier(MultiTaskClassifierBase):
             module.scored_tasks = None
 
     def _builtin_callbacks(self, use_valid: bool) -> list[tuple]:
-        # here, not in _make_net: a continuation (partial_fit, warm_start) rebuilds the callbacks
+        # here, not in _make_net: every fit call (partial_fit, warm_start) rebuilds the callbacks
         return [*super()._builtin_callbacks(use_valid), ("router_statistics", RouterStatistics())]

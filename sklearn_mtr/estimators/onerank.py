@@ -11,7 +11,9 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
+from .._base import MultiTaskClassifierBase
+from .._common_doc import with_common_parameters
+from .._params import store_init_params
 from ..models import OneRank
 
 

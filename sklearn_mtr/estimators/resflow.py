@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
+from .._base import MultiTaskClassifierBase
+from .._common_doc import with_common_parameters
+from .._params import store_init_params
 from ..models import ResFlow
 
 # The released code (github.com/BrunoTruthAlliance/ResFlow, commit c80e215), as its two

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .._base import MultiTaskClassifierBase, store_init_params, with_common_parameters
+from .._base import MultiTaskClassifierBase
+from .._common_doc import with_common_parameters
+from .._params import store_init_params
 from ..models import SharedBottom
 
 

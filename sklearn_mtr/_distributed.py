@@ -26,7 +26,7 @@ The design, and why the result equals one process on the global batch:
   the ranks gives exactly the gradient of the global loss.
 - **Per-task gradients synchronised before they are combined.** Gradient-combining methods
   (PCGrad, MGDA, CAGrad, Nash-MTL, PUB, GradNorm, ...) obtain the ``(T, P)`` matrix of
-  per-task shared gradients from :func:`~sklearn_mtr.optim._grads.task_gradients`, which
+  per-task shared gradients from :meth:`~sklearn_mtr.optim.StepContext.task_gradients`, which
   all-reduces it (and the task-private gradients) *before* the method projects, solves or
   balances, so the method sees the global batch's per-task gradients (one all-reduce of
   ``T x P`` values per step rather than ``P``). Methods with one backward pass of a
@@ -49,7 +49,8 @@ process group is kept); save it from rank 0.
 
 Examples
 --------
->>> from sklearn_mtr._distributed import data_parallel_context, local_fit
+>>> from sklearn_mtr._distributed import data_parallel_context
+>>> from sklearn_mtr.distributed import local_fit
 >>> data_parallel_context() is None  # a single process
 True
 >>> with local_fit():

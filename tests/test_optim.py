@@ -94,7 +94,6 @@ def test_a_new_method_plugs_in_without_touching_the_estimator():
 @pytest.mark.parametrize("name", ["mmoe", "ple", "shared_bottom"])
 def test_task_gradients_recombined_with_the_weights_equal_plain_backward(name):
     from sklearn_mtr.models import MODELS
-    from sklearn_mtr.optim._grads import task_gradients, write_gradients
 
     torch.manual_seed(0)
     schema = FeatureSchema(categorical_names=("a",), categorical_cardinalities=(6,), n_numeric=3)
@@ -106,9 +105,9 @@ def test_task_gradients_recombined_with_the_weights_equal_plain_backward(name):
     losses = torch.stack([bce(model(batch)[:, k], y[:, k]) for k in range(3)])
     ctx = StepContext(model, None, None, weights)
 
-    shared_grads, private, shared = task_gradients(losses, ctx)
+    shared_grads, private, shared = ctx.task_gradients(losses)
     assert shared_grads.shape == (3, sum(p.numel() for p in shared))
-    write_gradients(ctx, shared, weights @ shared_grads, private)
+    ctx.write_gradients(shared, weights @ shared_grads, private)
     combined = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     model.zero_grad(set_to_none=True)

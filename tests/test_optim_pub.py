@@ -504,11 +504,9 @@ def test_weights_respond_to_conflict_inside_training():
 
 
 def test_joint_pass_between_refreshes_applies_the_lookahead_formula(monkeypatch):
-    import sklearn_mtr.optim.pub as pub_module
-
     calls = []
-    real = pub_module.task_gradients
-    monkeypatch.setattr(pub_module, "task_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = StepContext.task_gradients
+    monkeypatch.setattr(StepContext, "task_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(9)
     model = _Toy(n_tasks=2, hidden=7)
     batch, y = _toy_data(seed=9)

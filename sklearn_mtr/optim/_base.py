@@ -31,11 +31,20 @@ class StepContext:
         (``partial_fit`` calls and warm starts continue the count); methods that work per
         epoch (DWA) use it.
     data_parallel : DataParallel or None
-        Set in a data-parallel fit (``sklearn_mtr._distributed``): ``task_gradients``
+        Set in a data-parallel fit: :meth:`task_gradients`
         all-reduces the per-task gradients through it before a method combines them.
     gradients_synced : bool
-        Set by ``task_gradients`` once it has all-reduced the gradients of this step, so the
-        net does not sum the written ``.grad`` a second time.
+        Set by :meth:`task_gradients` once it has all-reduced the gradients of this step, so
+        the net does not sum the written ``.grad`` a second time.
+
+    Notes
+    -----
+    Methods that combine per-task gradients follow one pattern: :meth:`task_gradients` runs
+    one backward pass per task (``T`` passes, the graph kept) and returns each task's gradient
+    on the shared parameters as a ``(T, P)`` matrix, with each task's gradients on its own
+    private parameters (only its own loss reaches them, so the same passes give them); the
+    method turns the matrix into one shared gradient (and task scales); :meth:`write_gradients`
+    stores it in ``.grad`` for the torch optimizer.
     """
 
     model: nn.Module
@@ -46,6 +55,65 @@ class StepContext:
     epoch: int = 0
     data_parallel: object | None = None
     gradients_synced: bool = False
+
+    def task_gradients(
+        self, task_losses: torch.Tensor
+    ) -> tuple[torch.Tensor, list[list[torch.Tensor | None]], list[nn.Parameter]]:
+        """Per-task gradients of one forward pass.
+
+        In a data-parallel fit they are the global batch's: all-reduced across ranks before
+        a method combines them (the losses are each rank's share, so the sum is exact).
+
+        Returns
+        -------
+        shared_grads : Tensor of shape (n_tasks, n_shared_values)
+            Row ``k`` is ``dL_k / d(shared parameters)``, flattened in the order of ``shared``.
+        private_grads : list of list
+            ``private_grads[k]`` are the gradients of ``L_k`` on ``model.task_parameters(k)``.
+        shared : list of Parameter
+            The shared parameters, in the order of the flattening.
+        """
+        shared = self.model.shared_parameters()
+        rows, private = [], []
+        for k in range(task_losses.shape[0]):
+            own = self.model.task_parameters(k)
+            grads = torch.autograd.grad(task_losses[k], shared + own, retain_graph=True, allow_unused=True)
+            rows.append(_flat(grads[: len(shared)], shared))
+            private.append(list(grads[len(shared) :]))
+        shared_grads = torch.stack(rows)
+        if self.data_parallel is not None:
+            shared_grads, private = self.data_parallel.sum_task_gradients(shared_grads, private)
+            self.gradients_synced = True
+        return shared_grads, private, shared
+
+    def write_gradients(
+        self,
+        shared: list[nn.Parameter],
+        shared_grad: torch.Tensor,
+        private_grads: list[list[torch.Tensor | None]],
+        task_scales: torch.Tensor | None = None,
+    ) -> None:
+        """Set ``.grad``: ``shared_grad`` (flat) on the shared parameters, task ``k``'s private
+        gradients scaled by ``task_scales[k]`` (the user's ``task_weights`` when None), plus
+        the gradient of the architecture's auxiliary loss when there is one."""
+        scales = self.task_weights if task_scales is None else task_scales
+        offset = 0
+        for p in shared:
+            n = p.numel()
+            p.grad = shared_grad[offset : offset + n].view_as(p).clone()
+            offset += n
+        for k, grads in enumerate(private_grads):
+            for p, g in zip(self.model.task_parameters(k), grads):
+                p.grad = None if g is None else g * scales[k]
+        if self.aux_loss is not None and self.gradients_synced:
+            # The .grad just written is global; add the all-reduced gradient of the aux loss.
+            self.data_parallel.sum_aux_gradients(self.aux_loss, [p for p in self.model.parameters() if p.requires_grad])
+        elif self.aux_loss is not None:
+            self.aux_loss.backward()  # accumulates into the .grad just written
+
+
+def _flat(grads, params) -> torch.Tensor:
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
 
 
 class MultiTaskOptimizer(BaseEstimator):

@@ -3,13 +3,13 @@
 Every method here follows the same step (:meth:`GradientCombination.backward`):
 
 1. ``T`` backward passes give the ``(T, P)`` matrix of the tasks' gradients on the shared
-   parameters (:func:`~sklearn_mtr.optim._grads.task_gradients`); row ``k`` is scaled by the
+   parameters (:meth:`StepContext.task_gradients`); row ``k`` is scaled by the
    user's ``task_weights[k]``, i.e. the methods combine the gradients of ``w_k L_k``;
 2. the method reads the ``T x T`` Gram matrix of these rows and returns coefficients
    ``beta`` such that the shared gradient is ``sum_k beta_k w_k g_k`` (every method here
    yields a combination of the task gradients, so the combination itself is one
    ``(T,) @ (T, P)`` product on the device);
-3. :func:`~sklearn_mtr.optim._grads.write_gradients` stores it, task ``k``'s private
+3. :meth:`StepContext.write_gradients` stores it, task ``k``'s private
    parameters getting ``beta_k w_k`` times their own gradient (or ``w_k`` for the methods
    whose coefficients are not task weights).
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from ._base import MultiTaskOptimizer, StepContext
-from ._grads import task_gradients, write_gradients
 
 # A task whose squared gradient norm is at most this fraction of the largest one has no
 # gradient in the batch (typically: none of its labels is present) and is left out of the solve.
@@ -369,12 +368,12 @@ class GradientCombination(MultiTaskOptimizer):
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         self._check_hyperparameters()
-        raw, private, shared = task_gradients(task_losses, ctx)
+        raw, private, shared = ctx.task_gradients(task_losses)
         task_weights = ctx.task_weights.to(device=raw.device, dtype=raw.dtype)
         grads = raw * task_weights[:, None]
         gram = grads @ grads.T
         losses = task_losses.detach().to(raw.dtype) * task_weights
         direction, coefficients, extra = self._combine(grads, gram, losses, ctx.state)
         scales = coefficients * task_weights if self._weights_scale_private else task_weights
-        write_gradients(ctx, shared, direction, private, scales)
+        ctx.write_gradients(shared, direction, private, scales)
         return {"weights": coefficients.detach(), "cosine": mean_pairwise_cosine(gram), **extra}

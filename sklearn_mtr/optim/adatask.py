@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from ._base import MultiTaskOptimizer, StepContext
-from ._grads import task_gradients, write_gradients
 
 
 class AdaTaskAdam(torch.optim.Optimizer):
@@ -46,7 +45,7 @@ class AdaTaskAdam(torch.optim.Optimizer):
         """Per-task gradients of the shared ``params`` for the next :meth:`step`.
 
         ``grads`` is ``(n_tasks, n_values)``, flattened in the order of ``params`` (as
-        :func:`~sklearn_mtr.optim._grads.task_gradients` returns it); ``aux_grad`` the
+        :meth:`StepContext.task_gradients` returns it); ``aux_grad`` the
         flat gradient of the auxiliary loss, or None.
         """
         slices, offset = {}, 0
@@ -189,12 +188,12 @@ class AdaTask(MultiTaskOptimizer):
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         if not isinstance(ctx.optimizer, AdaTaskAdam):
             raise TypeError("AdaTask needs the AdaTaskAdam optimizer that AdaTask.create_optimizer builds.")
-        grads, private, shared = task_gradients(task_losses, ctx)
+        grads, private, shared = ctx.task_gradients(task_losses)
         aux = None
         if ctx.aux_loss is not None and shared:
             parts = torch.autograd.grad(ctx.aux_loss, shared, retain_graph=True, allow_unused=True)
             aux = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(parts, shared)])
         scales = ctx.task_weights.to(grads.dtype)
-        write_gradients(ctx, shared, scales @ grads, private)
+        ctx.write_gradients(shared, scales @ grads, private)
         ctx.optimizer.set_task_gradients(shared, grads, scales, aux)
         return {"weights": ctx.task_weights.detach().clone()}

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from ._base import MultiTaskOptimizer, StepContext, device_of
-from ._grads import task_gradients, write_gradients
 
 
 class GradNorm(MultiTaskOptimizer):
@@ -31,7 +30,7 @@ class GradNorm(MultiTaskOptimizer):
     multiply ``w`` in the network's objective only; the balancing itself ignores them
     (otherwise it would undo them), so the effective weight on ``L_k`` is ``u_k * w_k``.
     ``L_k(0)`` is the first loss recorded for task ``k`` (a buffer of the state module).
-    ``T`` backward passes per step (:func:`~sklearn_mtr.optim._grads.task_gradients`).
+    ``T`` backward passes per step (:meth:`StepContext.task_gradients`).
 
     Deviations from the paper: the gradient norms are taken over *all* shared parameters
     (embeddings, experts, gates), not only the last shared layer (the paper's choice for
@@ -90,7 +89,7 @@ class GradNorm(MultiTaskOptimizer):
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         st = ctx.state
-        grads, private, shared = task_gradients(task_losses, ctx)
+        grads, private, shared = ctx.task_gradients(task_losses)
         with torch.no_grad():
             w = st.weights.detach().clone()
             losses = task_losses.detach().to(w.dtype)
@@ -108,7 +107,7 @@ class GradNorm(MultiTaskOptimizer):
 
             scales = ctx.task_weights.to(w.dtype) * w
             shared_grad = scales.to(grads.dtype) @ grads
-        write_gradients(ctx, shared, shared_grad, private, task_scales=scales)
+        ctx.write_gradients(shared, shared_grad, private, task_scales=scales)
         return {"weights": w, "grad_norms": norms}
 
     def step(self, ctx: StepContext) -> None:

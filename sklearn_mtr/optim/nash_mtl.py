@@ -14,7 +14,6 @@ from ._combination import (
     gram_to_numpy,
     mean_pairwise_cosine,
 )
-from ._grads import task_gradients, write_gradients
 from ._nash import solve_nash_weights
 
 
@@ -133,13 +132,13 @@ class NashMTL(GradientCombination):
         task_weights = ctx.task_weights.to(device=task_losses.device, dtype=task_losses.dtype)
         failed = torch.tensor(0.0)
         if state.n_steps % self.update_weights_every == 0:
-            raw, private, shared = task_gradients(task_losses, ctx)
+            raw, private, shared = ctx.task_gradients(task_losses)
             grads = raw * task_weights[:, None].to(raw.dtype)
             gram = grads @ grads.T
             failed = self._refresh(gram, state)
             state.cosine.copy_(mean_pairwise_cosine(gram))
             alpha = state.alpha.to(raw.dtype)
-            write_gradients(ctx, shared, alpha @ grads, private, alpha * task_weights.to(raw.dtype))
+            ctx.write_gradients(shared, alpha @ grads, private, alpha * task_weights.to(raw.dtype))
         else:
             shared = ctx.model.shared_parameters()
             self.weighted_total(state.alpha.to(task_losses.dtype) * task_losses, ctx).backward()

@@ -8,7 +8,6 @@ from numbers import Integral, Real
 import torch
 
 from ._base import MultiTaskOptimizer, StepContext
-from ._grads import task_gradients
 from ._nash import solve_nash_weights
 
 _NORMALIZATIONS = ("parallel_to_one", "sum_to_one", "sum_to_T", "none", "unit_weights")
@@ -305,7 +304,7 @@ default="sum_to_one"
         if not optimizer.needs_task_gradients():
             return optimizer.joint_backward(task_losses, ctx.task_weights, ctx.aux_loss)
         losses = task_losses if ctx.aux_loss is None else task_losses + ctx.aux_loss
-        grads, private, shared = task_gradients(losses, ctx)
+        grads, private, shared = ctx.task_gradients(losses)
         diagnostics = optimizer.prepare(shared, grads, ctx.task_weights)
         optimizer.set_task_gradients(private, ctx.task_weights, ctx.model)
         return diagnostics

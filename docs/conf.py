@@ -17,6 +17,10 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
 import sklearn_mtr
+from sklearn_mtr.estimators._registry import api_autosummary
+
+# The API reference's estimator sections, from the registry (docs/api.rst includes them).
+(DOCS / "_api_estimators.rst").write_text(api_autosummary(), encoding="utf-8")
 
 # The gallery examples run in this process while the site is built: never a GUI backend
 # (each example also sets one torch thread, as its small models need no more).
@@ -40,7 +44,7 @@ extensions = [
 root_doc = "index"
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "sg_execution_times.rst"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "sg_execution_times.rst", "_api_estimators.rst"]
 
 # -- API reference -----------------------------------------------------------------------
 # As in scikit-learn: autosummary writes one page per public name (api.rst lists them and

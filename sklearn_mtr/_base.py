@@ -56,9 +56,16 @@ class MultiTaskClassifierBase(FitMixin, PredictionMixin, InputValidationMixin, C
     ):
         store_init_params(self, locals())
 
+    #: The architecture the default :meth:`_build_module` builds, passing it the estimator's
+    #: parameters of the same names (every one of its hyper-parameters, ``embedding_dim`` included).
+    _architecture: type[MultiTaskModule] | None = None
+
     # ------------------------------------------------------------------ subclass hooks
-    def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:  # pragma: no cover
-        raise NotImplementedError
+    def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:
+        architecture = type(self)._architecture
+        if architecture is None:  # pragma: no cover - a subclass sets one or overrides this
+            raise NotImplementedError(f"{type(self).__name__} sets no _architecture and does not build a module.")
+        return architecture(schema, n_tasks, **{name: getattr(self, name) for name in architecture.hyperparameters()})
 
     def _extra_inputs(self, y: np.ndarray, groups: np.ndarray | None) -> dict[str, torch.Tensor]:
         """Tensors added to every training batch dict besides the encoded features (none by

@@ -356,11 +356,10 @@ def _take(values, index: np.ndarray):
 
 
 def _estimators() -> dict[str, type]:
-    """The public estimators by short name (their module's name: mmoe, ple, shared_bottom, ...)."""
-    from . import estimators
+    """The registered estimators by short name (mmoe, ple, shared_bottom, ...)."""
+    from .estimators import ESTIMATORS
 
-    classes = [getattr(estimators, name) for name in estimators.__all__]
-    return {cls.__module__.rsplit(".", 1)[-1]: cls for cls in classes}
+    return dict(ESTIMATORS)
 
 
 def _estimator_class(name: str) -> type:

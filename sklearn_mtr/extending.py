@@ -11,7 +11,10 @@ may move between releases, these names will not.
   :class:`GradientCombination` when it combines per-task gradients of the shared parameters;
   at each step it receives a :class:`StepContext`, whose ``task_gradients`` and
   ``write_gradients`` do the per-task backward passes (all-reduced in a data-parallel fit).
-- **An estimator** subclasses :class:`MultiTaskClassifierBase`, lists its parameters
+- **Registering** an architecture (:func:`register_architecture`, one line) builds its
+  estimator from the module and makes it a ``--model`` of the command line, a class the safe
+  file format loads, and an entry of the API reference.
+- **A hand-written estimator** (for behaviour beyond the module's) subclasses :class:`MultiTaskClassifierBase`, lists its parameters
   explicitly, stores them with :func:`store_init_params` and documents the shared ones with
   :func:`with_common_parameters`.
 
@@ -40,6 +43,7 @@ from ._base import MultiTaskClassifierBase
 from ._common_doc import with_common_parameters
 from ._params import store_init_params
 from ._schema import FeatureSchema
+from .estimators._registry import register_architecture
 from .models import MultiTaskModule
 from .models._blocks import MLP, InputEmbedding, tower_logits
 from .optim import MultiTaskOptimizer, StepContext
@@ -54,6 +58,7 @@ __all__ = [
     "MultiTaskModule",
     "MultiTaskOptimizer",
     "StepContext",
+    "register_architecture",
     "store_init_params",
     "tower_logits",
     "with_common_parameters",

@@ -8,7 +8,7 @@ unpickler:
 - ``format.json``: the format name and version, the library versions that wrote it, and the
   SHA-256 of every other member (a damaged or edited file is refused with a clear error;
   this is an integrity check, not a signature);
-- ``config.json``: the estimator's class name (one of :data:`sklearn_mtr.estimators.__all__`),
+- ``config.json``: the estimator's class name (one of :data:`sklearn_mtr.estimators.ESTIMATORS`),
   its ``get_params(deep=False)``, its fitted attributes (the feature encoder's roles,
   vocabularies and scalers included), ``history_`` and the layout of the training state, all
   as tagged JSON. Only plain values, numpy arrays of numbers or strings, pandas indexes and a
@@ -96,15 +96,15 @@ class _Encoder:
     so a JSON object is never ambiguous) and back."""
 
     def __init__(self, tensors: dict[str, torch.Tensor] | None = None) -> None:
-        from . import estimators
         from ._schema import FeatureSchema, SequenceInput, SparseInput, TextInput
+        from .estimators import ESTIMATORS
         from .features import TabularEncoder
         from .features._sparse import SparseColumns
         from .features._text import HashedText
         from .features._vocab import Vocabulary
         from .optim import OPTIMIZERS
 
-        self.estimators = {name: getattr(estimators, name) for name in estimators.__all__}
+        self.estimators = {cls.__name__: cls for cls in ESTIMATORS.values()}
         self.optimizers = {cls.__name__: cls for cls in OPTIMIZERS.values()}
         # Restored from their attribute dict, without calling __init__ or any other code.
         self.stateful = {cls.__name__: cls for cls in (TabularEncoder, Vocabulary, HashedText, SparseColumns)}

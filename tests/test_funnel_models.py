@@ -14,7 +14,7 @@ import sklearn_mtr._prediction as base
 from sklearn_mtr import AITMClassifier, ESMMClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.estimators._funnel import check_funnel_labels
-from sklearn_mtr.models import AITM, ESMM, MODELS
+from sklearn_mtr.models import AITM, ESMM, ResFlow
 from sklearn_mtr.models.esmm import chained_product_logits
 
 
@@ -48,10 +48,6 @@ def assert_task_parameters_exact(model, batch):
     for k in range(model.n_tasks):
         declared = {names[id(p)] for p in model.task_parameters(k)}
         assert declared == {n for n, tasks in reach.items() if tasks == {k}}, k
-
-
-def test_registered():
-    assert MODELS["esmm"] is ESMM and MODELS["aitm"] is AITM
 
 
 # ----------------------------------------------------------------------------- ESMM
@@ -298,6 +294,7 @@ def test_three_stage_esmm(funnel):
 
 
 # ----------------------------------------------------------------------------- common contract
+CHAINED_MODELS = {"resflow": ResFlow, "esmm": ESMM, "aitm": AITM}
 CHAINED = {
     "resflow": {"embedding_dim": 4, "tower_hidden_sizes": (6, 5)},
     "esmm": {"embedding_dim": 4, "tower_hidden_sizes": (6,)},
@@ -309,7 +306,7 @@ CHAINED = {
 @pytest.mark.parametrize("name", list(CHAINED))
 def test_chained_models_output_and_parameter_groups(name, n_tasks):
     torch.manual_seed(0)
-    model = MODELS[name](SCHEMA, n_tasks, **CHAINED[name])
+    model = CHAINED_MODELS[name](SCHEMA, n_tasks, **CHAINED[name])
     batch = make_batch()
     for train in (True, False):
         model.train(train)
@@ -337,7 +334,7 @@ def test_chained_models_on_sequence_and_text_inputs(name):
     )
     enc = TabularEncoder(sequence_features={"hist": "item"}, text_features=["title"]).fit(X)
     torch.manual_seed(0)
-    model = MODELS[name](enc.schema_, 2, **CHAINED[name])
+    model = CHAINED_MODELS[name](enc.schema_, 2, **CHAINED[name])
     out = logits_of(model, enc.transform(X))
     assert out.shape == (4, 2) and torch.isfinite(out).all()
     out.sum().backward()

@@ -82,9 +82,9 @@ def _fit_on(cls, device, **params):
 
 
 def _public_estimators():
-    from sklearn_mtr import estimators
+    from sklearn_mtr.estimators import ESTIMATORS
 
-    return [getattr(estimators, name) for name in estimators.__all__]
+    return list(ESTIMATORS.values())
 
 
 @pytest.mark.parametrize("cls", _public_estimators(), ids=lambda c: c.__name__)

@@ -10,9 +10,19 @@ from torch import nn
 
 from sklearn_mtr._schema import FeatureSchema, SequenceInput, TextInput
 from sklearn_mtr.features import TabularEncoder
-from sklearn_mtr.models import AITM, ESMM, MODELS, PLE, GRec, MMoE, MultiTaskModule, OneRank, ResFlow, SharedBottom
+from sklearn_mtr.models import AITM, ESMM, PLE, GRec, MMoE, OneRank, ResFlow, SharedBottom
 from sklearn_mtr.models._blocks import MLP, BatchedExperts, InputEmbedding, masked_mean
 
+MODELS = {
+    "shared_bottom": SharedBottom,
+    "mmoe": MMoE,
+    "ple": PLE,
+    "resflow": ResFlow,
+    "esmm": ESMM,
+    "aitm": AITM,
+    "grec": GRec,
+    "onerank": OneRank,
+}
 # Tiny architectures: every test runs in milliseconds.
 SMALL = {
     "shared_bottom": {"embedding_dim": 4, "bottom_hidden_sizes": (8,), "tower_hidden_sizes": (4,)},
@@ -78,20 +88,6 @@ def encoded_frame():
     )
     enc = TabularEncoder(sequence_features={"hist": "item"}, text_features=["title"]).fit(X)
     return enc.schema_, enc.transform(X)
-
-
-def test_models_registry():
-    assert MODELS == {
-        "shared_bottom": SharedBottom,
-        "mmoe": MMoE,
-        "ple": PLE,
-        "resflow": ResFlow,
-        "esmm": ESMM,
-        "aitm": AITM,
-        "grec": GRec,
-        "onerank": OneRank,
-    }
-    assert all(issubclass(cls, MultiTaskModule) for cls in MODELS.values())
 
 
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from sklearn_mtr import OneRankClassifier
 from sklearn_mtr._schema import FeatureSchema, SequenceInput
-from sklearn_mtr.models import MODELS, OneRank
+from sklearn_mtr.models import OneRank
 from sklearn_mtr.models.onerank import cross_task_visibility
 from sklearn_mtr.optim import OPTIMIZERS
 
@@ -49,10 +49,6 @@ def make_batch(seed=0, group=GROUP):
         "len__hist": lengths,
         "group": group.clone(),
     }
-
-
-def test_registered():
-    assert MODELS["onerank"] is OneRank
 
 
 # ---------------------------------------------------------------------- the structured mask

@@ -93,11 +93,13 @@ def test_a_new_method_plugs_in_without_touching_the_estimator():
 
 @pytest.mark.parametrize("name", ["mmoe", "ple", "shared_bottom"])
 def test_task_gradients_recombined_with_the_weights_equal_plain_backward(name):
-    from sklearn_mtr.models import MODELS
+    from sklearn_mtr.models import PLE, MMoE, SharedBottom
 
     torch.manual_seed(0)
     schema = FeatureSchema(categorical_names=("a",), categorical_cardinalities=(6,), n_numeric=3)
-    model = MODELS[name](schema, 3, embedding_dim=4, tower_hidden_sizes=(4,))
+    model = {"mmoe": MMoE, "ple": PLE, "shared_bottom": SharedBottom}[name](
+        schema, 3, embedding_dim=4, tower_hidden_sizes=(4,)
+    )
     batch = {"categorical": torch.randint(0, 6, (16, 1)), "numeric": torch.randn(16, 3)}
     y = torch.randint(0, 2, (16, 3)).float()
     weights = torch.tensor([1.0, 2.0, 0.5])

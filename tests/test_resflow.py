@@ -9,7 +9,7 @@ from model_fixtures import SCHEMA, make_batch
 from sklearn_mtr import ResFlowClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.estimators.resflow import ordinal_labels
-from sklearn_mtr.models import MODELS, ResFlow
+from sklearn_mtr.models import ResFlow
 from sklearn_mtr.models.resflow import Affine
 
 
@@ -40,10 +40,6 @@ def assert_task_parameters_exact(model, batch):
         declared = {names[id(p)] for p in model.task_parameters(k)}
         truly = {n for n, tasks in reach.items() if tasks == {k}}
         assert declared == truly, (k, declared ^ truly)
-
-
-def test_registered():
-    assert MODELS["resflow"] is ResFlow
 
 
 def test_manual_wiring_of_two_towers():

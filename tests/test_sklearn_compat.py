@@ -2,16 +2,8 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_mtr import (
-    AITMClassifier,
-    ESMMClassifier,
-    GRecClassifier,
-    MMoEClassifier,
-    OneRankClassifier,
-    PLEClassifier,
-    ResFlowClassifier,
-    SharedBottomClassifier,
-)
+from sklearn_mtr import AITMClassifier, ESMMClassifier, OneRankClassifier
+from sklearn_mtr.estimators import ESTIMATORS
 
 # Small and quick: one batch per epoch on the checks' data sets (tens of rows).
 SMALL = {
@@ -22,16 +14,27 @@ SMALL = {
     "batch_size": 512,
     "random_state": 0,
 }
-ESTIMATORS = [
-    SharedBottomClassifier(bottom_hidden_sizes=(16,), **SMALL),
-    MMoEClassifier(n_experts=2, expert_hidden_sizes=(16,), **SMALL),
-    PLEClassifier(n_levels=2, expert_hidden_sizes=(16,), **SMALL),
-    ResFlowClassifier(**{**SMALL, "tower_hidden_sizes": (16, 8)}),
-    ESMMClassifier(**SMALL),
-    AITMClassifier(head_hidden_sizes=(8,), **SMALL),
-    OneRankClassifier(d_model=8, n_layers=1, **{k: v for k, v in SMALL.items() if k != "tower_hidden_sizes"}),
-    GRecClassifier(d_model=8, n_experts=2, head_hidden_sizes=(8,), **{**SMALL, "tower_hidden_sizes": ()}),
-]
+# Each architecture's parameters that make it small; an estimator gets those it has, so a newly
+# registered architecture is checked too (with its defaults where none of these apply).
+SMALL_ARCHITECTURE = {
+    "bottom_hidden_sizes": (16,),
+    "n_experts": 2,
+    "expert_hidden_sizes": (16,),
+    "n_levels": 2,
+    "head_hidden_sizes": (8,),
+    "d_model": 8,
+    "n_layers": 1,
+}
+OVERRIDES = {"resflow": {"tower_hidden_sizes": (16, 8)}, "grec": {"tower_hidden_sizes": ()}}
+
+
+def small_estimator(name, cls):
+    params = cls().get_params(deep=False)
+    chosen = {k: v for k, v in {**SMALL, **SMALL_ARCHITECTURE}.items() if k in params}
+    return cls(**{**chosen, **OVERRIDES.get(name, {})})
+
+
+ESTIMATOR_INSTANCES = [small_estimator(name, cls) for name, cls in ESTIMATORS.items()]
 
 
 # The multilabel checks draw random label columns (make_multilabel_classification), where a
@@ -71,6 +74,6 @@ def expected_failed_checks(estimator):
     return failed
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+@parametrize_with_checks(ESTIMATOR_INSTANCES, expected_failed_checks=expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

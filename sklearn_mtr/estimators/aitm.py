@@ -52,6 +52,8 @@ class AITMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
     (3, 2)
     """
 
+    _architecture = AITM
+
     def __init__(
         self,
         *,
@@ -89,16 +91,3 @@ class AITMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         warm_start=False,
     ):
         store_init_params(self, locals())
-
-    def _build_module(self, schema, n_tasks):
-        return AITM(
-            schema,
-            n_tasks,
-            embedding_dim=self.embedding_dim,
-            tower_hidden_sizes=self.tower_hidden_sizes,
-            head_hidden_sizes=self.head_hidden_sizes,
-            calibration_weight=self.calibration_weight,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )

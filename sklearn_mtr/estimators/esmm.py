@@ -46,6 +46,8 @@ class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
     ((3, 2), (3,))
     """
 
+    _architecture = ESMM
+
     def __init__(
         self,
         *,
@@ -81,14 +83,3 @@ class ESMMClassifier(FunnelLabelsMixin, MultiTaskClassifierBase):
         warm_start=False,
     ):
         store_init_params(self, locals())
-
-    def _build_module(self, schema, n_tasks):
-        return ESMM(
-            schema,
-            n_tasks,
-            embedding_dim=self.embedding_dim,
-            tower_hidden_sizes=self.tower_hidden_sizes,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )

@@ -43,6 +43,8 @@ class MMoEClassifier(MultiTaskClassifierBase):
     (3, 2)
     """
 
+    _architecture = MMoE
+
     def __init__(
         self,
         *,
@@ -80,16 +82,3 @@ class MMoEClassifier(MultiTaskClassifierBase):
         warm_start=False,
     ):
         store_init_params(self, locals())
-
-    def _build_module(self, schema, n_tasks):
-        return MMoE(
-            schema,
-            n_tasks,
-            embedding_dim=self.embedding_dim,
-            n_experts=self.n_experts,
-            expert_hidden_sizes=self.expert_hidden_sizes,
-            tower_hidden_sizes=self.tower_hidden_sizes,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )

@@ -48,6 +48,8 @@ class PLEClassifier(MultiTaskClassifierBase):
     (3, 2)
     """
 
+    _architecture = PLE
+
     def __init__(
         self,
         *,
@@ -87,18 +89,3 @@ class PLEClassifier(MultiTaskClassifierBase):
         warm_start=False,
     ):
         store_init_params(self, locals())
-
-    def _build_module(self, schema, n_tasks):
-        return PLE(
-            schema,
-            n_tasks,
-            embedding_dim=self.embedding_dim,
-            n_levels=self.n_levels,
-            n_task_experts=self.n_task_experts,
-            n_shared_experts=self.n_shared_experts,
-            expert_hidden_sizes=self.expert_hidden_sizes,
-            tower_hidden_sizes=self.tower_hidden_sizes,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )

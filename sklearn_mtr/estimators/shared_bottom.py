@@ -39,6 +39,8 @@ class SharedBottomClassifier(MultiTaskClassifierBase):
     (3, 2)
     """
 
+    _architecture = SharedBottom
+
     def __init__(
         self,
         *,
@@ -75,15 +77,3 @@ class SharedBottomClassifier(MultiTaskClassifierBase):
         warm_start=False,
     ):
         store_init_params(self, locals())
-
-    def _build_module(self, schema, n_tasks):
-        return SharedBottom(
-            schema,
-            n_tasks,
-            embedding_dim=self.embedding_dim,
-            bottom_hidden_sizes=self.bottom_hidden_sizes,
-            tower_hidden_sizes=self.tower_hidden_sizes,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )

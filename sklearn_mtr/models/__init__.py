@@ -1,6 +1,8 @@
 """Architectures: plain torch modules following :class:`MultiTaskModule`'s contract.
 
-A new architecture is one new file plus one line in ``MODELS``.
+A new architecture is one new file here plus one registration line
+(:func:`sklearn_mtr.extending.register_architecture`, or ``sklearn_mtr/estimators/__init__.py``
+for one with a hand-written estimator).
 """
 
 from ._base import MultiTaskModule
@@ -13,16 +15,4 @@ from .ple import PLE
 from .resflow import ResFlow
 from .shared_bottom import SharedBottom
 
-#: Registered architecture names, mapped to their :class:`MultiTaskModule` class.
-MODELS: dict[str, type[MultiTaskModule]] = {
-    "shared_bottom": SharedBottom,
-    "mmoe": MMoE,
-    "ple": PLE,
-    "resflow": ResFlow,
-    "esmm": ESMM,
-    "aitm": AITM,
-    "onerank": OneRank,
-    "grec": GRec,
-}
-
-__all__ = ["AITM", "ESMM", "MODELS", "PLE", "GRec", "MMoE", "MultiTaskModule", "OneRank", "ResFlow", "SharedBottom"]
+__all__ = ["AITM", "ESMM", "PLE", "GRec", "MMoE", "MultiTaskModule", "OneRank", "ResFlow", "SharedBottom"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -22,6 +24,15 @@ class MultiTaskModule(nn.Module):
 
     n_tasks: int
     towers: nn.ModuleList
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, inspect.Parameter]:
+        """The architecture's own parameters (those after ``schema`` and ``n_tasks``), by name:
+        what an estimator passes on when it builds the module."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        if [p.name for p in params[:2]] != ["schema", "n_tasks"]:
+            raise ValueError(f"{cls.__name__}.__init__ must start with (schema, n_tasks).")
+        return {p.name: p for p in params[2:]}
 
     def task_modules(self, k: int) -> list[nn.Module]:
         """Modules private to task ``k``."""

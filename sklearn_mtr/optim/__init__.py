@@ -20,6 +20,7 @@ from .mgda import MGDA
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
+from .rlw import RLW
 from .uncertainty import UW
 
 #: Registered names of the ``optimizer=`` parameter, mapped to the method's class.
@@ -38,6 +39,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "cagrad": CAGrad,
     "imtl_g": IMTLG,
     "nash_mtl": NashMTL,
+    "rlw": RLW,
 }
 
 
@@ -61,6 +63,7 @@ __all__ = [
     "MGDA",
     "OPTIMIZERS",
     "PUB",
+    "RLW",
     "UW",
     "AdaTask",
     "CAGrad",

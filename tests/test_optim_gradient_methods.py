@@ -1,4 +1,4 @@
-"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL."""
+"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop."""
 
 import itertools
 import math
@@ -15,12 +15,13 @@ from sklearn_mtr.models import MultiTaskModule
 from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
 from sklearn_mtr.optim.cagrad import CAGrad
+from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
 
-METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL()]
+METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop()]
 IDS = [type(m).__name__ for m in METHODS]
 
 
@@ -225,6 +226,42 @@ def test_nash_mtl_weights_solve_the_bargaining_condition(n_tasks):
 
 
 # ---------------------------------------------------------------------------------------
+# GradDrop
+# ---------------------------------------------------------------------------------------
+def test_graddrop_keeps_one_sign_per_coordinate_by_purity():
+    g = t([[2.0, -1.0, 1.0, 0.0], [-2.0, -3.0, 1.0, 4.0]])
+    # purity P = 0.5 (1 + sum g / sum |g|) = (0.5, 0, 1, 1)
+    u = t([0.4, 0.4, 0.9, 0.1])
+    direction, factors = drop_signs(g, u)
+    # coordinate 0: P = 0.5 > U = 0.4 keeps the positive gradient; 1-3: every task agrees
+    torch.testing.assert_close(direction, t([2.0, -4.0, 2.0, 4.0]))
+    torch.testing.assert_close(factors[:, 0], t([1.0, 0.0]))
+    u[0] = 0.6  # P < U keeps the negative one
+    torch.testing.assert_close(drop_signs(g, u)[0], t([-2.0, -4.0, 2.0, 4.0]))
+    # leak l: every gradient passes with weight l, the kept ones with 1
+    torch.testing.assert_close(drop_signs(g, u, leak=0.5)[0], t([-1.0, -4.0, 2.0, 4.0]))
+    torch.testing.assert_close(drop_signs(g, u, leak=1.0)[0], g.sum(0))
+
+
+def test_graddrop_keeps_the_positive_side_with_probability_purity_and_is_seeded():
+    g = t([[3.0, 1.0], [-1.0, 1.0]])  # P = (0.75, 1)
+    method = GradDrop()
+    torch.manual_seed(0)
+    state = method.create_state(None, 2)
+    draws = torch.stack([method.combine(g, state=state)[0] for _ in range(4000)])
+    assert set(draws[:, 0].tolist()) == {3.0, -1.0} and bool((draws[:, 1] == 2.0).all())
+    assert float((draws[:, 0] == 3.0).double().mean()) == pytest.approx(0.75, abs=0.03)
+    for _ in range(20):  # the diagnostic weights: the share of each task's |g_i| that was kept
+        d, kept = method.combine(g, state=state)
+        torch.testing.assert_close(kept, t([1.0, 0.5]) if float(d[0]) > 0 else t([0.25, 1.0]))
+    torch.manual_seed(1)
+    first = torch.stack([GradDrop().combine(g)[0] for _ in range(20)])
+    torch.manual_seed(1)
+    torch.testing.assert_close(torch.stack([GradDrop().combine(g)[0] for _ in range(20)]), first)  # seeded
+    assert len(set(first[:, 0].tolist())) == 2
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -285,13 +322,15 @@ def test_private_parameters_get_their_own_task_gradient(method):
     losses = _losses(model, batch, y)
     raw = [torch.autograd.grad(losses[k], list(model.towers[k].parameters()), retain_graph=True) for k in range(3)]
     diagnostics = method.backward(losses, StepContext(model, None, state, task_weights))
-    scales = task_weights if isinstance(method, (PCGrad, IMTLG)) else diagnostics["weights"] * task_weights
+    scales = diagnostics["weights"] * task_weights if method._weights_scale_private else task_weights
     for k in range(3):
         for p, g in zip(model.towers[k].parameters(), raw[k]):
             torch.testing.assert_close(p.grad, g * scales[k])
 
 
-@pytest.mark.parametrize("method", [MGDA(), CAGrad(), IMTLG(), NashMTL()], ids=["MGDA", "CAGrad", "IMTLG", "NashMTL"])
+@pytest.mark.parametrize(
+    "method", [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop()], ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop"]
+)
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
     d, _coef = method.combine(g)
@@ -348,7 +387,9 @@ def test_fits_and_predicts_with_every_architecture(cls, method, data):
     assert -1 <= last["optim_cosine"] <= 1
 
 
-@pytest.mark.parametrize("method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2)])
+@pytest.mark.parametrize(
+    "method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2), GradDrop()]
+)
 def test_three_tasks_with_task_weights_are_reproducible(method):
     X, Y = make_multitask_classification(n_samples=300, n_features=6, n_tasks=3, random_state=1)
     kwargs = dict(**ARCH[MMoEClassifier], **TINY, optimizer=method, batch_size=64, task_weights=[1.0, 2.0, 0.5])
@@ -378,6 +419,8 @@ def test_clone_and_get_params(method):
         (CAGrad(rescale="yes"), "rescale"),
         (NashMTL(update_weights_every=0), "update_weights_every"),
         (NashMTL(max_norm=-1.0), "max_norm"),
+        (GradDrop(leak=1.5), "leak"),
+        (GradDrop(leak="none"), "leak"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

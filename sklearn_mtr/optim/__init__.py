@@ -14,6 +14,7 @@ from .drgrad import DRGrad
 from .dwa import DWA
 from .equal_weight import EW
 from .famo import FAMO
+from .graddrop import GradDrop
 from .gradnorm import GradNorm
 from .imtl_g import IMTLG
 from .mgda import MGDA
@@ -40,6 +41,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "imtl_g": IMTLG,
     "nash_mtl": NashMTL,
     "rlw": RLW,
+    "graddrop": GradDrop,
 }
 
 
@@ -68,6 +70,7 @@ __all__ = [
     "AdaTask",
     "CAGrad",
     "DRGrad",
+    "GradDrop",
     "GradNorm",
     "MultiTaskOptimizer",
     "NashMTL",

@@ -1,4 +1,4 @@
-"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop."""
+"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac."""
 
 import itertools
 import math
@@ -16,12 +16,13 @@ from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
 from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
+from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
 
-METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop()]
+METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), GradVac()]
 IDS = [type(m).__name__ for m in METHODS]
 
 
@@ -262,6 +263,86 @@ def test_graddrop_keeps_the_positive_side_with_probability_purity_and_is_seeded(
 
 
 # ---------------------------------------------------------------------------------------
+# GradVac
+# ---------------------------------------------------------------------------------------
+def _cos(a, b):
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def test_gradvac_raises_each_cosine_to_its_target_and_updates_the_ema():
+    # Unit gradients at 120 degrees (cos -0.5), targets 0: a_ij = (0 - (-0.5) * 1) / 1 = 0.5,
+    # i.e. PCGrad's projection.
+    g = t([[1.0, 0.0], [-0.5, math.sqrt(3) / 2]])
+    method = GradVac(beta=0.25)
+    state = method.create_state(None, 2)
+    direction, coef = method.combine(g, state=state)
+    torch.testing.assert_close(coef, t([1.5, 1.5]))
+    torch.testing.assert_close(direction, PCGrad().combine(g)[0])
+    torch.testing.assert_close(
+        state.target_cosine, torch.tensor([[0.0, -0.125], [-0.125, 0.0]])
+    )  # 0.75 * 0 + 0.25 * -0.5
+    # Any targets: g_i + a_ij g_j has cosine exactly phi_hat_ij with g_j.
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        g = torch.from_numpy(rng.normal(size=(2, 5)))
+        phi_hat = rng.uniform(-0.9, 0.9, size=2)
+        state.target_cosine.copy_(torch.tensor([[0.0, phi_hat[0]], [phi_hat[1], 0.0]]))
+        phi = _cos(g[0], g[1])
+        _, coef = method.combine(g, state=state)
+        for i, j in ((0, 1), (1, 0)):
+            a = float(coef[j]) - 1.0  # coefficient of g_j in the modified g_i
+            if phi < phi_hat[i]:
+                assert _cos(g[i] + a * g[j], g[j]) == pytest.approx(phi_hat[i], abs=1e-6)
+            else:
+                assert a == 0.0  # already above the target: unchanged
+            expected = 0.75 * phi_hat[i] + 0.25 * phi
+            assert float(state.target_cosine[i, j]) == pytest.approx(expected, abs=1e-6)
+
+
+def _gradvac_reference(g, target, orders, beta):
+    """Algorithm 1 of the paper, literally, for given orders."""
+    target = target.clone()
+    out = []
+    for i, order in enumerate(orders):
+        gi = g[i].clone()
+        for j in order:
+            phi = _cos(gi, g[j])
+            phi_hat = float(target[i, j])
+            if phi < phi_hat:
+                gi = (
+                    gi
+                    + gi.norm()
+                    * (phi_hat * math.sqrt(1 - phi**2) - phi * math.sqrt(1 - phi_hat**2))
+                    / (g[j].norm() * math.sqrt(1 - phi_hat**2))
+                    * g[j]
+                )
+            target[i, j] = (1 - beta) * phi_hat + beta * phi
+        out.append(gi)
+    return torch.stack(out).sum(0), target
+
+
+def test_gradvac_three_tasks_follow_algorithm_1_in_one_random_order_per_task():
+    g = t([[1.0, 0.2, 0.0], [-0.8, 1.0, 0.1], [-0.5, -0.9, 1.0]])
+    start = torch.tensor([[0.0, 0.3, -0.2], [0.1, 0.0, 0.4], [0.5, -0.1, 0.0]], dtype=torch.float64)
+    orders = itertools.product(*[list(itertools.permutations([j for j in range(3) if j != i])) for i in range(3)])
+    candidates = [_gradvac_reference(g, start, o, 0.1) for o in orders]
+    for seed in range(6):
+        torch.manual_seed(seed)
+        method = GradVac(beta=0.1)
+        state = method.create_state(None, 3)
+        state.target_cosine.copy_(start)
+        direction, coef = method.combine(g, state=state)
+        torch.testing.assert_close(coef @ g, direction)
+        matches = [
+            k
+            for k, (d, target) in enumerate(candidates)
+            if torch.allclose(direction, d, atol=1e-10)
+            and torch.allclose(state.target_cosine.double(), target, atol=1e-6)
+        ]
+        assert matches, "the result is not GradVac's Algorithm 1 for any order"
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -388,7 +469,7 @@ def test_fits_and_predicts_with_every_architecture(cls, method, data):
 
 
 @pytest.mark.parametrize(
-    "method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2), GradDrop()]
+    "method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2), GradDrop(), GradVac()]
 )
 def test_three_tasks_with_task_weights_are_reproducible(method):
     X, Y = make_multitask_classification(n_samples=300, n_features=6, n_tasks=3, random_state=1)
@@ -421,6 +502,8 @@ def test_clone_and_get_params(method):
         (NashMTL(max_norm=-1.0), "max_norm"),
         (GradDrop(leak=1.5), "leak"),
         (GradDrop(leak="none"), "leak"),
+        (GradVac(beta=0.0), "beta"),
+        (GradVac(beta=1.5), "beta"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

@@ -16,6 +16,7 @@ from .equal_weight import EW
 from .famo import FAMO
 from .graddrop import GradDrop
 from .gradnorm import GradNorm
+from .gradvac import GradVac
 from .imtl_g import IMTLG
 from .mgda import MGDA
 from .nash_mtl import NashMTL
@@ -42,6 +43,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "nash_mtl": NashMTL,
     "rlw": RLW,
     "graddrop": GradDrop,
+    "gradvac": GradVac,
 }
 
 
@@ -72,6 +74,7 @@ __all__ = [
     "DRGrad",
     "GradDrop",
     "GradNorm",
+    "GradVac",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",

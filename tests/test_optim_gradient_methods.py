@@ -1,4 +1,4 @@
-"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac."""
+"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG."""
 
 import itertools
 import math
@@ -15,6 +15,7 @@ from sklearn_mtr.models import MultiTaskModule
 from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
 from sklearn_mtr.optim.cagrad import CAGrad
+from sklearn_mtr.optim.config import ConFIG
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
@@ -22,7 +23,7 @@ from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
 
-METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), GradVac()]
+METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), GradVac(), ConFIG()]
 IDS = [type(m).__name__ for m in METHODS]
 
 
@@ -343,6 +344,35 @@ def test_gradvac_three_tasks_follow_algorithm_1_in_one_random_order_per_task():
 
 
 # ---------------------------------------------------------------------------------------
+# ConFIG
+# ---------------------------------------------------------------------------------------
+def test_config_hand_example():
+    g = t([[1.0, 0.0], [0.0, 2.0]])
+    # unit gradients e1, e2: g_u = pinv(U) 1 = (1, 1); length (g_1 + g_2) . g_u / |g_u| = 3 / sqrt(2)
+    direction, coef = ConFIG().combine(g)
+    torch.testing.assert_close(direction, t([1.5, 1.5]))
+    torch.testing.assert_close(coef, t([1.5, 0.75]))
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_config_has_an_equal_cosine_with_every_task_gradient(n_tasks):
+    gen = torch.Generator().manual_seed(n_tasks)
+    for _ in range(5):
+        g = torch.randn(n_tasks, 7, dtype=torch.float64, generator=gen) * t([1.0, 5.0, 0.2, 2.0][:n_tasks])[:, None]
+        g[1] = -0.8 * g[0] + 0.3 * g[1]  # a conflict
+        d, coef = ConFIG().combine(g)
+        torch.testing.assert_close(coef @ g, d)
+        cosines = (g @ d) / (g.norm(dim=1) * d.norm())
+        torch.testing.assert_close(cosines, cosines[0].expand(n_tasks))
+        assert float(cosines[0]) > 0  # a descent direction for every task
+        # the paper's equation on the full matrix: (sum_i g_i . unit(g_u)) unit(g_u), g_u = pinv(U) 1
+        units = g / g.norm(dim=1, keepdim=True)
+        g_u = torch.linalg.pinv(units) @ torch.ones(n_tasks, dtype=torch.float64)
+        g_u = g_u / g_u.norm()
+        torch.testing.assert_close(d, (g @ g_u).sum() * g_u)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -410,7 +440,9 @@ def test_private_parameters_get_their_own_task_gradient(method):
 
 
 @pytest.mark.parametrize(
-    "method", [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop()], ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop"]
+    "method",
+    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG()],
+    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG"],
 )
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch

@@ -10,6 +10,7 @@ from sklearn.base import clone
 from ._base import MultiTaskOptimizer, StepContext
 from .adatask import AdaTask
 from .cagrad import CAGrad
+from .config import ConFIG
 from .drgrad import DRGrad
 from .dwa import DWA
 from .equal_weight import EW
@@ -44,6 +45,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "rlw": RLW,
     "graddrop": GradDrop,
     "gradvac": GradVac,
+    "config": ConFIG,
 }
 
 
@@ -71,6 +73,7 @@ __all__ = [
     "UW",
     "AdaTask",
     "CAGrad",
+    "ConFIG",
     "DRGrad",
     "GradDrop",
     "GradNorm",

@@ -1,4 +1,5 @@
-"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG."""
+"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
+DualProj."""
 
 import itertools
 import math
@@ -16,14 +17,16 @@ from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
 from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
+from sklearn_mtr.optim.dualproj import DualProj
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
+from sklearn_mtr.optim.upgrad import UPGrad
 
-METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), GradVac(), ConFIG()]
+METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), GradVac(), ConFIG(), UPGrad(), DualProj()]
 IDS = [type(m).__name__ for m in METHODS]
 
 
@@ -373,6 +376,64 @@ def test_config_has_an_equal_cosine_with_every_task_gradient(n_tasks):
 
 
 # ---------------------------------------------------------------------------------------
+# UPGrad, DualProj
+# ---------------------------------------------------------------------------------------
+def _project_onto_dual_cone(g, x):
+    """argmin_y ||y - x||^2 s.t. g y >= 0, solved in the parameter space (no Gram matrix)."""
+    from scipy.optimize import minimize
+
+    g, x = g.numpy(), x.numpy()
+    res = minimize(
+        lambda y: float((y - x) @ (y - x)),
+        x.copy(),
+        jac=lambda y: 2 * (y - x),
+        constraints=[{"type": "ineq", "fun": lambda y: g @ y, "jac": lambda y: g}],
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 500},
+    )
+    assert res.success, res.message
+    return torch.from_numpy(res.x)
+
+
+def test_upgrad_and_dualproj_hand_example():
+    # TorchJD's documented example, solved by hand: g_1 . g_2 = -22 < 0.
+    g = t([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
+    # pi(g_1) = g_1 + 22/38 g_2 = (-10, 30, 30) / 19;  pi(g_2) = g_2 + 22/18 g_1 = (10, 20, 20) / 9
+    d, coef = UPGrad().combine(g)
+    torch.testing.assert_close(d, t([50.0, 325.0, 325.0]) / 171)  # (0.2924, 1.9006, 1.9006), as TorchJD prints
+    torch.testing.assert_close(coef @ g, d)
+    torch.testing.assert_close(UPGrad(reduction="sum").combine(g)[0], 2 * d)
+    # DualProj: the mean (1, 1, 1) conflicts with g_1 (-2): (1, 1, 1) + 2/18 g_1 = (5, 10, 10) / 9
+    d, coef = DualProj().combine(g)
+    torch.testing.assert_close(d, t([5.0, 10.0, 10.0]) / 9)
+    torch.testing.assert_close(coef, t([11.0 / 18, 0.5]))
+    torch.testing.assert_close(DualProj(reduction="sum").combine(g)[0], 2 * d)
+    # Two tasks: each projection is PCGrad's; without conflict both are the mean gradient.
+    g = t([[1.0, 0.0], [-1.0, 1.0]])
+    torch.testing.assert_close(UPGrad().combine(g)[0], PCGrad(reduction="mean").combine(g)[0])
+    g = t([[1.0, 0.0, 2.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    torch.testing.assert_close(UPGrad().combine(g)[0], g.mean(0))
+    torch.testing.assert_close(DualProj().combine(g)[0], g.mean(0))
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_upgrad_and_dualproj_are_the_projections_onto_the_dual_cone(n_tasks):
+    gen = torch.Generator().manual_seed(n_tasks)
+    for _ in range(4):
+        g = torch.randn(n_tasks, 5, dtype=torch.float64, generator=gen)
+        g[1] = -0.7 * g[0] + 0.3 * g[1]  # a conflict
+        scale = float(g.norm(dim=1).max() ** 2)
+        d, coef = UPGrad().combine(g)
+        assert bool((g @ d >= -1e-10 * scale).all())  # in the dual cone: no task's loss increases
+        assert bool((coef >= 1 / n_tasks - 1e-12).all())  # v_i >= e_i
+        reference = torch.stack([_project_onto_dual_cone(g, g[i]) for i in range(n_tasks)]).mean(0)
+        torch.testing.assert_close(d, reference, atol=1e-6, rtol=1e-6)
+        d, coef = DualProj().combine(g)
+        assert bool((g @ d >= -1e-10 * scale).all())
+        torch.testing.assert_close(d, _project_onto_dual_cone(g, g.mean(0)), atol=1e-6, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -441,8 +502,8 @@ def test_private_parameters_get_their_own_task_gradient(method):
 
 @pytest.mark.parametrize(
     "method",
-    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG()],
-    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG"],
+    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj()],
+    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj"],
 )
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
@@ -536,6 +597,8 @@ def test_clone_and_get_params(method):
         (GradDrop(leak="none"), "leak"),
         (GradVac(beta=0.0), "beta"),
         (GradVac(beta=1.5), "beta"),
+        (UPGrad(reduction="max"), "reduction"),
+        (DualProj(reduction=None), "reduction"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

@@ -12,6 +12,7 @@ from .adatask import AdaTask
 from .cagrad import CAGrad
 from .config import ConFIG
 from .drgrad import DRGrad
+from .dualproj import DualProj
 from .dwa import DWA
 from .equal_weight import EW
 from .famo import FAMO
@@ -25,6 +26,7 @@ from .pcgrad import PCGrad
 from .pub import PUB
 from .rlw import RLW
 from .uncertainty import UW
+from .upgrad import UPGrad
 
 #: Registered names of the ``optimizer=`` parameter, mapped to the method's class.
 OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
@@ -46,6 +48,8 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "graddrop": GradDrop,
     "gradvac": GradVac,
     "config": ConFIG,
+    "upgrad": UPGrad,
+    "dualproj": DualProj,
 }
 
 
@@ -75,6 +79,7 @@ __all__ = [
     "CAGrad",
     "ConFIG",
     "DRGrad",
+    "DualProj",
     "GradDrop",
     "GradNorm",
     "GradVac",
@@ -82,5 +87,6 @@ __all__ = [
     "NashMTL",
     "PCGrad",
     "StepContext",
+    "UPGrad",
     "resolve_optimizer",
 ]

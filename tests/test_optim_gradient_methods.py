@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj."""
+DualProj, Aligned-MTL."""
 
 import itertools
 import math
@@ -15,6 +15,7 @@ from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models import MultiTaskModule
 from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
+from sklearn_mtr.optim.aligned_mtl import AlignedMTL
 from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
 from sklearn_mtr.optim.dualproj import DualProj
@@ -26,7 +27,19 @@ from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
 from sklearn_mtr.optim.upgrad import UPGrad
 
-METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), GradVac(), ConFIG(), UPGrad(), DualProj()]
+METHODS = [
+    MGDA(),
+    PCGrad(),
+    CAGrad(),
+    IMTLG(),
+    NashMTL(),
+    GradDrop(),
+    GradVac(),
+    ConFIG(),
+    UPGrad(),
+    DualProj(),
+    AlignedMTL(),
+]
 IDS = [type(m).__name__ for m in METHODS]
 
 
@@ -434,6 +447,43 @@ def test_upgrad_and_dualproj_are_the_projections_onto_the_dual_cone(n_tasks):
 
 
 # ---------------------------------------------------------------------------------------
+# Aligned-MTL
+# ---------------------------------------------------------------------------------------
+def test_aligned_mtl_matches_torchjd_example():
+    g = t([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
+    torch.testing.assert_close(
+        AlignedMTL(reduction="mean").combine(g)[0], t([0.2133, 0.9673, 0.9673]), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(AlignedMTL().combine(g)[0], 2 * AlignedMTL(reduction="mean").combine(g)[0])
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_aligned_mtl_balances_the_gradients_to_condition_number_one(n_tasks):
+    from sklearn_mtr.optim.aligned_mtl import balance_transformation
+
+    gen = torch.Generator().manual_seed(n_tasks)
+    g = torch.randn(n_tasks, 6, dtype=torch.float64, generator=gen) * t([1.0, 5.0, 0.2, 2.0][:n_tasks])[:, None]
+    G = (g @ g.T).numpy()
+    B, rank, condition = balance_transformation(G, float(torch.finfo(torch.float64).eps))
+    sigma = torch.linalg.svdvals(g)
+    assert rank == n_tasks and condition == pytest.approx(float(sigma.max() / sigma.min()))
+    # The aligned gradients J^T B are orthogonal with norm sigma_min: B G B = sigma_min^2 I.
+    np.testing.assert_allclose(B @ G @ B, float(sigma.min()) ** 2 * np.eye(n_tasks), atol=1e-10)
+    # d = J^T B 1 = sigma_min W U^T 1 from the SVD J = U S W^T of the full matrix.
+    U, S, Wt = torch.linalg.svd(g, full_matrices=False)
+    d, alpha = AlignedMTL().combine(g)
+    torch.testing.assert_close(d, S.min() * Wt.T @ U.T @ torch.ones(n_tasks, dtype=torch.float64))
+    torch.testing.assert_close(alpha @ g, d)
+    # The other scales: the aligned gradients' common norm is the median / RMS singular value.
+    for mode, scale in (("median", (sigma**2).median().sqrt()), ("rmse", (sigma**2).mean().sqrt())):
+        B, _, _ = balance_transformation(G, 1e-16, mode)
+        np.testing.assert_allclose(B @ G @ B, float(scale) ** 2 * np.eye(n_tasks), atol=1e-9)
+    # Rank-deficient: two identical gradients count once.
+    h = torch.cat([g[:1], g[:1]])
+    assert balance_transformation((h @ h.T).numpy(), 1e-16)[1] == 1
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -502,8 +552,8 @@ def test_private_parameters_get_their_own_task_gradient(method):
 
 @pytest.mark.parametrize(
     "method",
-    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj()],
-    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj"],
+    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj(), AlignedMTL()],
+    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj", "AlignedMTL"],
 )
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
@@ -599,6 +649,8 @@ def test_clone_and_get_params(method):
         (GradVac(beta=1.5), "beta"),
         (UPGrad(reduction="max"), "reduction"),
         (DualProj(reduction=None), "reduction"),
+        (AlignedMTL(scale_mode="max"), "scale_mode"),
+        (AlignedMTL(reduction="max"), "reduction"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

@@ -9,6 +9,7 @@ from sklearn.base import clone
 
 from ._base import MultiTaskOptimizer, StepContext
 from .adatask import AdaTask
+from .aligned_mtl import AlignedMTL
 from .cagrad import CAGrad
 from .config import ConFIG
 from .drgrad import DRGrad
@@ -50,6 +51,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "config": ConFIG,
     "upgrad": UPGrad,
     "dualproj": DualProj,
+    "aligned_mtl": AlignedMTL,
 }
 
 
@@ -76,6 +78,7 @@ __all__ = [
     "RLW",
     "UW",
     "AdaTask",
+    "AlignedMTL",
     "CAGrad",
     "ConFIG",
     "DRGrad",

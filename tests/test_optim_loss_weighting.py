@@ -187,6 +187,18 @@ def test_rlw_weights_are_the_softmax_of_the_seeded_normal_draw():
     torch.testing.assert_close(method.sample_weights(3, again), seen[0])
 
 
+def test_rlw_generator_state_is_in_the_state_dict():
+    # The safe format (sklearn_mtr.persistence) stores state_dict(): a loaded model continues the stream.
+    method = RLW()
+    state = method.create_state(None, 2)
+    method.sample_weights(2, state)
+    saved = state.state_dict()
+    expected = method.sample_weights(2, state)
+    other = method.create_state(None, 2)
+    other.load_state_dict(saved)
+    torch.testing.assert_close(method.sample_weights(2, other), expected)
+
+
 def test_rlw_fixed_random_state_gives_identical_fits(data):
     X, Y = data
     fit = [ESTIMATORS["mmoe"](RLW(), max_epochs=2, batch_size=64, random_state=s).fit(X, Y) for s in (0, 0, 1)]

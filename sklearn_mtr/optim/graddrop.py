@@ -9,11 +9,18 @@ from ._combination import GradientCombination, check_real
 
 
 class _GradDropState(nn.Module):
-    """The generator of the per-coordinate uniform draws (pickles with the net)."""
+    """The generator of the per-coordinate uniform draws (pickles with the net and is in its state_dict)."""
 
     def __init__(self, seed: int):
         super().__init__()
         self.generator = torch.Generator().manual_seed(seed)
+
+    def get_extra_state(self):
+        # In the state_dict too, so the safe format (sklearn_mtr.persistence) continues the stream.
+        return self.generator.get_state()
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state)
 
 
 def drop_signs(grads: torch.Tensor, uniform: torch.Tensor, leak: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,12 +10,20 @@ from ._combination import ZERO_GRADIENT, GradientCombination, check_real
 
 
 class _GradVacState(nn.Module):
-    """The EMA targets ``phi_hat`` (a buffer) and the generator of the orders (pickles with the net)."""
+    """The EMA targets ``phi_hat`` (a buffer) and the generator of the orders (pickles with the
+    net and is in its state_dict)."""
 
     def __init__(self, n_tasks: int, seed: int, device):
         super().__init__()
         self.register_buffer("target_cosine", torch.zeros(n_tasks, n_tasks, device=device))
         self.generator = torch.Generator().manual_seed(seed)
+
+    def get_extra_state(self):
+        # In the state_dict too, so the safe format (sklearn_mtr.persistence) continues the stream.
+        return self.generator.get_state()
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state)
 
 
 class GradVac(GradientCombination):

@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL."""
+DualProj, Aligned-MTL, DB-MTL."""
 
 import itertools
 import math
@@ -18,6 +18,7 @@ from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_wei
 from sklearn_mtr.optim.aligned_mtl import AlignedMTL
 from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
+from sklearn_mtr.optim.db_mtl import DBMTL
 from sklearn_mtr.optim.dualproj import DualProj
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
@@ -39,6 +40,7 @@ METHODS = [
     UPGrad(),
     DualProj(),
     AlignedMTL(),
+    DBMTL(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -484,6 +486,74 @@ def test_aligned_mtl_balances_the_gradients_to_condition_number_one(n_tasks):
 
 
 # ---------------------------------------------------------------------------------------
+# DB-MTL
+# ---------------------------------------------------------------------------------------
+def test_db_mtl_log_gradients_ema_and_max_norm_rescaling():
+    g = t([[3.0, 4.0], [0.0, 1.0]])
+    losses = t([2.0, 0.5])
+    method = DBMTL(beta=0.5, eps=1e-8)
+    state = method.create_state(None, 2)
+    # step 1: grad log L = g / L = ((1.5, 2), (0, 2)); ghat = 0.5 * 0 + 0.5 * that = ((0.75, 1), (0, 1))
+    # norms (1.25, 1): alpha = (1, 1.25); d = (0.75, 1) + 1.25 (0, 1)
+    d, alpha = method.combine(g, losses, state)
+    torch.testing.assert_close(alpha, t([1.0, 1.25]))
+    torch.testing.assert_close(d, t([0.75, 2.25]))
+    # step 2: ghat = 0.5 ghat + 0.5 g / L = ((1.125, 1.5), (0, 1.5))
+    d, alpha = method.combine(g, losses, state)
+    torch.testing.assert_close(state.grad_buffer, t([[1.125, 1.5], [0.0, 1.5]]))
+    torch.testing.assert_close(d, t([1.125, 1.5 + 1.25 * 1.5]))
+    # beta_k = beta / k^sigma: at step 2 with sigma = 1, 0.25 ghat + 0.75 g / L
+    method = DBMTL(beta=0.5, beta_sigma=1.0)
+    state = method.create_state(None, 2)
+    method.combine(g, losses, state)
+    method.combine(g, losses, state)
+    torch.testing.assert_close(
+        state.grad_buffer, 0.25 * t([[0.75, 1.0], [0.0, 1.0]]) + 0.75 * t([[1.5, 2.0], [0.0, 2.0]])
+    )
+    # A task without labels (loss 0) keeps its average.
+    before = state.grad_buffer.clone()
+    method.combine(t([[1.0, 1.0], [0.0, 0.0]]), t([1.0, 0.0]), state)
+    torch.testing.assert_close(state.grad_buffer[1], before[1])
+    # Rescaled averages all have the largest norm; the losses' scale does not matter.
+    rng = np.random.default_rng(0)
+    method = DBMTL()
+    state = method.create_state(None, 3)
+    for _ in range(5):
+        g = torch.from_numpy(rng.normal(size=(3, 4)))
+        _, alpha = method.combine(g, torch.from_numpy(rng.uniform(0.1, 5.0, 3)), state)
+        norms = alpha * state.grad_buffer.norm(dim=1)
+        torch.testing.assert_close(norms, norms.max().expand(3))
+
+
+def test_db_mtl_backward_writes_the_balanced_gradient_and_private_log_gradients():
+    torch.manual_seed(0)
+    model = _Toy(2)
+    batch, y = _toy_data()
+    u = torch.tensor([1.0, 3.0])
+    method = DBMTL(beta=0.9)
+    state = method.create_state(model, 2)
+    assert state.grad_buffer.shape == (2, sum(p.numel() for p in model.shared_parameters()))
+    losses = _losses(model, batch, y)
+    shared = model.shared_parameters()
+    raw = torch.stack(
+        [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[k], shared, retain_graph=True)])
+            for k in range(2)
+        ]
+    )
+    tower = [torch.autograd.grad(losses[k], list(model.towers[k].parameters()), retain_graph=True) for k in range(2)]
+    diag = method.backward(losses, StepContext(model, None, state, u))
+    ghat = 0.1 * raw / (losses.detach() + 1e-8)[:, None]  # first step: (1 - beta) grad log L
+    norms = ghat.norm(dim=1)
+    torch.testing.assert_close(diag["weights"], norms.max() / norms)
+    expected = (u * norms.max() / norms) @ ghat
+    torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared]), expected)
+    for k in range(2):
+        for p, g in zip(model.towers[k].parameters(), tower[k]):
+            torch.testing.assert_close(p.grad, u[k] * g / (losses[k].detach() + 1e-8))
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -544,7 +614,10 @@ def test_private_parameters_get_their_own_task_gradient(method):
     losses = _losses(model, batch, y)
     raw = [torch.autograd.grad(losses[k], list(model.towers[k].parameters()), retain_graph=True) for k in range(3)]
     diagnostics = method.backward(losses, StepContext(model, None, state, task_weights))
-    scales = diagnostics["weights"] * task_weights if method._weights_scale_private else task_weights
+    if isinstance(method, DBMTL):  # the gradient of u_k log(L_k + eps)
+        scales = task_weights / (losses.detach() + method.eps)
+    else:
+        scales = diagnostics["weights"] * task_weights if method._weights_scale_private else task_weights
     for k in range(3):
         for p, g in zip(model.towers[k].parameters(), raw[k]):
             torch.testing.assert_close(p.grad, g * scales[k])
@@ -651,6 +724,9 @@ def test_clone_and_get_params(method):
         (DualProj(reduction=None), "reduction"),
         (AlignedMTL(scale_mode="max"), "scale_mode"),
         (AlignedMTL(reduction="max"), "reduction"),
+        (DBMTL(beta=1.0), "beta"),
+        (DBMTL(beta_sigma=-0.5), "beta_sigma"),
+        (DBMTL(eps=0.0), "eps"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

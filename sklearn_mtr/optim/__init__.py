@@ -12,6 +12,7 @@ from .adatask import AdaTask
 from .aligned_mtl import AlignedMTL
 from .cagrad import CAGrad
 from .config import ConFIG
+from .db_mtl import DBMTL
 from .drgrad import DRGrad
 from .dualproj import DualProj
 from .dwa import DWA
@@ -52,6 +53,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "upgrad": UPGrad,
     "dualproj": DualProj,
     "aligned_mtl": AlignedMTL,
+    "db_mtl": DBMTL,
 }
 
 
@@ -68,6 +70,7 @@ def resolve_optimizer(spec: str | MultiTaskOptimizer) -> MultiTaskOptimizer:
 
 
 __all__ = [
+    "DBMTL",
     "DWA",
     "EW",
     "FAMO",

@@ -50,8 +50,9 @@ class GradVac(GradientCombination):
     Parameters
     ----------
     beta : float, default=0.01
-        EMA rate ``beta`` in (0, 1] of the target cosines (the paper's ``1e-2``; LibMTL's
-        default is 0.5).
+        EMA rate ``beta`` in (0, 1] of the target cosines (``1e-2``, the value
+        re-implementations of the paper use; LibMTL's default is 0.5, which makes the targets
+        follow the last few steps' cosines).
 
     Notes
     -----

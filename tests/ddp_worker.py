@@ -19,9 +19,19 @@ import torch.distributed as dist
 
 from sklearn_mtr import AITMClassifier, MMoEClassifier
 from sklearn_mtr._distributed import local_fit
-from sklearn_mtr.optim import MGDA, UW, PCGrad
+from sklearn_mtr.optim import DBMTL, MGDA, RLW, UW, GradDrop, PCGrad
 
-OPTIMIZERS = {"ew": lambda: "ew", "pcgrad": PCGrad, "mgda": MGDA, "uw": UW}
+# rlw and graddrop draw random numbers (the ranks must draw the same ones); db_mtl divides by the
+# global losses and keeps running averages of the global gradients.
+OPTIMIZERS = {
+    "ew": lambda: "ew",
+    "pcgrad": PCGrad,
+    "mgda": MGDA,
+    "uw": UW,
+    "rlw": RLW,
+    "graddrop": GradDrop,
+    "db_mtl": DBMTL,
+}
 
 
 def make_data(n: int = 230, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:

@@ -113,6 +113,14 @@ def test_every_estimator_trains_on_cuda_in_fp32_and_bf16(cls):
         "cagrad",
         "imtl_g",
         "nash_mtl",
+        "rlw",
+        "graddrop",
+        "gradvac",
+        "config",
+        "upgrad",
+        "dualproj",
+        "aligned_mtl",
+        "db_mtl",
     ],
 )
 def test_every_method_keeps_its_state_on_the_gpu(name):

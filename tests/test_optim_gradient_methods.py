@@ -1,4 +1,5 @@
-"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL."""
+"""Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
+DualProj, Aligned-MTL, DB-MTL."""
 
 import itertools
 import math
@@ -14,13 +15,33 @@ from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models import MultiTaskModule
 from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
+from sklearn_mtr.optim.aligned_mtl import AlignedMTL
 from sklearn_mtr.optim.cagrad import CAGrad
+from sklearn_mtr.optim.config import ConFIG
+from sklearn_mtr.optim.db_mtl import DBMTL
+from sklearn_mtr.optim.dualproj import DualProj
+from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
+from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
+from sklearn_mtr.optim.upgrad import UPGrad
 
-METHODS = [MGDA(), PCGrad(), CAGrad(), IMTLG(), NashMTL()]
+METHODS = [
+    MGDA(),
+    PCGrad(),
+    CAGrad(),
+    IMTLG(),
+    NashMTL(),
+    GradDrop(),
+    GradVac(),
+    ConFIG(),
+    UPGrad(),
+    DualProj(),
+    AlignedMTL(),
+    DBMTL(),
+]
 IDS = [type(m).__name__ for m in METHODS]
 
 
@@ -225,6 +246,314 @@ def test_nash_mtl_weights_solve_the_bargaining_condition(n_tasks):
 
 
 # ---------------------------------------------------------------------------------------
+# GradDrop
+# ---------------------------------------------------------------------------------------
+def test_graddrop_keeps_one_sign_per_coordinate_by_purity():
+    g = t([[2.0, -1.0, 1.0, 0.0], [-2.0, -3.0, 1.0, 4.0]])
+    # purity P = 0.5 (1 + sum g / sum |g|) = (0.5, 0, 1, 1)
+    u = t([0.4, 0.4, 0.9, 0.1])
+    direction, factors = drop_signs(g, u)
+    # coordinate 0: P = 0.5 > U = 0.4 keeps the positive gradient; 1-3: every task agrees
+    torch.testing.assert_close(direction, t([2.0, -4.0, 2.0, 4.0]))
+    torch.testing.assert_close(factors[:, 0], t([1.0, 0.0]))
+    u[0] = 0.6  # P < U keeps the negative one
+    torch.testing.assert_close(drop_signs(g, u)[0], t([-2.0, -4.0, 2.0, 4.0]))
+    # leak l: every gradient passes with weight l, the kept ones with 1
+    torch.testing.assert_close(drop_signs(g, u, leak=0.5)[0], t([-1.0, -4.0, 2.0, 4.0]))
+    torch.testing.assert_close(drop_signs(g, u, leak=1.0)[0], g.sum(0))
+
+
+def test_graddrop_keeps_the_positive_side_with_probability_purity_and_is_seeded():
+    g = t([[3.0, 1.0], [-1.0, 1.0]])  # P = (0.75, 1)
+    method = GradDrop()
+    torch.manual_seed(0)
+    state = method.create_state(None, 2)
+    draws = torch.stack([method.combine(g, state=state)[0] for _ in range(4000)])
+    assert set(draws[:, 0].tolist()) == {3.0, -1.0} and bool((draws[:, 1] == 2.0).all())
+    assert float((draws[:, 0] == 3.0).double().mean()) == pytest.approx(0.75, abs=0.03)
+    for _ in range(20):  # the diagnostic weights: the share of each task's |g_i| that was kept
+        d, kept = method.combine(g, state=state)
+        torch.testing.assert_close(kept, t([1.0, 0.5]) if float(d[0]) > 0 else t([0.25, 1.0]))
+    torch.manual_seed(1)
+    first = torch.stack([GradDrop().combine(g)[0] for _ in range(20)])
+    torch.manual_seed(1)
+    torch.testing.assert_close(torch.stack([GradDrop().combine(g)[0] for _ in range(20)]), first)  # seeded
+    assert len(set(first[:, 0].tolist())) == 2
+
+
+# ---------------------------------------------------------------------------------------
+# GradVac
+# ---------------------------------------------------------------------------------------
+def _cos(a, b):
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def test_gradvac_raises_each_cosine_to_its_target_and_updates_the_ema():
+    # Unit gradients at 120 degrees (cos -0.5), targets 0: a_ij = (0 - (-0.5) * 1) / 1 = 0.5,
+    # i.e. PCGrad's projection.
+    g = t([[1.0, 0.0], [-0.5, math.sqrt(3) / 2]])
+    method = GradVac(beta=0.25)
+    state = method.create_state(None, 2)
+    direction, coef = method.combine(g, state=state)
+    torch.testing.assert_close(coef, t([1.5, 1.5]))
+    torch.testing.assert_close(direction, PCGrad().combine(g)[0])
+    torch.testing.assert_close(
+        state.target_cosine, torch.tensor([[0.0, -0.125], [-0.125, 0.0]])
+    )  # 0.75 * 0 + 0.25 * -0.5
+    # Any targets: g_i + a_ij g_j has cosine exactly phi_hat_ij with g_j.
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        g = torch.from_numpy(rng.normal(size=(2, 5)))
+        phi_hat = rng.uniform(-0.9, 0.9, size=2)
+        state.target_cosine.copy_(torch.tensor([[0.0, phi_hat[0]], [phi_hat[1], 0.0]]))
+        phi = _cos(g[0], g[1])
+        _, coef = method.combine(g, state=state)
+        for i, j in ((0, 1), (1, 0)):
+            a = float(coef[j]) - 1.0  # coefficient of g_j in the modified g_i
+            if phi < phi_hat[i]:
+                assert _cos(g[i] + a * g[j], g[j]) == pytest.approx(phi_hat[i], abs=1e-6)
+            else:
+                assert a == 0.0  # already above the target: unchanged
+            expected = 0.75 * phi_hat[i] + 0.25 * phi
+            assert float(state.target_cosine[i, j]) == pytest.approx(expected, abs=1e-6)
+
+
+def _gradvac_reference(g, target, orders, beta):
+    """Algorithm 1 of the paper, literally, for given orders."""
+    target = target.clone()
+    out = []
+    for i, order in enumerate(orders):
+        gi = g[i].clone()
+        for j in order:
+            phi = _cos(gi, g[j])
+            phi_hat = float(target[i, j])
+            if phi < phi_hat:
+                gi = (
+                    gi
+                    + gi.norm()
+                    * (phi_hat * math.sqrt(1 - phi**2) - phi * math.sqrt(1 - phi_hat**2))
+                    / (g[j].norm() * math.sqrt(1 - phi_hat**2))
+                    * g[j]
+                )
+            target[i, j] = (1 - beta) * phi_hat + beta * phi
+        out.append(gi)
+    return torch.stack(out).sum(0), target
+
+
+def test_gradvac_three_tasks_follow_algorithm_1_in_one_random_order_per_task():
+    g = t([[1.0, 0.2, 0.0], [-0.8, 1.0, 0.1], [-0.5, -0.9, 1.0]])
+    start = torch.tensor([[0.0, 0.3, -0.2], [0.1, 0.0, 0.4], [0.5, -0.1, 0.0]], dtype=torch.float64)
+    orders = itertools.product(*[list(itertools.permutations([j for j in range(3) if j != i])) for i in range(3)])
+    candidates = [_gradvac_reference(g, start, o, 0.1) for o in orders]
+    for seed in range(6):
+        torch.manual_seed(seed)
+        method = GradVac(beta=0.1)
+        state = method.create_state(None, 3)
+        state.target_cosine.copy_(start)
+        direction, coef = method.combine(g, state=state)
+        torch.testing.assert_close(coef @ g, direction)
+        matches = [
+            k
+            for k, (d, target) in enumerate(candidates)
+            if torch.allclose(direction, d, atol=1e-10)
+            and torch.allclose(state.target_cosine.double(), target, atol=1e-6)
+        ]
+        assert matches, "the result is not GradVac's Algorithm 1 for any order"
+
+
+# ---------------------------------------------------------------------------------------
+# ConFIG
+# ---------------------------------------------------------------------------------------
+def test_config_hand_example():
+    g = t([[1.0, 0.0], [0.0, 2.0]])
+    # unit gradients e1, e2: g_u = pinv(U) 1 = (1, 1); length (g_1 + g_2) . g_u / |g_u| = 3 / sqrt(2)
+    direction, coef = ConFIG().combine(g)
+    torch.testing.assert_close(direction, t([1.5, 1.5]))
+    torch.testing.assert_close(coef, t([1.5, 0.75]))
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_config_has_an_equal_cosine_with_every_task_gradient(n_tasks):
+    gen = torch.Generator().manual_seed(n_tasks)
+    for _ in range(5):
+        g = torch.randn(n_tasks, 7, dtype=torch.float64, generator=gen) * t([1.0, 5.0, 0.2, 2.0][:n_tasks])[:, None]
+        g[1] = -0.8 * g[0] + 0.3 * g[1]  # a conflict
+        d, coef = ConFIG().combine(g)
+        torch.testing.assert_close(coef @ g, d)
+        cosines = (g @ d) / (g.norm(dim=1) * d.norm())
+        torch.testing.assert_close(cosines, cosines[0].expand(n_tasks))
+        assert float(cosines[0]) > 0  # a descent direction for every task
+        # the paper's equation on the full matrix: (sum_i g_i . unit(g_u)) unit(g_u), g_u = pinv(U) 1
+        units = g / g.norm(dim=1, keepdim=True)
+        g_u = torch.linalg.pinv(units) @ torch.ones(n_tasks, dtype=torch.float64)
+        g_u = g_u / g_u.norm()
+        torch.testing.assert_close(d, (g @ g_u).sum() * g_u)
+
+
+# ---------------------------------------------------------------------------------------
+# UPGrad, DualProj
+# ---------------------------------------------------------------------------------------
+def _project_onto_dual_cone(g, x):
+    """argmin_y ||y - x||^2 s.t. g y >= 0, solved in the parameter space (no Gram matrix)."""
+    from scipy.optimize import minimize
+
+    g, x = g.numpy(), x.numpy()
+    res = minimize(
+        lambda y: float((y - x) @ (y - x)),
+        x.copy(),
+        jac=lambda y: 2 * (y - x),
+        constraints=[{"type": "ineq", "fun": lambda y: g @ y, "jac": lambda y: g}],
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 500},
+    )
+    assert res.success, res.message
+    return torch.from_numpy(res.x)
+
+
+def test_upgrad_and_dualproj_hand_example():
+    # TorchJD's documented example, solved by hand: g_1 . g_2 = -22 < 0.
+    g = t([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
+    # pi(g_1) = g_1 + 22/38 g_2 = (-10, 30, 30) / 19;  pi(g_2) = g_2 + 22/18 g_1 = (10, 20, 20) / 9
+    d, coef = UPGrad().combine(g)
+    torch.testing.assert_close(d, t([50.0, 325.0, 325.0]) / 171)  # (0.2924, 1.9006, 1.9006), as TorchJD prints
+    torch.testing.assert_close(coef @ g, d)
+    torch.testing.assert_close(UPGrad(reduction="sum").combine(g)[0], 2 * d)
+    # DualProj: the mean (1, 1, 1) conflicts with g_1 (-2): (1, 1, 1) + 2/18 g_1 = (5, 10, 10) / 9
+    d, coef = DualProj().combine(g)
+    torch.testing.assert_close(d, t([5.0, 10.0, 10.0]) / 9)
+    torch.testing.assert_close(coef, t([11.0 / 18, 0.5]))
+    torch.testing.assert_close(DualProj(reduction="sum").combine(g)[0], 2 * d)
+    # Two tasks: each projection is PCGrad's; without conflict both are the mean gradient.
+    g = t([[1.0, 0.0], [-1.0, 1.0]])
+    torch.testing.assert_close(UPGrad().combine(g)[0], PCGrad(reduction="mean").combine(g)[0])
+    g = t([[1.0, 0.0, 2.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    torch.testing.assert_close(UPGrad().combine(g)[0], g.mean(0))
+    torch.testing.assert_close(DualProj().combine(g)[0], g.mean(0))
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_upgrad_and_dualproj_are_the_projections_onto_the_dual_cone(n_tasks):
+    gen = torch.Generator().manual_seed(n_tasks)
+    for _ in range(4):
+        g = torch.randn(n_tasks, 5, dtype=torch.float64, generator=gen)
+        g[1] = -0.7 * g[0] + 0.3 * g[1]  # a conflict
+        scale = float(g.norm(dim=1).max() ** 2)
+        d, coef = UPGrad().combine(g)
+        assert bool((g @ d >= -1e-10 * scale).all())  # in the dual cone: no task's loss increases
+        assert bool((coef >= 1 / n_tasks - 1e-12).all())  # v_i >= e_i
+        reference = torch.stack([_project_onto_dual_cone(g, g[i]) for i in range(n_tasks)]).mean(0)
+        torch.testing.assert_close(d, reference, atol=1e-6, rtol=1e-6)
+        d, coef = DualProj().combine(g)
+        assert bool((g @ d >= -1e-10 * scale).all())
+        torch.testing.assert_close(d, _project_onto_dual_cone(g, g.mean(0)), atol=1e-6, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# Aligned-MTL
+# ---------------------------------------------------------------------------------------
+def test_aligned_mtl_matches_torchjd_example():
+    g = t([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
+    torch.testing.assert_close(
+        AlignedMTL(reduction="mean").combine(g)[0], t([0.2133, 0.9673, 0.9673]), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(AlignedMTL().combine(g)[0], 2 * AlignedMTL(reduction="mean").combine(g)[0])
+
+
+@pytest.mark.parametrize("n_tasks", [2, 3, 4])
+def test_aligned_mtl_balances_the_gradients_to_condition_number_one(n_tasks):
+    from sklearn_mtr.optim.aligned_mtl import balance_transformation
+
+    gen = torch.Generator().manual_seed(n_tasks)
+    g = torch.randn(n_tasks, 6, dtype=torch.float64, generator=gen) * t([1.0, 5.0, 0.2, 2.0][:n_tasks])[:, None]
+    G = (g @ g.T).numpy()
+    B, rank, condition = balance_transformation(G, float(torch.finfo(torch.float64).eps))
+    sigma = torch.linalg.svdvals(g)
+    assert rank == n_tasks and condition == pytest.approx(float(sigma.max() / sigma.min()))
+    # The aligned gradients J^T B are orthogonal with norm sigma_min: B G B = sigma_min^2 I.
+    np.testing.assert_allclose(B @ G @ B, float(sigma.min()) ** 2 * np.eye(n_tasks), atol=1e-10)
+    # d = J^T B 1 = sigma_min W U^T 1 from the SVD J = U S W^T of the full matrix.
+    U, S, Wt = torch.linalg.svd(g, full_matrices=False)
+    d, alpha = AlignedMTL().combine(g)
+    torch.testing.assert_close(d, S.min() * Wt.T @ U.T @ torch.ones(n_tasks, dtype=torch.float64))
+    torch.testing.assert_close(alpha @ g, d)
+    # The other scales: the aligned gradients' common norm is the median / RMS singular value.
+    for mode, scale in (("median", (sigma**2).median().sqrt()), ("rmse", (sigma**2).mean().sqrt())):
+        B, _, _ = balance_transformation(G, 1e-16, mode)
+        np.testing.assert_allclose(B @ G @ B, float(scale) ** 2 * np.eye(n_tasks), atol=1e-9)
+    # Rank-deficient: two identical gradients count once.
+    h = torch.cat([g[:1], g[:1]])
+    assert balance_transformation((h @ h.T).numpy(), 1e-16)[1] == 1
+
+
+# ---------------------------------------------------------------------------------------
+# DB-MTL
+# ---------------------------------------------------------------------------------------
+def test_db_mtl_log_gradients_ema_and_max_norm_rescaling():
+    g = t([[3.0, 4.0], [0.0, 1.0]])
+    losses = t([2.0, 0.5])
+    method = DBMTL(beta=0.5, eps=1e-8)
+    state = method.create_state(None, 2)
+    # step 1: grad log L = g / L = ((1.5, 2), (0, 2)); ghat = 0.5 * 0 + 0.5 * that = ((0.75, 1), (0, 1))
+    # norms (1.25, 1): alpha = (1, 1.25); d = (0.75, 1) + 1.25 (0, 1)
+    d, alpha = method.combine(g, losses, state)
+    torch.testing.assert_close(alpha, t([1.0, 1.25]))
+    torch.testing.assert_close(d, t([0.75, 2.25]))
+    # step 2: ghat = 0.5 ghat + 0.5 g / L = ((1.125, 1.5), (0, 1.5))
+    d, alpha = method.combine(g, losses, state)
+    torch.testing.assert_close(state.grad_buffer, t([[1.125, 1.5], [0.0, 1.5]]))
+    torch.testing.assert_close(d, t([1.125, 1.5 + 1.25 * 1.5]))
+    # beta_k = beta / k^sigma: at step 2 with sigma = 1, 0.25 ghat + 0.75 g / L
+    method = DBMTL(beta=0.5, beta_sigma=1.0)
+    state = method.create_state(None, 2)
+    method.combine(g, losses, state)
+    method.combine(g, losses, state)
+    torch.testing.assert_close(
+        state.grad_buffer, 0.25 * t([[0.75, 1.0], [0.0, 1.0]]) + 0.75 * t([[1.5, 2.0], [0.0, 2.0]])
+    )
+    # A task without labels (loss 0) keeps its average.
+    before = state.grad_buffer.clone()
+    method.combine(t([[1.0, 1.0], [0.0, 0.0]]), t([1.0, 0.0]), state)
+    torch.testing.assert_close(state.grad_buffer[1], before[1])
+    # Rescaled averages all have the largest norm; the losses' scale does not matter.
+    rng = np.random.default_rng(0)
+    method = DBMTL()
+    state = method.create_state(None, 3)
+    for _ in range(5):
+        g = torch.from_numpy(rng.normal(size=(3, 4)))
+        _, alpha = method.combine(g, torch.from_numpy(rng.uniform(0.1, 5.0, 3)), state)
+        norms = alpha * state.grad_buffer.norm(dim=1)
+        torch.testing.assert_close(norms, norms.max().expand(3))
+
+
+def test_db_mtl_backward_writes_the_balanced_gradient_and_private_log_gradients():
+    torch.manual_seed(0)
+    model = _Toy(2)
+    batch, y = _toy_data()
+    u = torch.tensor([1.0, 3.0])
+    method = DBMTL(beta=0.9)
+    state = method.create_state(model, 2)
+    assert state.grad_buffer.shape == (2, sum(p.numel() for p in model.shared_parameters()))
+    losses = _losses(model, batch, y)
+    shared = model.shared_parameters()
+    raw = torch.stack(
+        [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[k], shared, retain_graph=True)])
+            for k in range(2)
+        ]
+    )
+    tower = [torch.autograd.grad(losses[k], list(model.towers[k].parameters()), retain_graph=True) for k in range(2)]
+    diag = method.backward(losses, StepContext(model, None, state, u))
+    ghat = 0.1 * raw / (losses.detach() + 1e-8)[:, None]  # first step: (1 - beta) grad log L
+    norms = ghat.norm(dim=1)
+    torch.testing.assert_close(diag["weights"], norms.max() / norms)
+    expected = (u * norms.max() / norms) @ ghat
+    torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared]), expected)
+    for k in range(2):
+        for p, g in zip(model.towers[k].parameters(), tower[k]):
+            torch.testing.assert_close(p.grad, u[k] * g / (losses[k].detach() + 1e-8))
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -285,13 +614,20 @@ def test_private_parameters_get_their_own_task_gradient(method):
     losses = _losses(model, batch, y)
     raw = [torch.autograd.grad(losses[k], list(model.towers[k].parameters()), retain_graph=True) for k in range(3)]
     diagnostics = method.backward(losses, StepContext(model, None, state, task_weights))
-    scales = task_weights if isinstance(method, (PCGrad, IMTLG)) else diagnostics["weights"] * task_weights
+    if isinstance(method, DBMTL):  # the gradient of u_k log(L_k + eps)
+        scales = task_weights / (losses.detach() + method.eps)
+    else:
+        scales = diagnostics["weights"] * task_weights if method._weights_scale_private else task_weights
     for k in range(3):
         for p, g in zip(model.towers[k].parameters(), raw[k]):
             torch.testing.assert_close(p.grad, g * scales[k])
 
 
-@pytest.mark.parametrize("method", [MGDA(), CAGrad(), IMTLG(), NashMTL()], ids=["MGDA", "CAGrad", "IMTLG", "NashMTL"])
+@pytest.mark.parametrize(
+    "method",
+    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj(), AlignedMTL()],
+    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj", "AlignedMTL"],
+)
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
     d, _coef = method.combine(g)
@@ -348,7 +684,9 @@ def test_fits_and_predicts_with_every_architecture(cls, method, data):
     assert -1 <= last["optim_cosine"] <= 1
 
 
-@pytest.mark.parametrize("method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2)])
+@pytest.mark.parametrize(
+    "method", [PCGrad(), MGDA(normalization="loss+"), CAGrad(), NashMTL(update_weights_every=2), GradDrop(), GradVac()]
+)
 def test_three_tasks_with_task_weights_are_reproducible(method):
     X, Y = make_multitask_classification(n_samples=300, n_features=6, n_tasks=3, random_state=1)
     kwargs = dict(**ARCH[MMoEClassifier], **TINY, optimizer=method, batch_size=64, task_weights=[1.0, 2.0, 0.5])
@@ -378,6 +716,17 @@ def test_clone_and_get_params(method):
         (CAGrad(rescale="yes"), "rescale"),
         (NashMTL(update_weights_every=0), "update_weights_every"),
         (NashMTL(max_norm=-1.0), "max_norm"),
+        (GradDrop(leak=1.5), "leak"),
+        (GradDrop(leak="none"), "leak"),
+        (GradVac(beta=0.0), "beta"),
+        (GradVac(beta=1.5), "beta"),
+        (UPGrad(reduction="max"), "reduction"),
+        (DualProj(reduction=None), "reduction"),
+        (AlignedMTL(scale_mode="max"), "scale_mode"),
+        (AlignedMTL(reduction="max"), "reduction"),
+        (DBMTL(beta=1.0), "beta"),
+        (DBMTL(beta_sigma=-0.5), "beta_sigma"),
+        (DBMTL(eps=0.0), "eps"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

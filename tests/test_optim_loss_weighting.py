@@ -1,4 +1,4 @@
-"""Loss-weighting and update-level baselines: UW, DWA, GradNorm, FAMO, AdaTask."""
+"""Loss-weighting and update-level baselines: UW, DWA, GradNorm, FAMO, AdaTask, RLW."""
 
 import copy
 import io
@@ -20,6 +20,7 @@ from sklearn_mtr.optim.adatask import AdaTask, AdaTaskAdam
 from sklearn_mtr.optim.dwa import DWA
 from sklearn_mtr.optim.famo import FAMO
 from sklearn_mtr.optim.gradnorm import GradNorm
+from sklearn_mtr.optim.rlw import RLW
 from sklearn_mtr.optim.uncertainty import UW
 
 METHODS = {
@@ -28,6 +29,7 @@ METHODS = {
     "gradnorm": lambda: GradNorm(),
     "famo": lambda: FAMO(),
     "adatask": lambda: AdaTask(),
+    "rlw": lambda: RLW(),
 }
 BCE = torch.nn.functional.binary_cross_entropy_with_logits
 
@@ -155,6 +157,54 @@ def test_famo_weights_stay_on_the_simplex_and_move_to_the_slower_task():
         first = z if first is None else first
     torch.testing.assert_close(first, torch.full((2,), 0.5))  # no decrease measured at step 0
     assert z[1] > 0.6
+
+
+# ---------------------------------------------------------------------------- RLW
+def test_rlw_weights_are_the_softmax_of_the_seeded_normal_draw():
+    p = torch.zeros(1, requires_grad=True)
+    holder = nn.Linear(1, 1)
+    method = RLW()
+    torch.manual_seed(3)
+    state = method.create_state(holder, 3)
+    twin = torch.Generator()
+    twin.set_state(state.generator.get_state())
+    user = torch.tensor([1.0, 2.0, 0.5])
+    c = torch.tensor([0.7, 0.2, 1.3])
+    seen = []
+    for _ in range(5):
+        expected = torch.softmax(torch.randn(3, generator=twin), dim=0)  # lambda = softmax(z), z ~ N(0, I)
+        p.grad = None
+        diag = method.backward(c * (1 + p), StepContext(holder, None, state, user))
+        torch.testing.assert_close(diag["weights"], expected)
+        assert diag["weights"].sum().item() == pytest.approx(1.0, abs=1e-6)
+        # the network's gradient is that of sum_k u_k lambda_k L_k
+        torch.testing.assert_close(p.grad, (user * expected * c).sum().reshape(1))
+        seen.append(diag["weights"])
+    assert not torch.allclose(seen[0], seen[1])  # a new draw at every step
+    # The generator is seeded from the global torch stream when training starts.
+    torch.manual_seed(3)
+    again = method.create_state(holder, 3)
+    torch.testing.assert_close(method.sample_weights(3, again), seen[0])
+
+
+def test_rlw_generator_state_is_in_the_state_dict():
+    # The safe format (sklearn_mtr.persistence) stores state_dict(): a loaded model continues the stream.
+    method = RLW()
+    state = method.create_state(None, 2)
+    method.sample_weights(2, state)
+    saved = state.state_dict()
+    expected = method.sample_weights(2, state)
+    other = method.create_state(None, 2)
+    other.load_state_dict(saved)
+    torch.testing.assert_close(method.sample_weights(2, other), expected)
+
+
+def test_rlw_fixed_random_state_gives_identical_fits(data):
+    X, Y = data
+    fit = [ESTIMATORS["mmoe"](RLW(), max_epochs=2, batch_size=64, random_state=s).fit(X, Y) for s in (0, 0, 1)]
+    np.testing.assert_array_equal(fit[0].predict_proba(X), fit[1].predict_proba(X))
+    assert fit[0].history_[:, "optim_weights"] == fit[1].history_[:, "optim_weights"]
+    assert fit[0].history_[-1, "optim_weights"] != fit[2].history_[-1, "optim_weights"]
 
 
 # ---------------------------------------------------------------------------- AdaTask
@@ -310,7 +360,11 @@ def test_clone_get_params_and_validation(name, data):
         "gradnorm": {"alpha": -1.0},
         "famo": {"gamma": -0.1},
         "adatask": {"betas": (0.9, 1.5)},
+        "rlw": None,  # no hyper-parameters
     }[name]
+    if bad is None:
+        assert params == {}
+        return
     clf = ESTIMATORS["mmoe"](METHODS[name]().set_params(**bad), max_epochs=1)
     with pytest.raises(ValueError, match=next(iter(bad))):
         clf.fit(*data)
@@ -318,7 +372,7 @@ def test_clone_get_params_and_validation(name, data):
 
 def test_user_task_weights_reach_the_network_gradient():
     """A zero user weight removes a task's gradient for the reweighting methods."""
-    for name in ("uw", "dwa", "gradnorm", "famo"):
+    for name in ("uw", "dwa", "gradnorm", "famo", "rlw"):
         model = _mmoe()
         method = METHODS[name]()
         state = method.create_state(model, 2)

@@ -9,18 +9,26 @@ from sklearn.base import clone
 
 from ._base import MultiTaskOptimizer, StepContext
 from .adatask import AdaTask
+from .aligned_mtl import AlignedMTL
 from .cagrad import CAGrad
+from .config import ConFIG
+from .db_mtl import DBMTL
 from .drgrad import DRGrad
+from .dualproj import DualProj
 from .dwa import DWA
 from .equal_weight import EW
 from .famo import FAMO
+from .graddrop import GradDrop
 from .gradnorm import GradNorm
+from .gradvac import GradVac
 from .imtl_g import IMTLG
 from .mgda import MGDA
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
+from .rlw import RLW
 from .uncertainty import UW
+from .upgrad import UPGrad
 
 #: Registered names of the ``optimizer=`` parameter, mapped to the method's class.
 OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
@@ -38,6 +46,14 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "cagrad": CAGrad,
     "imtl_g": IMTLG,
     "nash_mtl": NashMTL,
+    "rlw": RLW,
+    "graddrop": GradDrop,
+    "gradvac": GradVac,
+    "config": ConFIG,
+    "upgrad": UPGrad,
+    "dualproj": DualProj,
+    "aligned_mtl": AlignedMTL,
+    "db_mtl": DBMTL,
 }
 
 
@@ -54,6 +70,7 @@ def resolve_optimizer(spec: str | MultiTaskOptimizer) -> MultiTaskOptimizer:
 
 
 __all__ = [
+    "DBMTL",
     "DWA",
     "EW",
     "FAMO",
@@ -61,14 +78,21 @@ __all__ = [
     "MGDA",
     "OPTIMIZERS",
     "PUB",
+    "RLW",
     "UW",
     "AdaTask",
+    "AlignedMTL",
     "CAGrad",
+    "ConFIG",
     "DRGrad",
+    "DualProj",
+    "GradDrop",
     "GradNorm",
+    "GradVac",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",
     "StepContext",
+    "UPGrad",
     "resolve_optimizer",
 ]

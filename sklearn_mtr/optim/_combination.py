@@ -1,4 +1,4 @@
-"""Shared machinery of the gradient-combination methods (MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL).
+"""Shared machinery of the gradient-combination methods (MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, ...).
 
 Every method here follows the same step (:meth:`GradientCombination.backward`):
 
@@ -357,7 +357,10 @@ class GradientCombination(MultiTaskOptimizer):
         direction : Tensor of shape (n_values,)
             The combined gradient (what a descent step subtracts).
         coefficients : Tensor of shape (n_tasks,)
-            ``direction == coefficients @ grads``.
+            ``direction == coefficients @ grads`` for the methods that combine the task
+            gradients linearly (all but GradDrop, whose ``coefficients`` are the share of each
+            task's gradient it kept, and DB-MTL, which combines running averages; see their
+            class docstrings).
         """
         self._check_hyperparameters()
         grads = grads.detach()

@@ -7,7 +7,6 @@ from torch import nn
 
 from ._base import StepContext, device_of
 from ._combination import GradientCombination, check_real, mean_pairwise_cosine
-from ._grads import task_gradients, write_gradients
 
 
 class _DBMTLState(nn.Module):
@@ -122,10 +121,10 @@ class DBMTL(GradientCombination):
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         self._check_hyperparameters()
-        raw, private, shared = task_gradients(task_losses, ctx)
+        raw, private, shared = ctx.task_gradients(task_losses)
         weights = ctx.task_weights.to(device=raw.device, dtype=raw.dtype)
         balanced, alpha = self._balance(raw, task_losses, ctx.state)
         direction = weights @ balanced
         scales = weights / (task_losses.detach().to(raw.dtype) + self.eps)  # private: grad of u_t log(L_t + eps)
-        write_gradients(ctx, shared, direction, private, scales)
+        ctx.write_gradients(shared, direction, private, scales)
         return {"weights": alpha, "cosine": mean_pairwise_cosine(raw @ raw.T)}

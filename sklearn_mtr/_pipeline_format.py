@@ -57,7 +57,10 @@ _NPY_KINDS = "biufcUS"
 
 
 def _sklearn_steps() -> tuple[type, ...]:
-    """The scikit-learn classes a saved pipeline may hold (as steps or inside steps)."""
+    """The scikit-learn classes a saved pipeline may hold (as steps or inside steps): each holds
+    parameters, numbers, strings and arrays only. Left out: classes holding callables or other
+    estimators by design (make_column_selector, SelectKBest's score_func, IterativeImputer),
+    those holding their training rows (KNNImputer), and SplineTransformer (scipy BSpline objects)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.decomposition import PCA, TruncatedSVD
     from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfTransformer, TfidfVectorizer
@@ -77,7 +80,6 @@ def _sklearn_steps() -> tuple[type, ...]:
         PowerTransformer,
         QuantileTransformer,
         RobustScaler,
-        SplineTransformer,
         StandardScaler,
         TargetEncoder,
     )
@@ -99,7 +101,6 @@ def _sklearn_steps() -> tuple[type, ...]:
         TargetEncoder,
         KBinsDiscretizer,
         PolynomialFeatures,
-        SplineTransformer,
         FunctionTransformer,
         SimpleImputer,
         MissingIndicator,
@@ -210,32 +211,62 @@ def check(data: bytes, *, saving: bool = False) -> dict:
     trusted = set(trusted_types())
     sizes = {info.filename: info.file_size for info in infos}
     files: dict[str, object] = {}
-    # iterative, depth-bounded walk over every JSON object that is a skops node
+    # Iterative, depth-bounded walk over the nodes as skops reads them: a dict's content maps
+    # its keys (any strings, "__class__" too: a vocabulary word) to nodes, so node-ness is
+    # decided by position, not by the keys a dict happens to have.
     stack: list[tuple[Any, int]] = [(schema, 0)]
     while stack:
         node, depth = stack.pop()
         if depth > _MAX_DEPTH:
             raise _bad(f"nests more than {_MAX_DEPTH} levels")
-        if isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
-            continue
         if not isinstance(node, dict):
-            continue
-        if "__loader__" in node or "__class__" in node or "__module__" in node:
-            _check_node(node, trusted, saving)
-            if node.get("__loader__") == "NdArrayNode" and node.get("type") == "numpy":
-                name = node.get("file")
-                key = node.get("__id__") if node.get("__id__") is not None else id(node)
-                if not isinstance(name, str) or name not in sizes:
-                    raise _bad(f"names an array file {str(name)[:80]!r} it does not hold")
-                if files.setdefault(name, key) != key:
-                    raise _bad(f"reads the array file {name[:80]!r} for two objects")
-                _check_npy(archive.read(name), name)
-        stack.extend((value, depth + 1) for value in node.values())
+            raise _bad(f"holds {str(node)[:80]!r} where a node belongs")
+        _check_node(node, trusted, saving)
+        loader = node["__loader__"]
+        if loader == "NdArrayNode" and node.get("type") == "numpy":
+            name = node.get("file")
+            key = node.get("__id__") if node.get("__id__") is not None else id(node)
+            if not isinstance(name, str) or name not in sizes:
+                raise _bad(f"names an array file {str(name)[:80]!r} it does not hold")
+            if files.setdefault(name, key) != key:
+                raise _bad(f"reads the array file {name[:80]!r} for two objects")
+            try:
+                raw = archive.read(name)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+                raise _bad(f"holds {name[:80]!r}, which cannot be read") from None
+            _check_npy(raw, name)
+        for children in _children(node, loader):
+            stack.extend((child, depth + 1) for child in children)
     return schema
 
 
+# keys of a node that hold no node: names, flags, file names, JSON text
+_PLAIN_KEYS = frozenset(
+    {"__class__", "__module__", "__loader__", "__id__", "is_json", "type", "file", "protocol", "_skops_version"}
+)
+
+
+def _children(node: dict, loader: str):
+    """The lists of child nodes of ``node``, where skops reads them."""
+    if loader in ("JsonNode", "SliceNode"):  # JSON text, and start / stop / step as plain values
+        return
+    for key, value in node.items():
+        if key in _PLAIN_KEYS:
+            continue
+        if loader == "DictNode" and key == "content":
+            if not isinstance(value, dict):
+                raise _bad("holds a dict whose content is not a mapping")
+            yield list(value.values())
+        elif isinstance(value, dict):
+            yield [value]
+        elif isinstance(value, list):
+            yield value
+        else:
+            raise _bad(f"holds a {loader} whose {str(key)[:40]!r} is neither a node nor a name")
+
+
 def _check_node(node: dict, trusted: set[str], saving: bool) -> None:
+    """``node`` uses a loader of :data:`_LOADERS` and names a trusted type."""
     loader, module, cls = node.get("__loader__"), node.get("__module__"), node.get("__class__")
     if not all(isinstance(v, str) for v in (loader, module, cls)):
         raise _bad("holds a node without a loader, a module and a class name")

@@ -128,6 +128,8 @@ def test_a_tfidf_text_pipeline_round_trips_with_identical_predictions(tmp_path):
             "shop": rng.choice(["a", "b", "c"], 120),
         }
     )
+    # words that are skops' own keys, in the vocabulary (a dict keyed by word): still data
+    X.loc[0, "review"] = "__class__ __module__ __loader__ content good"
     Y = np.column_stack([X["review"].str.contains("good"), rng.integers(0, 2, 120)]).astype(float)
     pre = ColumnTransformer(
         [("text", TfidfVectorizer(ngram_range=(1, 2)), "review"), ("shop", OneHotEncoder(), ["shop"])]
@@ -136,7 +138,8 @@ def test_a_tfidf_text_pipeline_round_trips_with_identical_predictions(tmp_path):
     pipe.fit(X, Y)
     save(pipe, tmp_path / "text.mtr")
     loaded = load(tmp_path / "text.mtr")
-    assert loaded[0].transformers_[0][1].vocabulary_ == pipe[0].transformers_[0][1].vocabulary_
+    vocabulary = loaded[0].transformers_[0][1].vocabulary_
+    assert vocabulary == pipe[0].transformers_[0][1].vocabulary_ and "__class__" in vocabulary
     np.testing.assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
 
 
@@ -154,6 +157,66 @@ def test_a_pipeline_of_the_estimator_alone_and_an_unfitted_pipeline_round_trip(t
     assert loaded.steps[1] == ("passthrough", "passthrough")
     assert not loaded[-1].__sklearn_is_fitted__()
     loaded.fit(X[num], Y)  # and it trains
+
+
+@needs_skops
+def test_every_trusted_transformer_round_trips_with_identical_output(tmp_path):
+    """Each class of the list (nested, as users build them) saves and transforms as before: the
+    list is complete for what these objects hold (dtypes, scalar types, slices, functions)."""
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfTransformer
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.pipeline import FeatureUnion
+    from sklearn.preprocessing import (
+        Binarizer,
+        KBinsDiscretizer,
+        MaxAbsScaler,
+        MinMaxScaler,
+        Normalizer,
+        OrdinalEncoder,
+        PolynomialFeatures,
+        PowerTransformer,
+        QuantileTransformer,
+        RobustScaler,
+        TargetEncoder,
+    )
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "a": np.where(rng.random(60) < 0.1, np.nan, rng.normal(size=60)),
+            "b": rng.choice(["x", "y", "z", None], 60),
+            "t": rng.choice(["hello world", "foo bar baz", "good plot"], 60),
+            "c": rng.integers(0, 5, 60),
+        }
+    )
+    Y = np.column_stack([rng.integers(0, 2, 60), rng.integers(0, 2, 60)]).astype(float)
+    c = ["c"]
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(add_indicator=True), StandardScaler()), ["a"]),
+            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=3), ["b"]),
+            ("ord", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["b"]),
+            ("te", TargetEncoder(), ["b"]),
+            ("txt", TfidfVectorizer(), "t"),
+            ("hash", HashingVectorizer(n_features=8), "t"),
+            ("svd", make_pipeline(CountVectorizer(), TfidfTransformer(), TruncatedSVD(2, random_state=0)), "t"),
+            ("q", QuantileTransformer(n_quantiles=10), c),
+            ("p", PowerTransformer(), c),
+            ("k", KBinsDiscretizer(n_bins=3, encode="ordinal"), c),
+            ("log", FunctionTransformer(np.log1p, feature_names_out="one-to-one"), c),
+            ("scalers", make_pipeline(MinMaxScaler(), RobustScaler(), MaxAbsScaler(), Normalizer()), c),
+            ("poly", PolynomialFeatures(2), c),
+            ("union", FeatureUnion([("pca", PCA(1)), ("vt", VarianceThreshold()), ("bin", Binarizer())]), c),
+        ],
+        sparse_threshold=0,
+    )
+    pre.fit(X, Y[:, 0])  # TargetEncoder takes one target: the steps are fitted apart, then joined
+    pipe = make_pipeline(pre, SharedBottomClassifier(**TINY).fit(pre.transform(X), Y))
+    save(pipe, tmp_path / "all.mtr")
+    loaded = load(tmp_path / "all.mtr")
+    np.testing.assert_array_equal(loaded[0].transform(X), pipe[0].transform(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
 
 
 def test_a_bare_estimator_is_still_format_2_and_needs_no_skops(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import pickle
+import subprocess
 import sys
 import zipfile
 
@@ -369,28 +371,20 @@ def test_crafted_pipeline_layouts_are_refused(layout, match, saved):
         load(path)
 
 
-def _fitted_node(node, cls):
-    """The schema node of the fitted ``cls`` object (its attributes include ``categories_``)."""
-    if isinstance(node, list):
-        return next((found for item in node if (found := _fitted_node(item, cls))), None)
-    if not isinstance(node, dict):
-        return None
-    if node.get("__class__") == cls and "categories_" in node["content"]["content"]:
-        return node
-    return _fitted_node(list(node.values()), cls)
-
-
 @needs_skops
-def test_steps_that_do_not_fit_the_final_estimator_are_refused(saved):
+def test_a_step_stored_unfitted_before_a_fitted_estimator_is_refused(saved):
     path, _, _ = saved
 
-    def forget_categories(schema, files):
-        categories = _fitted_node(schema, "OneHotEncoder")["content"]["content"]["categories_"]["content"][0]
-        del categories["content"][5:]  # 8 categories of cat0 become 5
-        categories["shape"]["content"][0] = _json_node(5)
+    def unfit(schema, files):
+        attributes = schema["content"][0]["content"]["content"]  # the ColumnTransformer's
+        for name in [n for n in attributes if n.endswith("_") and not n.startswith("_")]:
+            del attributes[name]
+        schema["content"][0]["content"]["key_types"]["content"] = [
+            {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}
+        ] * len(attributes)
 
-    _edit_skops(path, forget_categories)
-    with pytest.raises(ValueError, match="output 27 columns, where it was fitted on 30"):
+    _edit_skops(path, unfit)
+    with pytest.raises(ValueError, match="step 'pre' is not a fitted transformer"):
         load(path)
 
 
@@ -459,3 +453,62 @@ def test_deep_nesting_in_the_schema_is_refused(depth, match, saved):
     _write(path, members)
     with pytest.raises(ValueError, match=match):
         load(path)
+
+
+# Each file is loaded in a child process whose address space is capped at 512 MiB above what it
+# uses once a valid pipeline has loaded (imports and first allocations done).
+CHILD = """
+import resource, sys
+from sklearn_mtr.persistence import load
+
+load(sys.argv[1])
+with open("/proc/self/status") as status:
+    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 29), resource.RLIM_INFINITY))
+for path in sys.argv[1:]:
+    try:
+        load(path)
+        print("loaded")
+    except ValueError:
+        print("ValueError")
+    except BaseException as exc:
+        print(type(exc).__name__, str(exc)[:200].replace("\\\\n", " "))
+"""
+
+
+@needs_skops
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux-only")
+def test_pipeline_memory_bombs_end_in_value_error_under_a_memory_limit(saved, tmp_path):
+    path, _, _ = saved
+    cases = {"valid": None}
+
+    def huge_array(elements):
+        def edit(schema, files):
+            stream = io.BytesIO()
+            header = {"descr": "<f8", "fortran_order": False, "shape": (elements,)}
+            np.lib.format.write_array_header_1_0(stream, header)
+            files[next(iter(files))] = stream.getvalue() + b"\0" * 16
+
+        return edit
+
+    cases["array of 2^33 float64"] = huge_array(1 << 33)  # numpy would allocate 64 GiB before reading
+    cases["array of 2^27 float64"] = huge_array(1 << 27)  # 1 GiB, above the cap
+    paths = []
+    for i, edit in enumerate(cases.values()):
+        paths.append(tmp_path / f"case{i}.mtr")
+        paths[-1].write_bytes(path.read_bytes())
+        if edit is not None:
+            _edit_skops(paths[-1], edit)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, *map(str, paths)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = dict(zip(cases, result.stdout.splitlines(), strict=True))
+    assert outcomes.pop("valid") == "loaded"
+    assert outcomes == dict.fromkeys(outcomes, "ValueError")

@@ -13,13 +13,15 @@ checks more, before skops sees the bytes:
   the member itself, so nothing inside inflates;
 - every ``.npy`` array's header (dtype, shape) must describe exactly the bytes that follow,
   with a number or string dtype: numpy allocates the declared shape before reading;
-- the schema may nest at most :data:`_MAX_DEPTH` levels.
+- the schema may nest at most :data:`_MAX_DEPTH` levels, and use the protocol the installed
+  skops writes (older protocols read some names from other fields).
 
 Only then does ``skops.io.loads`` run, with the same list as its ``trusted`` argument.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
@@ -162,6 +164,13 @@ def import_skops():
     return skops.io
 
 
+@functools.cache
+def _protocol() -> int:
+    """The protocol number the installed skops writes (read from its own output)."""
+    with zipfile.ZipFile(io.BytesIO(import_skops().dumps([]))) as archive:
+        return json.loads(archive.read("schema.json"))["protocol"]
+
+
 def _bad(detail: str) -> ValueError:
     return ValueError(f"not a valid sklearn-mtr model file: {PIPELINE_SKOPS} {detail}.")
 
@@ -208,6 +217,13 @@ def check(data: bytes, *, saving: bool = False) -> dict:
         raise _bad("has a schema.json that is not JSON") from None
     if not isinstance(schema, dict):
         raise _bad("has a schema.json that is not a JSON object")
+    # Older protocols load some nodes from other fields (protocol 0 read a function's name from
+    # its content), which this walk does not vouch for: only the protocol skops writes is read.
+    if schema.get("protocol") != _protocol():
+        raise _bad(
+            f"uses the skops protocol {str(schema.get('protocol'))[:20]}, where the installed skops writes "
+            f"{_protocol()} (save the pipeline again with the installed skops)"
+        )
     trusted = set(trusted_types())
     sizes = {info.filename: info.file_size for info in infos}
     files: dict[str, object] = {}

@@ -32,16 +32,16 @@ and cannot be saved this way: use ``joblib`` for them, on files you trust.
 
 A fitted :class:`sklearn.pipeline.Pipeline` whose last step is one of this package's estimators
 is saved too, with the optional ``skops`` package (``pip install sklearn-mtr[skops]``): the final
-estimator goes into the members above, the steps before it into two more (format version 3):
+estimator goes into the members above, the pipeline into one or two more (format version 3):
 
 - ``pipeline.json``: the step names and the pipeline's ``verbose`` and ``transform_input``
   (``memory`` is not stored: it only caches ``fit``, and a cache directory named by a file
   should not decide where a refit writes);
-- ``pipeline.skops``: the other steps, written by ``skops.io.dumps`` and read by
-  ``skops.io.loads`` (objects rebuilt from a JSON schema and ``.npy`` arrays, never
-  unpickled). Only the scikit-learn types and numpy functions of
-  :data:`TRUSTED_PIPELINE_TYPES`, a fixed list, may appear; the inner zip and every array
-  header are checked against the bytes present before skops reads them.
+- ``pipeline.skops`` (when there are steps before the estimator; stored uncompressed): those
+  steps, written by ``skops.io.dumps`` and read by ``skops.io.loads`` (objects rebuilt from a
+  JSON schema and ``.npy`` arrays, never unpickled). Only the scikit-learn types and numpy
+  functions of :data:`TRUSTED_PIPELINE_TYPES`, a fixed list, may appear; the inner zip and
+  every array header are checked against the bytes present before skops reads them.
 
 A file holding a bare estimator is written as format version 2, as before; :func:`load`
 reads versions 2 and 3 and returns what was saved.

@@ -339,6 +339,27 @@ def test_a_crafted_member_naming_an_untrusted_type_is_refused_and_runs_nothing(e
 
 
 @needs_skops
+def test_a_member_of_an_older_skops_protocol_is_refused(saved, monkeypatch):
+    """Protocol 0 read a function's name from its content, not from the names checked: a node
+    that names numpy.log1p there while its content says os.system is refused by its protocol."""
+    path, _, _ = saved
+    monkeypatch.chdir(path.parent)
+
+    def old_protocol(schema, files):
+        schema["protocol"] = 0
+        schema["content"][0] = {
+            "__class__": "log1p",
+            "__module__": "numpy",
+            "__loader__": "FunctionNode",
+            "content": {"module_path": "os", "function": "system"},
+        }
+
+    _edit_skops(path, old_protocol)
+    with pytest.raises(ValueError, match="skops protocol 0"):
+        load(path)
+
+
+@needs_skops
 def test_the_payload_of_the_crafted_file_would_run_if_skops_trusted_it(tmp_path, monkeypatch):
     """The check that the crafted files above are refused means something: skops, told to trust
     ``builtins.exec``, runs the payload."""
@@ -445,11 +466,14 @@ def test_deep_nesting_in_the_schema_is_refused(depth, match, saved):
     path, _, _ = saved
     members = _members(path)
     with zipfile.ZipFile(io.BytesIO(members["pipeline.skops"])) as inner:
-        files = {name: inner.read(name) for name in inner.namelist() if name != "schema.json"}
+        files = {name: inner.read(name) for name in inner.namelist()}
+    protocol = json.loads(files.pop("schema.json"))["protocol"]
     opening = '{"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": ['
     text = opening * depth + json.dumps(_json_node(0)) + "]}" * depth
-    schema = '{"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "protocol": 2, "content": [%s]}'
-    members["pipeline.skops"] = _skops_zip({"schema.json": (schema % text).encode(), **files})
+    schema = (
+        '{"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "protocol": %d, "content": [%s]}'
+    )
+    members["pipeline.skops"] = _skops_zip({"schema.json": (schema % (protocol, text)).encode(), **files})
     _write(path, members)
     with pytest.raises(ValueError, match=match):
         load(path)

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import KNNImputer, SimpleImputer
@@ -461,6 +463,21 @@ def test_an_array_header_that_does_not_match_its_bytes_is_refused_before_allocat
 
 
 @needs_skops
+@pytest.mark.parametrize("header", [b"{'descr': '<f8', 'shape': (2,\n", b"{'descr': '<f8'\0}\n", b"[1, 2]\n"])
+def test_an_array_header_that_is_not_a_header_is_refused(header, saved):
+    """numpy parses the header as a Python literal; what fails there (a tokenize error found by
+    the fuzz test below) is a ValueError."""
+    path, _, _ = saved
+
+    def garble(schema, files):
+        files[next(iter(files))] = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+    _edit_skops(path, garble)
+    with pytest.raises(ValueError, match="not a readable .npy array"):
+        load(path)
+
+
+@needs_skops
 @pytest.mark.parametrize("depth, match", [(300, "nests more than 200"), (100_000, "not JSON")])
 def test_deep_nesting_in_the_schema_is_refused(depth, match, saved):
     path, _, _ = saved
@@ -536,3 +553,117 @@ def test_pipeline_memory_bombs_end_in_value_error_under_a_memory_limit(saved, tm
     outcomes = dict(zip(cases, result.stdout.splitlines(), strict=True))
     assert outcomes.pop("valid") == "loaded"
     assert outcomes == dict.fromkeys(outcomes, "ValueError")
+
+
+# ------------------------------------------------------------------------------------ fuzzing
+# Derandomized like tests/test_persistence_fuzz.py (SKLEARN_MTR_FUZZ=1 draws 300 fresh ones).
+FUZZ = bool(os.environ.get("SKLEARN_MTR_FUZZ"))
+_NODE_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from([0, -1, 2**63, 2**64 + 1, 10**400, 1 << 40]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.sampled_from(
+        ["exec", "system", "os", "builtins", "ObjectNode", "ReduceNode", "MethodNode", "CachedNode", "NdArrayNode"]
+    ),
+    st.sampled_from(["numpy", "json", "<f8", "|O", "schema.json", "float64", "dict", "list", "str"]),
+    st.just([]),
+    st.just({}),
+    st.sampled_from(list(EVIL.values())),
+    st.just({"__class__": "list", "__module__": "builtins", "__loader__": "CachedNode", "__id__": 1}),
+)
+
+
+def _schema_paths(node, prefix=()):
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield from _schema_paths(value, (*prefix, key))
+
+
+@pytest.fixture(scope="module")
+def fuzz_original(tabular_pipeline, tmp_path_factory):
+    pytest.importorskip("skops")
+    path = tmp_path_factory.mktemp("fuzz") / "pipe.mtr"
+    save(tabular_pipeline[0], path)
+    return path, path.parent / "case.mtr"  # paths, not bytes: hypothesis prints its arguments
+
+
+FUZZ_SETTINGS = settings(
+    max_examples=300 if FUZZ else 25,
+    derandomize=not FUZZ,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+
+
+@needs_skops
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.InconsistentVersionWarning")  # _sklearn_version mutated
+@FUZZ_SETTINGS
+@given(data=st.data())
+def test_a_mutated_skops_schema_loads_a_pipeline_or_raises_value_error(fuzz_original, data, monkeypatch):
+    """Any change of pipeline.skops' schema (checksums rewritten): load returns a Pipeline or
+    raises ValueError, never another exception, never unpickles, never runs a payload."""
+    original, path = fuzz_original
+    monkeypatch.chdir(path.parent)  # where the exec payload would write PWNED
+    path.write_bytes(original.read_bytes())
+    target = data.draw(st.sampled_from(list(_schema_paths(_read_schema(path)))), label="path")
+    op = data.draw(st.sampled_from(["replace", "delete", "extra"] if target else ["replace"]), label="op")
+    value = data.draw(_NODE_VALUES, label="value")
+
+    def mutate(schema, files):
+        parent = schema
+        for key in target[:-1]:
+            parent = parent[key]
+        if not target:
+            schema.clear()
+            schema["content"] = value
+        elif op == "replace":
+            parent[target[-1]] = value
+        elif op == "delete":
+            del parent[target[-1]]
+        elif isinstance(parent[target[-1]], dict):
+            parent[target[-1]][data.draw(st.sampled_from(["content", "type", "file", "__id__", "x"]))] = value
+        elif isinstance(parent[target[-1]], list):
+            parent[target[-1]].append(value)
+
+    _edit_skops(path, mutate)
+    try:
+        loaded = load(path)
+    except ValueError:
+        loaded = None
+    assert loaded is None or type(loaded) is Pipeline
+    assert not (path.parent / "PWNED").exists()
+
+
+def _read_schema(path):
+    with zipfile.ZipFile(io.BytesIO(_members(path)["pipeline.skops"])) as inner:
+        return json.loads(inner.read("schema.json"))
+
+
+@needs_skops
+@FUZZ_SETTINGS
+@given(data=st.data())
+def test_mutated_array_bytes_load_a_pipeline_or_raise_value_error(fuzz_original, data):
+    """A .npy array of pipeline.skops truncated, or with a byte of its header or data changed."""
+    original, path = fuzz_original
+    path.write_bytes(original.read_bytes())
+
+    def mutate(schema, files):
+        name = data.draw(st.sampled_from(sorted(files)), label="file")
+        raw = bytearray(files[name])
+        at = data.draw(st.integers(0, len(raw) - 1), label="at")
+        if data.draw(st.booleans(), label="truncate"):
+            files[name] = bytes(raw[:at])
+        else:
+            raw[at] = data.draw(st.integers(0, 255), label="byte")
+            files[name] = bytes(raw)
+
+    _edit_skops(path, mutate)
+    try:
+        loaded = load(path)
+    except ValueError:
+        loaded = None
+    assert loaded is None or type(loaded) is Pipeline

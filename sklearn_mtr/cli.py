@@ -9,6 +9,8 @@ Model files are written with :func:`sklearn_mtr.persistence.save` (the safe form
 files run no code when read), or with ``joblib`` under ``--format joblib``. ``evaluate`` and
 ``predict`` read only the safe format unless ``--trusted-joblib`` is given: loading a joblib /
 pickle file runs code from the file, so a model file from elsewhere could run any program.
+A safe-format file may also hold a ``Pipeline`` ending in an estimator (saved from Python with
+``sklearn_mtr.persistence.save``); ``evaluate`` and ``predict`` then run the whole pipeline.
 
 Examples
 --------
@@ -525,15 +527,25 @@ def load_model(path: str, trusted_joblib: bool = False):
 
 
 # ---------------------------------------------------------------------------------------- evaluate / predict
+def _final(model):
+    """The estimator of ``model``: itself, or the last step of a ``Pipeline`` (which holds the
+    task names and classes; the pipeline as a whole predicts)."""
+    from sklearn.pipeline import Pipeline
+
+    return model[-1] if isinstance(model, Pipeline) else model
+
+
 def _with_threads(model, threads):
     """The loaded model, predicting with ``--threads`` when given (else its saved n_threads)."""
-    return model if threads is None else model.set_params(n_threads=threads)
+    if threads is not None:
+        _final(model).set_params(n_threads=threads)
+    return model
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     model = _with_threads(load_model(args.model_file, args.trusted_joblib), args.threads)
     frame = read_table(args.data)
-    task_names = [str(t) for t in model.task_names_]
+    task_names = [str(t) for t in _final(model).task_names_]
     targets = _column_list(args.targets, "--targets") if args.targets else task_names
     if len(targets) != len(task_names):
         raise CommandError(
@@ -566,7 +578,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     frame = read_table(args.data)
     ids = _column_list(args.id_column, "--id-column") if args.id_column else []
     _require_columns(frame, ids, args.data, "--id-column")
-    task_names = [str(t) for t in model.task_names_]
+    task_names = [str(t) for t in _final(model).task_names_]
     clash = sorted(set(ids) & set(task_names))
     if clash:
         raise CommandError(f"--id-column {clash} has the name of a task; the output has one column per task.")
@@ -596,9 +608,9 @@ def _labels(model, frame: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
     (NaN or empty = missing; text is an error, never mapped), or, for a binary classifier
     fitted on a 1-D ``y``, its two ``classes_`` (1 = ``classes_[1]``, the class whose
     probability is reported)."""
-    if not getattr(model, "binary_", False):
+    if not getattr(_final(model), "binary_", False):
         return frame[targets]
-    column, classes = frame[targets[0]], list(model.classes_)
+    column, classes = frame[targets[0]], list(_final(model).classes_)
     present = column.notna()
     unknown = column[present & ~column.isin(classes)]
     if len(unknown):
@@ -613,7 +625,7 @@ def _task_proba(model, X: pd.DataFrame, groups=None) -> np.ndarray:
     together (``predict_proba(X, groups=...)``, e.g. OneRank)."""
     takes_groups = "groups" in inspect.signature(model.predict_proba).parameters
     proba = model.predict_proba(X, groups=groups) if takes_groups and groups is not None else model.predict_proba(X)
-    return proba[:, 1:] if getattr(model, "binary_", False) else proba
+    return proba[:, 1:] if getattr(_final(model), "binary_", False) else proba
 
 
 def task_metrics(Y, proba: np.ndarray, task_names: list[str], *, groups=None, sample_weight=None) -> dict:

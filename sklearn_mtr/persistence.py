@@ -30,6 +30,22 @@ A loaded estimator predicts exactly as the saved one and can continue training
 ``optimizer=`` instances of classes outside :mod:`sklearn_mtr.optim` hold arbitrary objects
 and cannot be saved this way: use ``joblib`` for them, on files you trust.
 
+A fitted :class:`sklearn.pipeline.Pipeline` whose last step is one of this package's estimators
+is saved too, with the optional ``skops`` package (``pip install sklearn-mtr[skops]``): the final
+estimator goes into the members above, the pipeline into one or two more (format version 3):
+
+- ``pipeline.json``: the step names and the pipeline's ``verbose`` and ``transform_input``
+  (``memory`` is not stored: it only caches ``fit``, and a cache directory named by a file
+  should not decide where a refit writes);
+- ``pipeline.skops`` (when there are steps before the estimator; stored uncompressed): those
+  steps, written by ``skops.io.dumps`` and read by ``skops.io.loads`` (objects rebuilt from a
+  JSON schema and ``.npy`` arrays, never unpickled). Only the scikit-learn types and numpy
+  functions of :data:`TRUSTED_PIPELINE_TYPES`, a fixed list, may appear; the inner zip and
+  every array header are checked against the bytes present before skops reads them.
+
+A file holding a bare estimator is written as format version 2, as before; :func:`load`
+reads versions 2 and 3 and returns what was saved.
+
 Format version 1 (sklearn-mtr 0.1.0 before release) stored the tensors as a ``weights.pt``
 member read with ``torch.load(weights_only=True)``; it is no longer read, so that no model
 file goes through the pickle protocol.
@@ -53,13 +69,21 @@ import pandas as pd
 import torch
 from skorch.history import History
 
-from . import _safetensors
+from . import _pipeline_format, _safetensors
 from ._params import check_common_params, resolve_device
 
 FORMAT_NAME = "sklearn-mtr-safe"
+#: Format version of a file holding an estimator (version 3 holds a ``Pipeline`` ending in one).
 FORMAT_VERSION = 2
+#: Format version of a file holding a ``Pipeline``: version 2 plus ``pipeline.json`` and, when
+#: the pipeline has steps before the estimator, ``pipeline.skops``.
+PIPELINE_FORMAT_VERSION = 3
 _WEIGHTS = "weights.safetensors"
 _MEMBERS = ("config.json", _WEIGHTS)
+_PIPELINE_JSON, _PIPELINE_SKOPS = _pipeline_format.PIPELINE_JSON, _pipeline_format.PIPELINE_SKOPS
+# Pipeline parameters a step name may not take (scikit-learn's rule), and the most steps read.
+_PIPELINE_PARAMS = ("steps", "memory", "verbose", "transform_input")
+_MAX_STEPS = 100  # with names of at most 200 characters, pipeline.json stays within 64 KiB
 # numpy dtypes stored as JSON lists: booleans, integers, floats and fixed-width strings.
 _ARRAY_KINDS = "biufU"
 # Largest uncompressed size load reads of each member; a member is refused before it is inflated
@@ -80,6 +104,10 @@ MAX_CONFIG_BYTES = 1 << 29
 #: strings and 60,000 integer ids deflates 3.7 times; a compression bomb deflates up to about
 #: 1000 times, and parsed JSON takes up to about 25 times its text in memory.
 MAX_COMPRESSION_RATIO = 32
+#: Largest ``pipeline.skops`` (bytes) that :func:`load` reads: 512 MiB, like ``config.json``. A
+#: ``TfidfVectorizer``'s vocabulary lives there, at about 460 bytes a word in skops' schema (23 MB
+#: for 50,000 words); raise it to load a file you trust with larger steps.
+MAX_PIPELINE_BYTES = 1 << 29
 _RATIO_SLACK = 1 << 20
 _READ_CHUNK = 1 << 20
 # A string array may be declared wider than its longest string only while it stays this small
@@ -300,8 +328,12 @@ def save(estimator, path: str | os.PathLike) -> None:
 
     Parameters
     ----------
-    estimator : MultiTaskClassifierBase
-        One of the public estimators of :mod:`sklearn_mtr`.
+    estimator : MultiTaskClassifierBase or Pipeline
+        One of the public estimators of :mod:`sklearn_mtr`, or a
+        :class:`~sklearn.pipeline.Pipeline` whose last step is one (this needs ``skops``:
+        ``pip install sklearn-mtr[skops]``). The steps before it may be the scikit-learn
+        transformers of :data:`TRUSTED_PIPELINE_TYPES`, ``"passthrough"`` or None; the
+        pipeline's ``memory`` is not stored (a warning says so when it is set).
     path : str or path-like
         File to write (conventionally ``*.mtr``); replaced if it exists.
 
@@ -310,7 +342,13 @@ def save(estimator, path: str | os.PathLike) -> None:
     ValueError
         When the estimator is not one of this package's classes, or a parameter or fitted
         attribute holds an object the format cannot represent (``callbacks``, a custom
-        ``optimizer`` class, ...): such estimators are saved with ``joblib.dump``.
+        ``optimizer`` class, ...): such estimators are saved with ``joblib.dump``. For a
+        pipeline, also when its last step is not an estimator of this package, a step or an
+        object inside one is of a type outside :data:`TRUSTED_PIPELINE_TYPES` (the message
+        names it), or a step is not fitted while the final estimator is.
+    ImportError
+        When ``estimator`` is a pipeline with steps before the estimator and ``skops`` is not
+        installed.
 
     Examples
     --------
@@ -324,12 +362,26 @@ def save(estimator, path: str | os.PathLike) -> None:
     >>> save(clf, path)
     >>> bool((load(path).predict_proba(X) == clf.predict_proba(X)).all())
     True
+
+    A pipeline ending in an estimator of this package (with ``skops`` installed):
+
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> pipe = make_pipeline(StandardScaler(), SharedBottomClassifier(max_epochs=1, random_state=0)).fit(X, Y)
+    >>> save(pipe, path)  # doctest: +SKIP
+    >>> bool((load(path).predict_proba(X) == pipe.predict_proba(X)).all())  # doctest: +SKIP
+    True
     """
     import sklearn
+    from sklearn.pipeline import Pipeline
 
     from . import __version__
 
     codec = _Encoder()
+    version, extra_members = FORMAT_VERSION, {}
+    if isinstance(estimator, Pipeline):
+        extra_members, estimator = _pipeline_members(estimator, codec)
+        version = PIPELINE_FORMAT_VERSION
     name = type(estimator).__name__
     if codec.estimators.get(name) is not type(estimator):
         raise ValueError(
@@ -358,10 +410,10 @@ def save(estimator, path: str | os.PathLike) -> None:
             state["mto_state"] = net.mto_state_.state_dict()
         # the layout in config.json, each tensor replaced by its name in the weights member
         config["state"] = _Encoder(tensors).encode(state, "state")
-    members = {"config.json": _json_bytes(config), _WEIGHTS: _safetensors.dumps(tensors)}
+    members = {"config.json": _json_bytes(config), _WEIGHTS: _safetensors.dumps(tensors), **extra_members}
     header = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "sklearn_mtr_version": __version__,
         "torch_version": torch.__version__,
         "sklearn_version": sklearn.__version__,
@@ -380,10 +432,82 @@ def save(estimator, path: str | os.PathLike) -> None:
             # stored, not deflated: load bounds the weights by the file's own size (tensors
             # barely compress anyway)
             archive.writestr(_WEIGHTS, members[_WEIGHTS], compress_type=zipfile.ZIP_STORED)
+            for key, data in extra_members.items():
+                # pipeline.skops stored too: its indented JSON deflates about 32 times (a 50,000-word
+                # vocabulary), at the ratio load takes for a bomb; stored, it is bounded by the file
+                method = zipfile.ZIP_STORED if key == _PIPELINE_SKOPS else zipfile.ZIP_DEFLATED
+                archive.writestr(key, data, compress_type=method)
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+
+
+def _pipeline_members(pipeline, codec: _Encoder) -> tuple[dict[str, bytes], Any]:
+    """The ``pipeline.json`` and ``pipeline.skops`` members of ``pipeline``, and its final step."""
+    import warnings
+
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    if type(pipeline) is not Pipeline:
+        raise ValueError(
+            f"save stores a sklearn.pipeline.Pipeline, not the subclass {type(pipeline).__qualname__}. "
+            "Use joblib.dump for it."
+        )
+    steps = list(pipeline.steps)
+    if not steps:
+        raise ValueError("the pipeline has no steps.")
+    names = [name for name, _ in steps]
+    _check_step_names(names, ValueError)
+    final = steps[-1][1]
+    if codec.estimators.get(type(final).__name__) is not type(final):
+        raise ValueError(
+            f"save stores a Pipeline whose last step is an estimator of sklearn_mtr.estimators; its last step "
+            f"{names[-1]!r} is a {type(final).__module__}.{type(final).__qualname__}. Use joblib.dump for it."
+        )
+    if pipeline.memory is not None:
+        warnings.warn(
+            "the pipeline's memory is not saved (it only caches fit); the loaded pipeline has memory=None.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not isinstance(pipeline.verbose, bool):
+        raise ValueError(f"the pipeline's verbose={pipeline.verbose!r} is not a bool.")
+    transform_input = getattr(pipeline, "transform_input", None)
+    if transform_input is not None and (
+        not isinstance(transform_input, (list, tuple)) or not all(isinstance(t, str) for t in transform_input)
+    ):
+        raise ValueError(f"the pipeline's transform_input={transform_input!r} is not a list of names.")
+    layout = {
+        "steps": names,
+        "verbose": pipeline.verbose,
+        "transform_input": None if transform_input is None else list(transform_input),
+    }
+    members = {_PIPELINE_JSON: _json_bytes(layout)}
+    objects = [step for _, step in steps[:-1]]
+    if final.__sklearn_is_fitted__():
+        for name, step in steps[:-1]:
+            if step is not None and not (isinstance(step, str) and step == "passthrough"):
+                try:
+                    check_is_fitted(step)
+                except (TypeError, ValueError, AttributeError):  # NotFittedError is both of the last two
+                    raise ValueError(f"step {name!r} is not fitted while the final estimator is.") from None
+    if objects:
+        members[_PIPELINE_SKOPS] = _pipeline_format.dump_steps(objects)
+    return members, final
+
+
+def _check_step_names(names: Any, error: type) -> None:
+    """scikit-learn's rules for step names (unique, no ``__``, not a parameter of Pipeline),
+    and strings of reasonable length; ``error`` builds the exception."""
+    if not isinstance(names, list) or not 1 <= len(names) <= _MAX_STEPS:
+        raise error(f"the pipeline's steps are not a list of 1 to {_MAX_STEPS} names")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= 200 or "__" in name or name in _PIPELINE_PARAMS:
+            raise error(f"the step name {_short(name)} is not allowed (a non-empty name without '__')")
+    if len(set(names)) != len(names):
+        raise error(f"the step names {[_short(n) for n in names[:10]]} are not unique")
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, limit: int, file_size: int, hint: str = "") -> bytes:
@@ -440,7 +564,7 @@ def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
         if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
             raise _corrupt(f"format.json does not name the {FORMAT_NAME!r} format")
         version = header.get("format_version")
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version not in (FORMAT_VERSION, PIPELINE_FORMAT_VERSION):
             old = (
                 " Version 1 stored the tensors in torch's pickle-based format, which is no longer "
                 "read. To convert a file you trust: load it with the version that wrote it and "
@@ -451,10 +575,14 @@ def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
             raise ValueError(
                 f"the file has format version {_short(version)} (written by sklearn-mtr "
                 f"{str(header.get('sklearn_mtr_version', '?'))[:40]}); this sklearn-mtr reads version "
-                f"{FORMAT_VERSION}.{old}"
+                f"{FORMAT_VERSION} (an estimator) and {PIPELINE_FORMAT_VERSION} (a pipeline).{old}"
             )
-        missing = [m for m in _MEMBERS if m not in names]
-        extra = sorted(names - {"format.json", *_MEMBERS})
+        expected = set(_MEMBERS)
+        if version == PIPELINE_FORMAT_VERSION:
+            # pipeline.skops is there when the pipeline has steps before the estimator
+            expected |= {_PIPELINE_JSON} | ({_PIPELINE_SKOPS} & names)
+        missing = [m for m in sorted(expected) if m not in names]
+        extra = sorted(names - {"format.json", *expected})
         if missing or extra:
             raise _corrupt(
                 f"the archive lacks members {missing} or holds unexpected ones {[e[:40] for e in extra[:5]]}"
@@ -466,6 +594,11 @@ def _read_members(path: str | os.PathLike) -> tuple[dict, dict[str, bytes]]:
             "config.json": _read_member(archive, "config.json", MAX_CONFIG_BYTES, file_size, hint),
             _WEIGHTS: _read_member(archive, _WEIGHTS, file_size, file_size),
         }
+        if _PIPELINE_JSON in expected:
+            members[_PIPELINE_JSON] = _read_member(archive, _PIPELINE_JSON, _MAX_HEADER_BYTES, file_size)
+        if _PIPELINE_SKOPS in expected:
+            hint = "; raise sklearn_mtr.persistence.MAX_PIPELINE_BYTES to read a trusted file with larger steps"
+            members[_PIPELINE_SKOPS] = _read_member(archive, _PIPELINE_SKOPS, MAX_PIPELINE_BYTES, file_size, hint)
     digests = header.get("sha256")
     digests = digests if isinstance(digests, dict) else {}
     for key, data in members.items():
@@ -488,8 +621,10 @@ def load(path: str | os.PathLike, device: str | None = None):
 
     Returns
     -------
-    estimator : MultiTaskClassifierBase
-        The estimator, fitted if it was saved fitted.
+    estimator : MultiTaskClassifierBase or Pipeline
+        The estimator, fitted if it was saved fitted; or the pipeline, if a pipeline was saved
+        (format version 3, which needs ``skops`` when the pipeline has steps before the
+        estimator), with ``memory=None``.
 
     Raises
     ------
@@ -501,7 +636,16 @@ def load(path: str | os.PathLike, device: str | None = None):
         device or names CUDA on a machine without it. Sizes are checked before memory is
         taken: members larger than their caps (``config.json``: :data:`MAX_CONFIG_BYTES`)
         or than they declare, string arrays wider than their strings, and network sizes
-        that the weights do not match are refused.
+        that the weights do not match are refused. For a pipeline, also when a step or an
+        object inside one is of a type outside :data:`TRUSTED_PIPELINE_TYPES` (the message
+        names it; nothing of the file is constructed then), ``pipeline.skops`` is above
+        :data:`MAX_PIPELINE_BYTES`, holds compressed members or arrays whose headers do not
+        match their bytes, or a step is not fitted while the final estimator is. The steps are
+        not run at load (what they compute is declared by the file, not bounded by it): a
+        hand-edited step can still fail at the first ``predict``.
+    ImportError
+        When the file holds a pipeline with steps before the estimator and ``skops`` is not
+        installed.
 
     Examples
     --------
@@ -510,13 +654,56 @@ def load(path: str | os.PathLike, device: str | None = None):
     # Checked before the file is read: a device torch cannot use is the caller's error, not
     # a damaged file (torch.load would fail on it, and that failure reads as a corrupt file).
     device = None if device is None else resolve_device(device)
-    _, members = _read_members(path)
+    header, members = _read_members(path)
+    if header["format_version"] == PIPELINE_FORMAT_VERSION:
+        return _load_pipeline(members, device)
+    return _load_estimator(members, device)
+
+
+def _load_estimator(members: dict[str, bytes], device: str | None):
     try:
         return _load_members(members, device)
     except _CORRUPT_ERRORS as exc:
         raise _corrupt(
             f"its content cannot be rebuilt into an estimator ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
+
+
+def _load_pipeline(members: dict[str, bytes], device: str | None):
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        layout = json.loads(members[_PIPELINE_JSON])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _corrupt(f"{_PIPELINE_JSON} is not JSON") from None
+    if not isinstance(layout, dict) or set(layout) != {"steps", "verbose", "transform_input"}:
+        raise _corrupt(f"{_PIPELINE_JSON} does not hold exactly the steps, verbose and transform_input")
+    names = layout["steps"]
+    _check_step_names(names, _corrupt)
+    verbose, transform_input = layout["verbose"], layout["transform_input"]
+    if not isinstance(verbose, bool):
+        raise _corrupt(f"{_PIPELINE_JSON} has verbose={_short(verbose)}, not a bool")
+    if transform_input is not None and (
+        not isinstance(transform_input, list) or not all(isinstance(t, str) for t in transform_input)
+    ):
+        raise _corrupt(f"{_PIPELINE_JSON} has a transform_input that is not a list of names")
+    if (len(names) > 1) != (_PIPELINE_SKOPS in members):
+        raise _corrupt(f"{_PIPELINE_SKOPS} is missing, or present for a pipeline of one step")
+    # the scikit-learn steps are checked (types, sizes) before the network is built
+    steps = _pipeline_format.load_steps(members[_PIPELINE_SKOPS], len(names) - 1) if len(names) > 1 else []
+    final = _load_estimator(members, device)
+    if final.__sklearn_is_fitted__():
+        for name, step in zip(names, steps):
+            if step is not None and not (isinstance(step, str) and step == "passthrough"):
+                try:
+                    check_is_fitted(step)
+                except Exception as exc:  # noqa: BLE001  (NotFittedError, or state too broken to tell)
+                    raise _corrupt(f"step {name!r} is not a fitted transformer ({type(exc).__name__})") from None
+    # No prediction through the steps here, unlike the estimator's two-row check: what the steps
+    # compute (PolynomialFeatures' degree, the widths their output names are built from) is
+    # declared by the file and unbounded by its bytes, so it is predict's cost, never load's.
+    return Pipeline(list(zip(names, [*steps, final])), memory=None, verbose=verbose, transform_input=transform_input)
 
 
 def _load_members(members: dict[str, bytes], device: str | None):
@@ -687,4 +874,20 @@ def _check_module_shapes(estimator, state: dict) -> None:
             )
 
 
-__all__ = ["FORMAT_VERSION", "MAX_COMPRESSION_RATIO", "MAX_CONFIG_BYTES", "load", "save"]
+def __getattr__(name: str) -> Any:
+    # computed on first use: naming the classes imports several scikit-learn modules
+    if name == "TRUSTED_PIPELINE_TYPES":
+        return tuple(_pipeline_format.trusted_types())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_COMPRESSION_RATIO",
+    "MAX_CONFIG_BYTES",
+    "MAX_PIPELINE_BYTES",
+    "PIPELINE_FORMAT_VERSION",
+    "TRUSTED_PIPELINE_TYPES",  # noqa: F822  (computed by the module __getattr__)
+    "load",
+    "save",
+]

@@ -418,6 +418,34 @@ def test_threads_option_sets_n_threads_in_every_command(tmp_path, monkeypatch, c
     assert "1 torch thread(s)" in capsys.readouterr().out
 
 
+def test_predict_and_evaluate_run_a_saved_pipeline(tmp_path, capsys):
+    """A Pipeline saved with persistence.save (Python) is a model file for predict / evaluate:
+    the whole pipeline predicts, the task names come from its last step, --threads reaches it."""
+    pytest.importorskip("skops")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from sklearn_mtr.persistence import save
+
+    frame = _table(n=120)
+    features = ["x0", "x1", "x2", "x3", "city"]
+    pre = ColumnTransformer([("num", StandardScaler(), features[:4]), ("city", OneHotEncoder(), ["city"])])
+    model = make_pipeline(pre, MMoEClassifier(max_epochs=1, batch_size=64, n_experts=2, random_state=0))
+    model.fit(frame[features], frame[["click", "buy"]])
+    save(model, tmp_path / "pipe.mtr")
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "pred.csv"
+    args = ["predict", str(tmp_path / "pipe.mtr"), str(tmp_path / "data.csv"), "--id-column", "row_id", "-o", str(out)]
+    assert main([*args, "--threads", "1"]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["row_id", "click", "buy"]
+    np.testing.assert_allclose(pred[["click", "buy"]], model.predict_proba(frame[features]))
+    assert main(["evaluate", str(tmp_path / "pipe.mtr"), str(tmp_path / "data.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "Pipeline" and set(report["auc"]) == {"click", "buy"}
+
+
 def test_parse_param_reads_literals_only():
     assert parse_param("expert_hidden_sizes=(64, 32)") == ("expert_hidden_sizes", (64, 32))
     assert parse_param("task_weights=[1.0, 0.5]") == ("task_weights", [1.0, 0.5])

@@ -3,7 +3,7 @@
 For each number of tasks T (2, 4, 8 by default) one ``MMoEClassifier`` per registered method
 is fitted for one epoch (warm-up: module, torch optimizer and method state built, first
 steps taken) on the same synthetic data (``make_multitask_classification``, 8192 rows,
-16 numeric features). The data are then encoded once into a ``TensorDataset`` and cut into
+16 numeric features). The data are then encoded once into a ``TaskDataset`` and cut into
 batches by ``clf.net_.get_iterator(dataset, training=True)``; every method then times
 ``clf.net_.train_step(batch)`` on those same pre-built batches. Methods are interleaved: in
 each round every method (in a shuffled order) takes ``--steps`` steps, so the noise of a
@@ -50,7 +50,7 @@ def all_methods() -> list[str]:
 def build(method: str, arch: dict, X, Y, batch_size: int, seed: int):
     """A fitted (one warm-up epoch) estimator and the pre-built training batches."""
     from sklearn_mtr import MMoEClassifier
-    from sklearn_mtr._net import TensorDataset
+    from sklearn_mtr._net import TaskDataset
 
     clf = MMoEClassifier(
         **arch,
@@ -66,7 +66,7 @@ def build(method: str, arch: dict, X, Y, batch_size: int, seed: int):
         warnings.simplefilter("ignore")
         clf.fit(X, Y)
     frame = clf._validate_X(X, reset=False)
-    dataset = TensorDataset(clf.feature_encoder_.transform(frame), torch.from_numpy(np.asarray(Y, dtype=np.float32)))
+    dataset = TaskDataset(clf.feature_encoder_.transform(frame), torch.from_numpy(np.asarray(Y, dtype=np.float32)))
     batches = list(clf.net_.get_iterator(dataset, training=True))
     return clf, batches
 

@@ -17,7 +17,7 @@ from skorch.helper import predefined_split
 
 from ._averaging import WeightAveraging
 from ._distributed import same_on_all_ranks, setup_device
-from ._net import MultiTaskNet, TensorDataset
+from ._net import MultiTaskNet, TaskDataset
 from ._params import check_common_params, resolve_device
 from ._printlog import show_progress_bar
 from ._snapshot import NetSnapshot
@@ -166,9 +166,8 @@ class FitMixin:
         """The parameters that built the model (all but :data:`PER_CALL_PARAMS`), as recorded by
         the first fit; a continuation raises when one of them has changed since."""
         fixed = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in PER_CALL_PARAMS}
-        # Older fitted models (joblib / safe files) have no record: nothing to compare with.
-        changed = [k for k, v in getattr(self, "_fixed_params_", fixed).items() if fixed.get(k) != v]
-        if not first and changed:
+        changed = [] if first else [k for k, v in self._fixed_params_.items() if fixed.get(k) != v]
+        if changed:
             move = (
                 " A fitted model moves to another device through sklearn_mtr.persistence.save and "
                 "load(path, device=...)."
@@ -222,7 +221,7 @@ class FitMixin:
 
     def _training_data(self, frame, y, w, groups, first: bool, use_valid: bool):
         """The training and validation datasets (None without a validation split), on the device."""
-        data = TensorDataset(
+        data = TaskDataset(
             {**self._encode(frame, reset=first), **self._extra_inputs(y, groups)},
             torch.from_numpy(y),
             None if w is None else torch.from_numpy(w.astype(np.float32)),
@@ -230,7 +229,7 @@ class FitMixin:
         if not use_valid:
             return data.to(self.device_), None
         train_ds, valid_ds = (
-            TensorDataset(Xs, *yw)
+            TaskDataset(Xs, *yw)
             for Xs, yw in (data.take(torch.from_numpy(i)) for i in self._validation_split(frame.shape[0], groups))
         )
         return train_ds.to(self.device_), valid_ds.to(self.device_)

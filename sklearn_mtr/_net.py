@@ -30,7 +30,7 @@ from .optim import MultiTaskOptimizer, StepContext
 _DIVERGED_LOSS_RATIO = 1e4
 
 
-class TensorDataset(torch.utils.data.Dataset):
+class TaskDataset(torch.utils.data.Dataset):
     """Encoded inputs (a dict of equal-length tensors), labels ``(n, k)`` with NaN, weights."""
 
     def __init__(self, X: dict[str, torch.Tensor], y: torch.Tensor | None = None, w: torch.Tensor | None = None):
@@ -40,9 +40,9 @@ class TensorDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def to(self, device) -> TensorDataset:
+    def to(self, device) -> TaskDataset:
         move = lambda t: None if t is None else t.to(device)
-        return TensorDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w))
+        return TaskDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w))
 
     def take(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple]:
         index = index.to(next(iter(self.X.values())).device)
@@ -53,13 +53,13 @@ class TensorDataset(torch.utils.data.Dataset):
 
 
 class BatchIterator:
-    """Batches sliced from a :class:`TensorDataset`, shuffled with a seeded generator.
+    """Batches sliced from a :class:`TaskDataset`, shuffled with a seeded generator.
 
     A last batch of a single row is folded into the one before it, so batch norm never sees
     a batch of one and no row is dropped.
     """
 
-    def __init__(self, dataset: TensorDataset, batch_size: int, shuffle: bool, generator: torch.Generator | None):
+    def __init__(self, dataset: TaskDataset, batch_size: int, shuffle: bool, generator: torch.Generator | None):
         self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
 
     def __len__(self) -> int:
@@ -91,7 +91,7 @@ class EpochSeededBatches(BatchIterator):
     before it, so a run resumed with ``warm_start`` or from a checkpoint repeats an
     uninterrupted one."""
 
-    def __init__(self, net: NeuralNet, dataset: TensorDataset):
+    def __init__(self, net: NeuralNet, dataset: TaskDataset):
         super().__init__(dataset, net.batch_size, shuffle=True, generator=torch.Generator())
         self.net = net
 
@@ -259,14 +259,13 @@ class MultiTaskNet(NeuralNet):
     def initialize_module(self):
         super().initialize_module()
         self.module_ = self.mto.wrap_module(self.module_, len(self.task_names))
-        state = self.mto.create_state(self.module_, len(self.task_names))
-        if state is not None:
-            self.mto_state_ = state
+        # None for a method without state (always set: the net's other code reads it directly)
+        self.mto_state_ = self.mto.create_state(self.module_, len(self.task_names))
         return self
 
     def initialize_optimizer(self, triggered_directly=None):
         self.optimizer_ = self.mto.create_optimizer(
-            self.module_, getattr(self, "mto_state_", None), lr=self.lr, weight_decay=self.weight_decay
+            self.module_, self.mto_state_, lr=self.lr, weight_decay=self.weight_decay
         )
         return self
 
@@ -276,7 +275,7 @@ class MultiTaskNet(NeuralNet):
         self.data_parallel_ = data_parallel_context()
         if self.data_parallel_ is not None:
             self.data_parallel_.check_same_data(X.y)
-            state = getattr(self, "mto_state_", None)
+            state = self.mto_state_
             tensors = list(self.module_.parameters()) + list(self.module_.buffers())
             self.data_parallel_.broadcast_from_rank0(tensors + ([] if state is None else list(state.parameters())))
 
@@ -410,7 +409,7 @@ class MultiTaskNet(NeuralNet):
         # The loss check in train_step catches non-finite weights at the next step; this one
         # catches them after the epoch's last step (before the callbacks and predict see them).
         # Once an epoch, so one check per tensor and one device sync are cheap.
-        state = getattr(self, "mto_state_", None)
+        state = self.mto_state_
         params = list(self.module_.parameters()) + ([] if state is None else list(state.parameters()))
         finite = [torch.isfinite(p.detach()).all() for p in params]
         if finite and not bool(torch.stack(finite).all()):
@@ -443,9 +442,7 @@ class MultiTaskNet(NeuralNet):
         if not bool((losses.detach() <= bound).all()) or (aux is not None and not bool(torch.isfinite(aux).all())):
             raise self._diverged_error(losses, aux, bound)
         weights = self.task_weights.to(losses.device)
-        ctx = StepContext(
-            self.module_, self.optimizer_, getattr(self, "mto_state_", None), weights, aux, epoch=len(self.history) - 1
-        )
+        ctx = StepContext(self.module_, self.optimizer_, self.mto_state_, weights, aux, epoch=len(self.history) - 1)
         ctx.data_parallel = dp
         with _no_donated_buffers(bool(self.compile_module)):  # backward graphs compile here
             diagnostics = self.mto.backward(losses, ctx)
@@ -478,7 +475,7 @@ class MultiTaskNet(NeuralNet):
     def predict_logits(self, X: dict[str, torch.Tensor], batch_size: int) -> np.ndarray:
         """Logits ``(n, k)`` in eval mode, computed batch by batch on the net's device."""
         self._set_training(False)
-        dataset = TensorDataset(X)
+        dataset = TaskDataset(X)
         if "group" in X:  # requests are scored as sets: batches hold whole requests
             logits = torch.empty(len(dataset), len(self.task_names))
             for index in request_batches(X["group"], batch_size):

@@ -30,8 +30,7 @@ class PredictionMixin:
         takes (input validation, chunked encoding, the check for non-finite outputs)."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        # getattr: models pickled before n_threads existed have no such attribute
-        with torch_threads(getattr(self, "n_threads", None)):
+        with torch_threads(self.n_threads):
             logits = self._predict_logits(frame, self._request_codes(groups, frame.shape[0]))
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():

@@ -406,7 +406,7 @@ def save(estimator, path: str | os.PathLike) -> None:
         config["fitted"] = codec.encode(fitted, "fitted attribute")
         config["history"] = codec.encode([dict(row) for row in net.history], "history_")
         state = {"module": net.module_.state_dict(), "optimizer": net.optimizer_.state_dict()}
-        if getattr(net, "mto_state_", None) is not None:
+        if net.mto_state_ is not None:
             state["mto_state"] = net.mto_state_.state_dict()
         # the layout in config.json, each tensor replaced by its name in the weights member
         config["state"] = _Encoder(tensors).encode(state, "state")
@@ -753,7 +753,7 @@ def _load_members(members: dict[str, bytes], device: str | None):
         net.initialize()
     net.module_.load_state_dict(state["module"])
     net.optimizer_.load_state_dict(state["optimizer"])
-    if (getattr(net, "mto_state_", None) is None) != ("mto_state" not in state):
+    if (net.mto_state_ is None) != ("mto_state" not in state):
         raise _corrupt("the multi-task method's state is missing, or present for a method that has none")
     if "mto_state" in state:
         net.mto_state_.load_state_dict(state["mto_state"])

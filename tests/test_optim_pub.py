@@ -433,12 +433,12 @@ def _lookahead_gram(opt, params, grads):
 
 
 def test_alpha_solves_the_nash_condition_on_the_lookahead_gram_in_a_training_step(data):
-    from sklearn_mtr._net import TensorDataset, task_losses
+    from sklearn_mtr._net import TaskDataset, task_losses
 
     X, Y = data
     clf = MMoEClassifier(optimizer=PUB(refresh_every=3), n_experts=2, expert_hidden_sizes=(8,), **TINY).fit(X, Y)
     net, opt = clf.net_, clf.net_.optimizer_
-    dataset = TensorDataset(
+    dataset = TaskDataset(
         clf.feature_encoder_.transform(clf._validate_X(X, reset=False)), torch.from_numpy(Y.astype("float32"))
     )
     batches = list(net.get_iterator(dataset, training=True))

@@ -17,8 +17,9 @@ class StepContext:
     ----------
     model : MultiTaskModule
         The architecture; ``shared_parameters()`` / ``task_parameters(k)`` / ``towers``.
-    optimizer : torch.optim.Optimizer
-        The torch optimizer :meth:`MultiTaskOptimizer.create_optimizer` built.
+    torch_optimizer : torch.optim.Optimizer
+        The torch optimizer :meth:`MultiTaskOptimizer.create_optimizer` built (AdamW unless
+        the method builds its own), which applies the update.
     state : nn.Module or None
         The method's own state (:meth:`MultiTaskOptimizer.create_state`): buffers and
         parameters that move with the model between devices and survive pickling.
@@ -48,7 +49,7 @@ class StepContext:
     """
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    torch_optimizer: torch.optim.Optimizer
     state: nn.Module | None
     task_weights: torch.Tensor
     aux_loss: torch.Tensor | None = None
@@ -169,7 +170,7 @@ class MultiTaskOptimizer(BaseEstimator):
 
     def step(self, ctx: StepContext) -> None:
         """Apply the update from the ``.grad`` that :meth:`backward` filled."""
-        ctx.optimizer.step()
+        ctx.torch_optimizer.step()
 
     @staticmethod
     def weighted_total(task_losses: torch.Tensor, ctx: StepContext) -> torch.Tensor:

@@ -186,7 +186,7 @@ class AdaTask(MultiTaskOptimizer):
         return AdaTaskAdam(groups, lr=lr, betas=self.betas, eps=self.eps, weight_decay=weight_decay)
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        if not isinstance(ctx.optimizer, AdaTaskAdam):
+        if not isinstance(ctx.torch_optimizer, AdaTaskAdam):
             raise TypeError("AdaTask needs the AdaTaskAdam optimizer that AdaTask.create_optimizer builds.")
         grads, private, shared = ctx.task_gradients(task_losses)
         aux = None
@@ -195,5 +195,5 @@ class AdaTask(MultiTaskOptimizer):
             aux = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(parts, shared)])
         scales = ctx.task_weights.to(grads.dtype)
         ctx.write_gradients(shared, scales @ grads, private)
-        ctx.optimizer.set_task_gradients(shared, grads, scales, aux)
+        ctx.torch_optimizer.set_task_gradients(shared, grads, scales, aux)
         return {"weights": ctx.task_weights.detach().clone()}

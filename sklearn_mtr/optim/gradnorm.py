@@ -111,7 +111,7 @@ class GradNorm(MultiTaskOptimizer):
         return {"weights": w, "grad_norms": norms}
 
     def step(self, ctx: StepContext) -> None:
-        ctx.optimizer.step()
+        ctx.torch_optimizer.step()
         with torch.no_grad():
             w = ctx.state.weights
             w.clamp_(min=self._floor)

@@ -296,7 +296,7 @@ default="sum_to_one"
         )
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        optimizer = ctx.optimizer
+        optimizer = ctx.torch_optimizer
         if not isinstance(optimizer, PUBAdam):
             raise TypeError(
                 f"PUB drives its own torch optimizer (PUBAdam, from PUB.create_optimizer); got {type(optimizer).__name__}."
@@ -310,7 +310,7 @@ default="sum_to_one"
         return diagnostics
 
     def step(self, ctx: StepContext) -> None:
-        ctx.optimizer.step()
+        ctx.torch_optimizer.step()
 
 
 class PUBAdam(torch.optim.Optimizer):
@@ -429,9 +429,7 @@ class PUBAdam(torch.optim.Optimizer):
 
     def _weights(self, task_weights: torch.Tensor | None) -> torch.Tensor:
         pub = self.state[_KEY]
-        # .get: a state pickled before these keys existed (exact path, no norms) still loads and continues.
-        norms = pub.get("solve_norm", torch.zeros_like(pub["alpha"]))
-        return pub_weights(pub["alpha"], norms, pub["normalization"], task_weights)
+        return pub_weights(pub["alpha"], pub["solve_norm"], pub["normalization"], task_weights)
 
     def _is_refresh(self, step: int) -> bool:
         k = self.state[_KEY]["refresh_every"]
@@ -503,7 +501,6 @@ class PUBAdam(torch.optim.Optimizer):
                 f"PUBAdam.prepare: expected per-task gradients of shape ({n_tasks}, P), got {tuple(grads.shape)}."
             )
         device = grads.device
-        pub.setdefault("solve_norm", torch.zeros_like(pub["alpha"]))
         for key in ("alpha", "solve_norm", "update_norm", "update_cosine"):
             if pub[key].device != device:
                 pub[key] = pub[key].to(device)

@@ -67,10 +67,11 @@ class MultiTaskClassifierBase(FitMixin, PredictionMixin, InputValidationMixin, C
             raise NotImplementedError(f"{type(self).__name__} sets no _architecture and does not build a module.")
         return architecture(schema, n_tasks, **{name: getattr(self, name) for name in architecture.hyperparameters()})
 
-    def _extra_inputs(self, y: np.ndarray, groups: np.ndarray | None) -> dict[str, torch.Tensor]:
-        """Tensors added to every training batch dict besides the encoded features (none by
-        default). A ``"group"`` entry (request codes) makes batches hold whole requests."""
-        return {}
+    def _request_codes(self, groups, n_rows: int) -> torch.Tensor | None:
+        """Request codes ``(n_rows,)`` of ``groups`` for architectures that score a request's rows
+        as a set (OneRank), in fit and predict alike; None, the default, means rows are
+        independent (``groups`` then only keeps requests whole in the validation split)."""
+        return None
 
     def _check_task_labels(self, y: np.ndarray, task_names) -> None:
         """Architecture-specific label rules (funnel models: a later stage implies the

@@ -241,7 +241,7 @@ class DataParallel:
 class RankShard:
     """A view of a dataset whose ``take`` keeps this rank's rows of each global batch: every
     ``world_size``-th row, or every ``world_size``-th request when the rows carry request
-    codes (``X["group"]``, request-grouped batching)."""
+    codes (the dataset's ``group``, request-grouped batching)."""
 
     def __init__(self, dataset, rank: int, world_size: int):
         self.dataset, self.rank, self.world_size = dataset, rank, world_size
@@ -255,7 +255,7 @@ class RankShard:
         return getattr(self.dataset, name)
 
     def take(self, index: torch.Tensor):
-        group = getattr(self.dataset, "X", {}).get("group")
+        group = self.dataset.group
         if group is None:
             return self.dataset.take(index[self.rank :: self.world_size])
         # Request-grouped batches: whole requests per rank, so that no request is split.

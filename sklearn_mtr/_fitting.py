@@ -143,7 +143,7 @@ class FitMixin:
         # fit's seed again (its epochs are then seeded by their number, see MultiTaskNet).
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if first:
-            self._start_model(frame, info, y.shape[1], fixed)
+            self._start_model(frame, y, groups, info, fixed)
         self.seed_ = same_on_all_ranks(seed)  # after _start_model, which joins torchrun's process group
         # Decided per fit call from the rows it is given (a warm start on more rows may switch it on).
         use_valid = epochs is None and self._early_stopping_on(frame.shape[0])
@@ -201,11 +201,11 @@ class FitMixin:
                 raise ValueError(f"groups must have shape ({n},), got {groups.shape}.")
         return frame, y, info, w, groups
 
-    def _start_model(self, frame, info: dict, n_tasks: int, fixed: dict[str, str]) -> None:
+    def _start_model(self, frame, y: np.ndarray, groups, info: dict, fixed: dict[str, str]) -> None:
         """What the first fit learns before training: the tasks, the columns, the device and the
-        fitted feature encoder."""
+        fitted feature encoder (subclasses add what their architecture is built from)."""
         self.binary_, self.classes_, self.task_names_ = info["binary_"], info["classes_"], info["task_names_"]
-        self.n_tasks_ = n_tasks
+        self.n_tasks_ = y.shape[1]
         self._column_keys_ = list(range(frame.shape[1])) if sp.issparse(frame) else list(frame.columns)
         self._fixed_params_ = fixed
         # Under torchrun: one GPU per rank, and rank 0's seed everywhere (see _distributed).
@@ -222,16 +222,14 @@ class FitMixin:
     def _training_data(self, frame, y, w, groups, first: bool, use_valid: bool):
         """The training and validation datasets (None without a validation split), on the device."""
         data = TaskDataset(
-            {**self._encode(frame, reset=first), **self._extra_inputs(y, groups)},
+            self._encode(frame, reset=first),
             torch.from_numpy(y),
             None if w is None else torch.from_numpy(w.astype(np.float32)),
+            self._request_codes(groups, frame.shape[0]),
         )
         if not use_valid:
             return data.to(self.device_), None
-        train_ds, valid_ds = (
-            TaskDataset(Xs, *yw)
-            for Xs, yw in (data.take(torch.from_numpy(i)) for i in self._validation_split(frame.shape[0], groups))
-        )
+        train_ds, valid_ds = (data.subset(torch.from_numpy(i)) for i in self._validation_split(frame.shape[0], groups))
         return train_ds.to(self.device_), valid_ds.to(self.device_)
 
     def _call_net_params(self, valid_ds) -> dict:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ._distributed import data_parallel_context
 from ._printlog import EpochTable
+from .models._batch import Batch
 from .optim import MultiTaskOptimizer, StepContext
 
 # A per-task loss above this many times log 2, the loss of predicting 0.5 for every row (the
@@ -31,10 +32,17 @@ _DIVERGED_LOSS_RATIO = 1e4
 
 
 class TaskDataset(torch.utils.data.Dataset):
-    """Encoded inputs (a dict of equal-length tensors), labels ``(n, k)`` with NaN, weights."""
+    """Encoded inputs (a dict of equal-length tensors), labels ``(n, k)`` with NaN, weights, and
+    the request codes of the rows (``group``; None: rows are independent)."""
 
-    def __init__(self, X: dict[str, torch.Tensor], y: torch.Tensor | None = None, w: torch.Tensor | None = None):
-        self.X, self.y, self.w = X, y, w
+    def __init__(
+        self,
+        X: dict[str, torch.Tensor],
+        y: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
+        group: torch.Tensor | None = None,
+    ):
+        self.X, self.y, self.w, self.group = X, y, w, group
         self.n = len(next(iter(X.values())))
 
     def __len__(self) -> int:
@@ -42,14 +50,20 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def to(self, device) -> TaskDataset:
         move = lambda t: None if t is None else t.to(device)
-        return TaskDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w))
+        return TaskDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w), move(self.group))
 
-    def take(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple]:
+    def take(self, index: torch.Tensor) -> tuple[Batch, tuple]:
+        """The rows ``index`` as a model's :class:`Batch` (labels included) and ``(y, w)``."""
         index = index.to(next(iter(self.X.values())).device)
-        X = {k: v[index] for k, v in self.X.items()}
         y = None if self.y is None else self.y[index]
         w = None if self.w is None else self.w[index]
-        return X, (y, w)
+        group = None if self.group is None else self.group[index]
+        return Batch({k: v[index] for k, v in self.X.items()}, group=group, labels=y), (y, w)
+
+    def subset(self, index: torch.Tensor) -> TaskDataset:
+        """The rows ``index`` as a dataset of their own (the validation split)."""
+        batch, (y, w) = self.take(index)
+        return TaskDataset(dict(batch), y, w, batch.group)
 
 
 class BatchIterator:
@@ -63,8 +77,8 @@ class BatchIterator:
         self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
 
     def __len__(self) -> int:
-        if "group" in self.dataset.X:
-            return len(request_batches(self.dataset.X["group"], self.batch_size))
+        if self.dataset.group is not None:
+            return len(request_batches(self.dataset.group, self.batch_size))
         return len(self._bounds())
 
     def _bounds(self) -> list[tuple[int, int]]:
@@ -75,8 +89,8 @@ class BatchIterator:
         return bounds
 
     def __iter__(self):
-        if "group" in self.dataset.X:
-            for index in request_batches(self.dataset.X["group"], self.batch_size, self.shuffle, self.generator):
+        if self.dataset.group is not None:
+            for index in request_batches(self.dataset.group, self.batch_size, self.shuffle, self.generator):
                 yield self.dataset.take(index)
             return
         n = len(self.dataset)
@@ -472,20 +486,22 @@ class MultiTaskNet(NeuralNet):
         return {"loss": loss, "y_pred": logits}
 
     @torch.no_grad()
-    def predict_logits(self, X: dict[str, torch.Tensor], batch_size: int) -> np.ndarray:
-        """Logits ``(n, k)`` in eval mode, computed batch by batch on the net's device."""
+    def predict_logits(
+        self, X: dict[str, torch.Tensor], batch_size: int, group: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Logits ``(n, k)`` in eval mode, computed batch by batch on the net's device; with
+        request codes ``group`` each batch holds whole requests (scored as sets)."""
         self._set_training(False)
-        dataset = TaskDataset(X)
-        if "group" in X:  # requests are scored as sets: batches hold whole requests
+        dataset = TaskDataset(X, group=group)
+        if group is not None:
             logits = torch.empty(len(dataset), len(self.task_names))
-            for index in request_batches(X["group"], batch_size):
+            for index in request_batches(group, batch_size):
                 Xb, _ = dataset.take(index)
-                Xb = {k: v.to(self.device, non_blocking=True) for k, v in Xb.items()}
-                logits[index] = self._forward(Xb)[0].cpu()
+                logits[index] = self._forward(Xb.to(self.device, non_blocking=True))[0].cpu()
             return logits.numpy()
         out = []
         for start in range(0, len(dataset), batch_size):
             # slices are views: no copy of the rows before they move to the device
-            Xb = {k: v[start : start + batch_size].to(self.device, non_blocking=True) for k, v in X.items()}
+            Xb = Batch({k: v[start : start + batch_size] for k, v in X.items()}).to(self.device, non_blocking=True)
             out.append(self._forward(Xb)[0].cpu())
         return torch.cat(out).numpy() if out else np.empty((0, len(self.task_names)), dtype=np.float32)

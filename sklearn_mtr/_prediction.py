@@ -20,11 +20,6 @@ _PREDICT_CHUNK = 1 << 16
 class PredictionMixin:
     """``predict_proba``, ``predict`` and ``score``, and the one path they share."""
 
-    def _request_codes(self, groups, n_rows: int) -> torch.Tensor | None:
-        """Request codes ``(n_rows,)`` for architectures that score a request's rows as a set
-        (OneRank); None, the default, means rows are predicted independently."""
-        return None
-
     def _predict_task_logits(self, X, groups=None) -> np.ndarray:
         """Task logits ``(n_samples, n_tasks)`` of ``X``: the one path every prediction method
         takes (input validation, chunked encoding, the check for non-finite outputs)."""
@@ -59,13 +54,11 @@ class PredictionMixin:
         while start < n:
             stop = min(start + _PREDICT_CHUNK, n)
             if order is None:
-                rows, encoded = slice(start, stop), self._encode(_take_rows(frame, slice(start, stop)))
+                rows, group = slice(start, stop), None
             else:
                 stop = int(np.searchsorted(sorted_codes, sorted_codes[stop - 1], side="right"))
-                rows = order[start:stop]
-                encoded = self._encode(_take_rows(frame, rows))
-                encoded["group"] = torch.from_numpy(sorted_codes[start:stop])
-            part, batch_size = self._predict_chunk(encoded, batch_size)
+                rows, group = order[start:stop], torch.from_numpy(sorted_codes[start:stop])
+            part, batch_size = self._predict_chunk(self._encode(_take_rows(frame, rows)), group, batch_size)
             if logits is None:
                 logits = np.empty((n, part.shape[1]), dtype=part.dtype)
             logits[rows] = part
@@ -77,11 +70,12 @@ class PredictionMixin:
         what the network is built from). Subclasses add inputs computed outside the feature layer."""
         return self.feature_encoder_.transform(frame)
 
-    def _predict_chunk(self, encoded: dict, batch_size: int) -> tuple[np.ndarray, int]:
-        """Logits of one encoded chunk, and the batch size that fitted on the device."""
+    def _predict_chunk(self, encoded: dict, group: torch.Tensor | None, batch_size: int) -> tuple[np.ndarray, int]:
+        """Logits of one encoded chunk (with its request codes), and the batch size that fitted
+        on the device."""
         while True:
             try:
-                return self.net_.predict_logits(encoded, batch_size), batch_size
+                return self.net_.predict_logits(encoded, batch_size, group), batch_size
             except torch.cuda.OutOfMemoryError as exc:
                 if batch_size <= self.batch_size:
                     raise torch.cuda.OutOfMemoryError(

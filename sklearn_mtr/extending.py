@@ -6,7 +6,8 @@ may move between releases, these names will not.
 - **An architecture** subclasses :class:`MultiTaskModule`, reads its input through
   :class:`InputEmbedding` (categorical, sequence, text, sparse and numeric inputs of a
   :class:`FeatureSchema`) and builds towers with :class:`MLP` (:func:`tower_logits` stacks
-  their logits).
+  their logits). Its input is a :class:`Batch`: the features by name, plus the request codes
+  and the labels (:func:`batch_group`, :func:`batch_labels`) for architectures that need them.
 - **A multi-task method** subclasses :class:`MultiTaskOptimizer`, or
   :class:`GradientCombination` when it combines per-task gradients of the shared parameters;
   at each step it receives a :class:`StepContext`, whose ``task_gradients`` and
@@ -45,12 +46,14 @@ from ._params import store_init_params
 from ._schema import FeatureSchema
 from .estimators._registry import register_architecture
 from .models import MultiTaskModule
+from .models._batch import Batch, batch_group, batch_labels
 from .models._blocks import MLP, InputEmbedding, tower_logits
 from .optim import MultiTaskOptimizer, StepContext
 from .optim._combination import GradientCombination
 
 __all__ = [
     "MLP",
+    "Batch",
     "FeatureSchema",
     "GradientCombination",
     "InputEmbedding",
@@ -58,6 +61,8 @@ __all__ = [
     "MultiTaskModule",
     "MultiTaskOptimizer",
     "StepContext",
+    "batch_group",
+    "batch_labels",
     "register_architecture",
     "store_init_params",
     "tower_logits",

@@ -95,6 +95,8 @@ def test_single_process_is_untouched():
 
 def test_rank_shard_takes_every_world_size_th_row():
     class Data:
+        group = None
+
         def __len__(self):
             return 10
 
@@ -105,8 +107,7 @@ def test_rank_shard_takes_every_world_size_th_row():
     assert len(shard) == 10 and shard.take(torch.arange(10)) == [1, 4, 7]
 
     class Requests(Data):
-        def __init__(self):
-            self.X = {"group": torch.tensor([5, 5, 7, 7, 7, 9, 2, 2, 8, 8])}
+        group = torch.tensor([5, 5, 7, 7, 7, 9, 2, 2, 8, 8])
 
     # whole requests per rank: requests 2, 5, 7, 8, 9 -> ranks 0, 1, 0, 1, 0
     assert RankShard(Requests(), rank=1, world_size=2).take(torch.arange(10)) == [0, 1, 8, 9]

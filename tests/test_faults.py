@@ -389,10 +389,10 @@ def test_cuda_out_of_memory_in_predict_retries_with_batch_size_then_says_what_to
     expected = clf.predict_proba(X)
     predict_logits = MultiTaskNet.predict_logits
 
-    def small_batches_only(self, X, batch_size):
+    def small_batches_only(self, X, batch_size, group=None):
         if batch_size > 64:
             _oom()
-        return predict_logits(self, X, batch_size)
+        return predict_logits(self, X, batch_size, group)
 
     monkeypatch.setattr(MultiTaskNet, "predict_logits", small_batches_only)
     with pytest.warns(RuntimeWarning, match="retrying with batch_size=50"):

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from sklearn_mtr import OneRankClassifier
 from sklearn_mtr._schema import FeatureSchema, SequenceInput
 from sklearn_mtr.models import OneRank
+from sklearn_mtr.models._batch import Batch, batch_group
 from sklearn_mtr.models.onerank import cross_task_visibility
 from sklearn_mtr.optim import OPTIMIZERS
 
@@ -42,13 +43,13 @@ def make_batch(seed=0, group=GROUP):
     lengths[0] = 5
     ids = torch.randint(2, 9, (n, 5), generator=g)
     ids[torch.arange(5)[None, :] >= lengths[:, None]] = 0
-    return {
+    features = {
         "categorical": torch.stack([torch.randint(2, c, (n,), generator=g) for c in (6, 9, 4)], dim=1),
         "numeric": torch.randn(n, 2, generator=g),
         "seq__hist": ids,
         "len__hist": lengths,
-        "group": group.clone(),
     }
+    return Batch(features, group=group.clone())
 
 
 # ---------------------------------------------------------------------- the structured mask
@@ -72,7 +73,7 @@ def test_candidate_changes_only_its_own_group():
     model, batch = make_model(), make_batch()
     with torch.no_grad():
         before, layout, _ = model.encode(batch)
-        changed = {k: v.clone() for k, v in batch.items()}
+        changed = Batch({k: v.clone() for k, v in batch.items()}, group=batch.group)
         changed["categorical"][0, 1] = 8 if batch["categorical"][0, 1] != 8 else 7  # item of row 0 (request 0)
         changed["numeric"][0, 1] += 3.0  # its price
         after, _, _ = model.encode(changed)
@@ -85,13 +86,13 @@ def test_candidate_changes_only_its_own_group():
 
 def test_logits_ignore_labels_and_request_order():
     model, batch = make_model(), make_batch()
-    labelled = {**batch, "label": torch.ones(len(GROUP), N_TASKS)}
+    labelled = Batch(batch, group=batch.group, labels=torch.ones(len(GROUP), N_TASKS))
     perm = torch.randperm(len(GROUP), generator=torch.Generator().manual_seed(1))
     # the request's first row carries its context: keep each request's first row first
     first = torch.tensor([0, 3, 5, 9])
     rest = torch.tensor([i for i in perm.tolist() if i not in first.tolist()])
     order = torch.cat([first, rest])
-    shuffled = {k: v[order] for k, v in batch.items()}
+    shuffled = Batch({k: v[order] for k, v in batch.items()}, group=batch.group[order])
     with torch.no_grad():
         logits, _ = model(batch)
         assert torch.equal(model(labelled)[0], logits)
@@ -139,7 +140,7 @@ def test_with_added_candidate_task_token_reads_its_candidate_even_without_attent
                 block.out.weight.zero_(), block.out.bias.zero_()
                 block.ffn[-1].weight.zero_(), block.ffn[-1].bias.zero_()
             before = model.encode(batch)[0]
-            changed = {k: v.clone() for k, v in batch.items()}
+            changed = Batch({k: v.clone() for k, v in batch.items()}, group=batch.group)
             changed["numeric"][:, 1] += 3.0  # every candidate's price
             return (model.encode(changed)[0] - before).abs().max()
 
@@ -205,7 +206,7 @@ def _dead_parameters(model, batch):
     over one key leaves round-off, about 1e-9)."""
     model.train().zero_grad(set_to_none=True)
     labels = torch.randint(0, 2, (len(batch["numeric"]), N_TASKS), generator=torch.Generator().manual_seed(0))
-    logits, aux = model({**batch, "label": labels.float()})
+    logits, aux = model(Batch(batch, group=batch_group(batch), labels=labels.float()))
     loss = F.binary_cross_entropy_with_logits(logits, labels.float())
     (loss if aux is None else loss + aux).backward()
     return [n for n, p in model.named_parameters() if p.numel() and (p.grad is None or p.grad.abs().max() < 1e-6)]
@@ -218,7 +219,7 @@ def test_every_parameter_trains_with_requests(context):
 
 @pytest.mark.parametrize("context", [("user", "age"), ()])
 def test_per_row_mode_builds_no_dead_weights(context):
-    per_row = {k: v for k, v in make_batch().items() if k != "group"}
+    per_row = dict(make_batch())  # features only: no request codes
     # a request model run per row: the descriptor, query maps and temperatures get no gradient
     assert any(
         "situation" in n or "query" in n for n in _dead_parameters(make_model(context_features=context), per_row)
@@ -419,7 +420,7 @@ def test_history_keeps_last_items_and_is_causal():
     assert allowed[0, n_fields + 1, n_fields].item() is True
     assert allowed[0, 0, n_fields].item() is False  # fields do not read history
     # the kept items are the last three of the row: changing the first item changes nothing
-    changed = {k: v.clone() for k, v in batch.items()}
+    changed = Batch({k: v.clone() for k, v in batch.items()}, group=batch.group)
     changed["seq__hist"][0, 0] = 2 if batch["seq__hist"][0, 0] != 2 else 3
     torch.testing.assert_close(model.initial_tokens(changed)[0], prefix)
 
@@ -465,9 +466,8 @@ def test_forward_aux_loss_only_with_requests_and_labels():
     labels = torch.tensor([[1.0, 0.0, 1.0]] * len(GROUP))
     labels[1] = 0.0
     assert model(batch)[1] is None  # no labels: prediction
-    assert model({**batch, "label": labels})[1] > 0
-    per_row = {k: v for k, v in batch.items() if k != "group"}
-    assert model({**per_row, "label": labels})[1] is None  # every row its own request
+    assert model(Batch(batch, group=batch.group, labels=labels))[1] > 0
+    assert model(Batch(batch, labels=labels))[1] is None  # no request codes: every row its own request
 
 
 # ---------------------------------------------------------------------- estimator
@@ -564,7 +564,7 @@ def test_training_batches_hold_whole_requests():
 
     class Spy(OneRank):
         def forward(self, batch):
-            seen.append((batch["group"].clone(), "label" in batch))
+            seen.append((batch.group.clone(), batch.labels is not None))
             return super().forward(batch)
 
     clf = OneRankClassifier(context_features=["user"], **{**TINY, "max_epochs": 1, "batch_size": 16})

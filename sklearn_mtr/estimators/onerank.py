@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import MultiTaskClassifierBase
@@ -258,13 +257,14 @@ class OneRankClassifier(MultiTaskClassifierBase):
         return list(dict.fromkeys(found))  # unknown names: fit's own check reports them
 
     # ------------------------------------------------------------------ fitting hooks
-    def _extra_inputs(self, y, groups):
+    def _start_model(self, frame, y, groups, info, fixed):
+        super()._start_model(frame, y, groups, info, fixed)
+        # the mode of the model (request sets or rows alone), kept by every continuation
         self.fitted_with_groups_ = groups is not None
         # positive rate of each task: the scorers' bias initialisation (read by _build_module)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self._label_rates = np.nan_to_num(np.nanmean(y, axis=0), nan=0.5)
-        return {"group": group_codes(groups, len(y)), "label": torch.from_numpy(y)}
 
     def _context_names(self) -> list[str]:
         if self.context_features is None:

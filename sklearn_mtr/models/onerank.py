@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
+from ._batch import batch_group, batch_labels
 from ._blocks import MLP, InputEmbedding, check_dropout, tower_logits
 
 CROSS_TASK_MASKS = ("cascade", "parallel", "full")
@@ -255,12 +256,11 @@ class LogTemperature(nn.Module):
 class RequestLayout:
     """Where each row of a flat batch sits in the padded ``(R, N)`` request grid.
 
-    Rows sharing a ``"group"`` id form one request (any order in the batch); without
-    ``"group"`` every row is its own request.
+    Rows sharing a ``group`` code form one request (any order in the batch); without codes
+    every row is its own request.
     """
 
-    def __init__(self, batch: dict[str, torch.Tensor], n_rows: int, device: torch.device) -> None:
-        group = batch.get("group")
+    def __init__(self, group: torch.Tensor | None, n_rows: int, device: torch.device) -> None:
         if group is None:
             self.request = torch.arange(n_rows, device=device)
             counts = torch.ones(n_rows, dtype=torch.long, device=device)
@@ -301,14 +301,15 @@ class OneRank(MultiTaskModule):
     ``h_k = MHCA_k(q_k, {r_k^i})``, ``z = CrossTask(h)``, and
     ``logit_k^i = scorer_k([z_k ; r_k^i])``.
 
-    Rows of the batch sharing ``batch["group"]`` form a request; the request-level inputs
+    Rows of the batch sharing a request code (``batch.group`` of a
+    :class:`~sklearn_mtr.extending.Batch`) form a request; the request-level inputs
     (context fields, history) are read from its first row (the estimator checks that they
-    are constant within a request). With ``requests=False`` (per-row mode) ``"group"`` is
+    are constant within a request). With ``requests=False`` (per-row mode) the codes are
     ignored and every row is a request of one candidate; the descriptor, query maps,
     candidate attention and temperatures would get no gradient there (a softmax over one
     key, no InfoNCE), so they are not built and ``h_k`` is a linear map of ``r_k``. ``forward`` returns
     ``(logits, aux)``, ``aux`` being ``infonce_weight * sum_k InfoNCE_k`` within requests
-    when the batch carries ``"label"`` (training), else None.
+    when the batch carries labels (``batch.labels``: training), else None.
 
     Task ``k`` privately owns its task token, query map, cross-attention (or per-row
     projection), scorer and temperature (``task_parameters``); with ``detach="none"`` and another task reading ``k``
@@ -524,11 +525,10 @@ class OneRank(MultiTaskModule):
         key-valid (R, H) masks, ``groups`` (R, N, K+1, d), the layout and the situational
         descriptor (R, d). The prefix holds the context field tokens first, then history."""
         n_rows = len(next(iter(batch.values())))
-        if not self.requests:  # per-row mode: any request ids are ignored
-            batch = {k: v for k, v in batch.items() if k != "group"}
-        layout = RequestLayout(batch, n_rows, self.group_allowed.device)
+        group = batch_group(batch) if self.requests else None  # per-row mode: request codes are ignored
+        layout = RequestLayout(group, n_rows, self.group_allowed.device)
         candidates = layout.to_grid(self._candidate_tokens(batch))  # (R, N, d)
-        request = {k: v[layout.first_row] for k, v in batch.items() if k not in ("group", "label")}
+        request = {k: v[layout.first_row] for k, v in batch.items()}
         ctx_fields = self._field_embeddings(request, self.ctx_cat, self.ctx_text)
         prefix, prefix_allowed, prefix_valid = self._prefix(request, ctx_fields)
         R, N = layout.n_requests, layout.n_candidates
@@ -604,7 +604,7 @@ class OneRank(MultiTaskModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         inputs, layout = self._tower_inputs(batch)
         logits = self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch)
-        labels = batch.get("label")
+        labels = batch_labels(batch)
         aux = None
         if labels is not None and self.requests and self.infonce_weight > 0 and layout.n_candidates > 1:
             aux = self.infonce(logits, labels, layout)

@@ -442,7 +442,7 @@ class PUBAdam(torch.optim.Optimizer):
         """Whether the coming step needs the per-task gradients (:meth:`prepare`) rather than
         one backward pass of the weighted loss (:meth:`joint_backward`)."""
         pub = self.state[_KEY]
-        if pub.get("per_task_passes", "every_step") == "every_step":
+        if pub["per_task_passes"] == "every_step":
             return True
         if pub["normalization"] == "unit_weights":
             return False  # nothing to solve for

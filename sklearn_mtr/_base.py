@@ -3,6 +3,8 @@ and the scikit-learn tags; each job lives in its own mixin."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -59,6 +61,9 @@ class MultiTaskClassifierBase(FitMixin, PredictionMixin, InputValidationMixin, C
     #: The architecture the default :meth:`_build_module` builds, passing it the estimator's
     #: parameters of the same names (every one of its hyper-parameters, ``embedding_dim`` included).
     _architecture: type[MultiTaskModule] | None = None
+    #: Constraints of the estimator's own parameters, checked with the shared ones at the start
+    #: of fit (see :mod:`sklearn_mtr._constraints`).
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
 
     # ------------------------------------------------------------------ subclass hooks
     def _build_module(self, schema, n_tasks: int) -> MultiTaskModule:

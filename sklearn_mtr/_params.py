@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from ._threads import check_n_threads
+from ._constraints import InstanceOf, Interval, Options, check_parameters
 from .features._encoder import check_numeric_encoding
 
 PRECISIONS = ("fp32", "bf16")
@@ -21,51 +21,41 @@ _COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 _COMPILE_FLAGS = ("fullgraph", "dynamic")
 
 
+#: The constraints of the parameters every estimator shares (an estimator adds its own table,
+#: ``_parameter_constraints``, for its architecture's parameters).
+COMMON_CONSTRAINTS = {
+    "batch_size": [Interval(numbers.Integral, 1)],
+    "max_epochs": [Interval(numbers.Integral, 1)],
+    "n_iter_no_change": [Interval(numbers.Integral, 1)],
+    "embedding_dim": [Interval(numbers.Integral, 1)],
+    "lr": [Interval(numbers.Real, 0, closed="right")],
+    "weight_decay": [Interval(numbers.Real, 0)],
+    "tol": [Interval(numbers.Real, 0)],
+    "early_stopping": [Options("auto", True, False)],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+    "scoring": [Options(*SCORING)],
+    "precision": [Options(*PRECISIONS)],
+    "ema_epochs": [Options(None), Interval(numbers.Real, 0)],
+    "n_threads": [Options(None), Interval(numbers.Integral, 1)],
+    "callbacks": [Options(None), InstanceOf((list, tuple), "a list of skorch callbacks or (name, callback) pairs")],
+}
+
+
 def check_common_params(estimator: BaseEstimator) -> None:
-    """Check the values of the parameters every estimator shares, once at the start of each fit.
+    """Check the parameters every estimator shares and the estimator's own (its
+    ``_parameter_constraints`` table), once at the start of each fit.
 
     Raises
     ------
     ValueError
         Naming the parameter and the value that is not allowed.
     """
-
-    def positive_int(name):
-        value = getattr(estimator, name)
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-    for name in ("batch_size", "max_epochs", "n_iter_no_change", "embedding_dim"):
-        positive_int(name)
+    check_parameters(estimator, {**COMMON_CONSTRAINTS, **type(estimator)._parameter_constraints}, prefix="")
     check_numeric_encoding(estimator.numeric_encoding, estimator.numeric_bins)
-    for name in ("lr", "weight_decay", "tol"):
-        value = getattr(estimator, name)
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-    if estimator.lr <= 0:
-        raise ValueError(f"lr must be positive, got {estimator.lr!r}.")
-    if not (
-        isinstance(estimator.early_stopping, (bool, np.bool_))
-        or (isinstance(estimator.early_stopping, str) and estimator.early_stopping == "auto")
-    ):
-        raise ValueError(f"early_stopping must be 'auto', True or False, got {estimator.early_stopping!r}.")
-    if not isinstance(estimator.validation_fraction, numbers.Real) or not 0 < estimator.validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {estimator.validation_fraction!r}.")
-    if estimator.scoring not in SCORING:
-        raise ValueError(f"scoring must be one of {SCORING}, got {estimator.scoring!r}.")
-    if estimator.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {estimator.precision!r}.")
-    if estimator.ema_epochs is not None and (
-        not isinstance(estimator.ema_epochs, numbers.Real)
-        or isinstance(estimator.ema_epochs, bool)
-        or not np.isfinite(estimator.ema_epochs)
-        or estimator.ema_epochs < 0
-    ):
-        raise ValueError(f"ema_epochs must be None or a non-negative number of epochs, got {estimator.ema_epochs!r}.")
     check_compile(estimator.compile)
-    check_n_threads(estimator.n_threads)
-    if estimator.callbacks is not None and not isinstance(estimator.callbacks, (list, tuple)):
-        raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) pairs.")
+    # a method instance's own table (a registered name builds one with valid defaults)
+    if hasattr(estimator.optimizer, "check_parameters"):
+        estimator.optimizer.check_parameters()
 
 
 def check_compile(value) -> None:

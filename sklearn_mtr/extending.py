@@ -8,6 +8,8 @@ may move between releases, these names will not.
   :class:`FeatureSchema`) and builds towers with :class:`MLP` (:func:`tower_logits` stacks
   their logits). Its input is a :class:`Batch`: the features by name, plus the request codes
   and the labels (:func:`batch_group`, :func:`batch_labels`) for architectures that need them.
+- **Parameter constraints** are tables of :class:`Interval`, :class:`Options`, :func:`Pair`
+  and :class:`InstanceOf`, checked by :func:`check_parameters` once when a fit starts.
 - **A multi-task method** subclasses :class:`MultiTaskOptimizer`, or
   :class:`GradientCombination` when it combines per-task gradients of the shared parameters;
   at each step it receives a :class:`StepContext`, whose ``task_gradients`` and
@@ -42,6 +44,7 @@ torch.Size([4, 3])
 
 from ._base import MultiTaskClassifierBase
 from ._common_doc import with_common_parameters
+from ._constraints import InstanceOf, Interval, Options, Pair, check_parameters
 from ._params import store_init_params
 from ._schema import FeatureSchema
 from .estimators._registry import register_architecture
@@ -57,12 +60,17 @@ __all__ = [
     "FeatureSchema",
     "GradientCombination",
     "InputEmbedding",
+    "InstanceOf",
+    "Interval",
     "MultiTaskClassifierBase",
     "MultiTaskModule",
     "MultiTaskOptimizer",
+    "Options",
+    "Pair",
     "StepContext",
     "batch_group",
     "batch_labels",
+    "check_parameters",
     "register_architecture",
     "store_init_params",
     "tower_logits",

@@ -534,7 +534,7 @@ def test_mixing_init_sets_mu_before_any_update():
     method.backward(_losses(model, batch, y), StepContext(model, opt, None, torch.zeros(2)))  # no gradient
     torch.testing.assert_close(model.mixing, t([0.8, 0.2]))  # share: kept while both sums are 0
     with pytest.raises(ValueError, match="mixing_init"):
-        DRGrad(mixing_init=1.0).wrap_module(_Toy(2), 2)
+        DRGrad(mixing_init=1.0).check_parameters()
 
 
 def test_released_coefficient_on_hand_built_kernels():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from sklearn.base import BaseEstimator
 from torch import nn
+
+from .._constraints import check_parameters
 
 
 @dataclass
@@ -132,6 +135,25 @@ class MultiTaskOptimizer(BaseEstimator):
     Methods never see numpy, pandas or the estimator. State that must survive pickling or a
     change of device lives in the ``state`` module or in the torch optimizer's state.
     """
+
+    #: The constraints of the method's parameters (see :mod:`sklearn_mtr._constraints`),
+    #: checked by :meth:`check_parameters` when a fit starts.
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+
+    def check_parameters(self) -> None:
+        """Check the parameters against the class's constraints table, then those that depend
+        on each other (:meth:`_check_parameter_combinations`).
+
+        Raises
+        ------
+        ValueError
+            Naming the method, the parameter and the value that is not allowed.
+        """
+        check_parameters(self, self._parameter_constraints)
+        self._check_parameter_combinations()
+
+    def _check_parameter_combinations(self) -> None:
+        """Constraints that involve several parameters (none by default)."""
 
     def wrap_module(self, model: nn.Module, n_tasks: int) -> nn.Module:
         """The module to train. Methods that are partly an architecture (DRGrad's split

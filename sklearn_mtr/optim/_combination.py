@@ -320,19 +320,15 @@ def gram_to_numpy(gram: torch.Tensor, *extra: torch.Tensor) -> tuple[np.ndarray,
 class GradientCombination(MultiTaskOptimizer):
     """Base of the methods that combine the per-task gradients of the shared parameters.
 
-    Subclasses implement :meth:`_combine` and :meth:`_check_hyperparameters`; the class
+    Subclasses implement :meth:`_combine` and declare ``_parameter_constraints``; the class
     attribute ``_weights_scale_private`` says whether a task's private parameters get the
     method's coefficient for that task (True) or only the user's task weight (False).
     """
 
     _weights_scale_private = True
 
-    def _check_hyperparameters(self) -> None:  # pragma: no cover - overridden
-        pass
-
     def create_state(self, model, n_tasks):
-        # No state by default; validating here makes bad hyper-parameters fail before training.
-        self._check_hyperparameters()
+        return None  # no state by default
 
     def _combine(
         self, grads: torch.Tensor, gram: torch.Tensor, losses: torch.Tensor | None, state
@@ -362,7 +358,7 @@ class GradientCombination(MultiTaskOptimizer):
             task's gradient it kept, and DB-MTL, which combines running averages; see their
             class docstrings).
         """
-        self._check_hyperparameters()
+        self.check_parameters()  # a standalone call: no fit checked them
         grads = grads.detach()
         if state is None:
             state = self.create_state(None, grads.shape[0])
@@ -370,7 +366,6 @@ class GradientCombination(MultiTaskOptimizer):
         return direction, coefficients
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        self._check_hyperparameters()
         raw, private, shared = ctx.task_gradients(task_losses)
         task_weights = ctx.task_weights.to(device=raw.device, dtype=raw.dtype)
         grads = raw * task_weights[:, None]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval, Pair
 from ._base import MultiTaskOptimizer, StepContext
 
 
@@ -159,23 +161,18 @@ class AdaTask(MultiTaskOptimizer):
     (2, 2)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "betas": [Pair(Interval(numbers.Real, 0, 1, closed="left"))],
+        "eps": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, betas=(0.9, 0.999), eps=1e-8):
         self.betas = betas
         self.eps = eps
 
-    def _check_params(self) -> None:
-        betas = self.betas
-        ok = isinstance(betas, (tuple, list)) and len(betas) == 2
-        ok = ok and all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
-        if not ok:
-            raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}.")
-        if not isinstance(self.eps, numbers.Real) or isinstance(self.eps, bool) or not self.eps > 0:
-            raise ValueError(f"eps must be a positive number; got {self.eps!r}.")
-
     def create_optimizer(
         self, model: nn.Module, state: nn.Module | None, *, lr: float, weight_decay: float
     ) -> torch.optim.Optimizer:
-        self._check_params()
         shared = list(model.shared_parameters())
         ids = {id(p) for p in shared}
         private = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]

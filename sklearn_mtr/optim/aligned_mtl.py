@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ._combination import GradientCombination, check_choice, gram_to_numpy
+from .._constraints import Options
+from ._combination import GradientCombination, gram_to_numpy
 
 _SCALES = ("min", "median", "rmse")
 
@@ -96,13 +98,14 @@ class AlignedMTL(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "scale_mode": [Options(*_SCALES)],
+        "reduction": [Options("sum", "mean")],
+    }
+
     def __init__(self, scale_mode="min", reduction="sum"):
         self.scale_mode = scale_mode
         self.reduction = reduction
-
-    def _check_hyperparameters(self) -> None:
-        check_choice(self, "scale_mode", _SCALES)
-        check_choice(self, "reduction", ("sum", "mean"))
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from .._constraints import Interval, Options
 from ._combination import (
     GradientCombination,
     active_tasks,
-    check_choice,
-    check_int,
-    check_real,
     conflict_averse_weights,
     gram_to_numpy,
 )
@@ -74,15 +74,16 @@ class CAGrad(GradientCombination):
     2
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "c": [Interval(numbers.Real, 0)],
+        "rescale": [Options(True, False)],
+        "max_iter": [Interval(numbers.Integral, 1)],
+    }
+
     def __init__(self, c=0.4, rescale=True, max_iter=100):
         self.c = c
         self.rescale = rescale
         self.max_iter = max_iter
-
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "c", low=0)
-        check_choice(self, "rescale", (True, False))
-        check_int(self, "max_iter")
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

@@ -67,9 +67,6 @@ class ConFIG(GradientCombination):
     def __init__(self):
         pass
 
-    def _check_hyperparameters(self) -> None:
-        pass
-
     def _combine(self, grads, gram, losses, state):
         (G,) = gram_to_numpy(gram)
         eps = float(torch.finfo(grads.dtype).eps)

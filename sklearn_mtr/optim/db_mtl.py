@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import StepContext, device_of
-from ._combination import GradientCombination, check_real, mean_pairwise_cosine
+from ._combination import GradientCombination, mean_pairwise_cosine
 
 
 class _DBMTLState(nn.Module):
@@ -76,20 +80,18 @@ class DBMTL(GradientCombination):
     True
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "beta": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_sigma": [Interval(numbers.Real, 0)],
+        "eps": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, beta=0.9, beta_sigma=0.0, eps=1e-8):
         self.beta = beta
         self.beta_sigma = beta_sigma
         self.eps = eps
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "beta", low=0)
-        if self.beta >= 1:
-            raise ValueError(f"DBMTL: beta must be a finite number >= 0 and < 1, got {self.beta!r}.")
-        check_real(self, "beta_sigma", low=0)
-        check_real(self, "eps", low=0, low_open=True)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         shared = getattr(model, "shared_parameters", None)
         n_values = sum(p.numel() for p in shared()) if callable(shared) else 0
         device = torch.device("cpu") if model is None else device_of(model)
@@ -120,7 +122,6 @@ class DBMTL(GradientCombination):
         return balanced.sum(0), alpha, {}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        self._check_hyperparameters()
         raw, private, shared = ctx.task_gradients(task_losses)
         weights = ctx.task_weights.to(device=raw.device, dtype=raw.dtype)
         balanced, alpha = self._balance(raw, task_losses, ctx.state)

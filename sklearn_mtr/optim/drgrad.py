@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 import numbers
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import InstanceOf, Interval, Options
 from ..models._base import MultiTaskModule
 from ..models._blocks import tower_logits
 from ._base import MultiTaskOptimizer, StepContext
-from ._combination import check_choice, check_real
 
 _MODES = ("split", "tower", "released")
 _PAIRINGS = ("consistent", "literal")
@@ -400,6 +401,21 @@ class DRGrad(MultiTaskOptimizer):
     ['optim_cosine_primary_aux', 'optim_norm_ratio_aux']
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "mode": [Options(*_MODES)],
+        "pairing": [Options(*_PAIRINGS)],
+        "mixing": [Options(*_MIXINGS)],
+        "gamma": [Interval(numbers.Real, 0, closed="right")],
+        "temperature": [Interval(numbers.Real, 0, closed="right")],
+        "mixing_init": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "symmetric": [Options(True, False)],
+        "primary_task": [Interval(numbers.Integral, 0)],
+        "personalized_features": [
+            Options(None),
+            InstanceOf((list, tuple), "a list of categorical column names or indices"),
+        ],
+    }
+
     def __init__(
         self,
         mode="split",
@@ -423,31 +439,13 @@ class DRGrad(MultiTaskOptimizer):
         self.personalized_features = personalized_features
 
     # ------------------------------------------------------------------ validation
-    def _check_params(self) -> None:
+    def _check_parameter_combinations(self) -> None:
         name = type(self).__name__
-        check_choice(self, "mode", _MODES)
-        check_choice(self, "pairing", _PAIRINGS)
-        check_choice(self, "mixing", _MIXINGS)
-        check_real(self, "gamma", low=0.0, low_open=True)
-        check_real(self, "temperature", low=0.0, low_open=True)
-        check_real(self, "mixing_init", low=0.0, low_open=True)
-        if not self.mixing_init < 1.0:
-            raise ValueError(f"{name}: mixing_init must be in (0, 1), got {self.mixing_init!r}.")
-        if self.symmetric not in (True, False):
-            raise ValueError(f"{name}: symmetric must be a bool, got {self.symmetric!r}.")
-        p = self.primary_task
-        if not isinstance(p, numbers.Integral) or isinstance(p, bool) or p < 0:
-            raise ValueError(f"{name}: primary_task must be a non-negative integer, got {p!r}.")
         if self.symmetric and self.mode != "tower":
             raise ValueError(f"{name}: symmetric=True applies to mode='tower' only.")
         if self.personalized_features is not None:
             if self.mode != "split":
                 raise ValueError(f"{name}: personalized_features needs mode='split' (the gate acts on v_s).")
-            if isinstance(self.personalized_features, str) or not isinstance(self.personalized_features, Sequence):
-                raise ValueError(
-                    f"{name}: personalized_features must be a list of categorical column names or indices, "
-                    f"got {self.personalized_features!r}."
-                )
             if len(self.personalized_features) == 0:
                 raise ValueError(f"{name}: personalized_features is empty; use None for no personalized gate.")
 
@@ -488,7 +486,6 @@ class DRGrad(MultiTaskOptimizer):
 
     # ------------------------------------------------------------------ the interface
     def wrap_module(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        self._check_params()
         self._check_model(model, n_tasks)
         if self.mode != "split":
             return model
@@ -503,7 +500,6 @@ class DRGrad(MultiTaskOptimizer):
         )
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        self._check_params()
         model = ctx.model
         n_tasks = task_losses.shape[0]
         if self.primary_task >= n_tasks:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
-from ._combination import GradientCombination, check_choice, gram_to_numpy
+from .._constraints import Options
+from ._combination import GradientCombination, gram_to_numpy
 from .upgrad import project_weights
 
 
@@ -59,11 +62,12 @@ class DualProj(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "reduction": [Options("mean", "sum")],
+    }
+
     def __init__(self, reduction="mean"):
         self.reduction = reduction
-
-    def _check_hyperparameters(self) -> None:
-        check_choice(self, "reduction", ("mean", "sum"))
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
@@ -55,16 +57,14 @@ class DWA(MultiTaskOptimizer):
     2
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "temperature": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, temperature=2.0):
         self.temperature = temperature
 
-    def _check_params(self) -> None:
-        t = self.temperature
-        if not isinstance(t, numbers.Real) or isinstance(t, bool) or not t > 0:
-            raise ValueError(f"temperature must be a positive number; got {t!r}.")
-
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        self._check_params()
         device = device_of(model)
         state = nn.Module()
         state.register_buffer("epoch", torch.tensor(-1, dtype=torch.long, device=device))

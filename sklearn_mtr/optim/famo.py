@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
@@ -75,19 +77,16 @@ class FAMO(MultiTaskOptimizer):
     _adam_eps = 1e-8
     _min_loss = 1e-8
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "weight_lr": [Interval(numbers.Real, 0, closed="right")],
+        "gamma": [Interval(numbers.Real, 0)],
+    }
+
     def __init__(self, weight_lr=0.025, gamma=0.01):
         self.weight_lr = weight_lr
         self.gamma = gamma
 
-    def _check_params(self) -> None:
-        lr, gamma = self.weight_lr, self.gamma
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0:
-            raise ValueError(f"weight_lr must be a positive number; got {lr!r}.")
-        if not isinstance(gamma, numbers.Real) or isinstance(gamma, bool) or not gamma >= 0:
-            raise ValueError(f"gamma must be a non-negative number; got {gamma!r}.")
-
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        self._check_params()
         device = device_of(model)
         state = nn.Module()
         for name in ("logits", "logits_exp_avg", "logits_exp_avg_sq", "prev_log_loss"):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from ._combination import GradientCombination, check_real
+from .._constraints import Interval
+from ._combination import GradientCombination
 
 
 class _GradDropState(nn.Module):
@@ -103,14 +107,14 @@ class GradDrop(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "leak": [Interval(numbers.Real, 0, 1)],
+    }
+
     def __init__(self, leak=0.0):
         self.leak = leak
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "leak", low=0, high=1)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         seed = int(torch.randint(0, 2**62, (1,)))
         return _GradDropState(seed)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
@@ -65,19 +67,16 @@ class GradNorm(MultiTaskOptimizer):
 
     _floor = 1e-4
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "alpha": [Interval(numbers.Real, 0)],
+        "weight_lr": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, alpha=1.5, weight_lr=0.025):
         self.alpha = alpha
         self.weight_lr = weight_lr
 
-    def _check_params(self) -> None:
-        a, lr = self.alpha, self.weight_lr
-        if not isinstance(a, numbers.Real) or isinstance(a, bool) or not a >= 0:
-            raise ValueError(f"alpha must be a non-negative number; got {a!r}.")
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0:
-            raise ValueError(f"weight_lr must be a positive number; got {lr!r}.")
-
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        self._check_params()
         device = device_of(model)
         state = nn.Module()
         state.weights = nn.Parameter(torch.ones(n_tasks, device=device))

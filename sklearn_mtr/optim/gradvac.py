@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import device_of
-from ._combination import ZERO_GRADIENT, GradientCombination, check_real
+from ._combination import ZERO_GRADIENT, GradientCombination
 
 
 class _GradVacState(nn.Module):
@@ -90,14 +94,14 @@ class GradVac(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "beta": [Interval(numbers.Real, 0, 1, closed="right")],
+    }
+
     def __init__(self, beta=0.01):
         self.beta = beta
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "beta", low=0, high=1, low_open=True)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         seed = int(torch.randint(0, 2**62, (1,)))
         device = torch.device("cpu") if model is None else device_of(model)
         return _GradVacState(n_tasks, seed, device)

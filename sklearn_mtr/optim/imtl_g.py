@@ -61,9 +61,6 @@ class IMTLG(GradientCombination):
     def __init__(self):
         pass
 
-    def _check_hyperparameters(self) -> None:
-        pass
-
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]
         (G,) = gram_to_numpy(gram)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import numpy as np
 import torch
 
+from .._constraints import Interval, Options
 from ._combination import (
     GradientCombination,
     active_tasks,
-    check_choice,
-    check_int,
-    check_real,
     gram_to_numpy,
     min_norm_weights,
 )
@@ -78,15 +79,16 @@ class MGDA(GradientCombination):
     2
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "normalization": [Options(*_NORMALIZATIONS)],
+        "max_iter": [Interval(numbers.Integral, 1)],
+        "tol": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, normalization="none", max_iter=100, tol=1e-12):
         self.normalization = normalization
         self.max_iter = max_iter
         self.tol = tol
-
-    def _check_hyperparameters(self) -> None:
-        check_choice(self, "normalization", _NORMALIZATIONS)
-        check_int(self, "max_iter")
-        check_real(self, "tol", low=0, low_open=True)
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

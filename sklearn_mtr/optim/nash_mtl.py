@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval, Options
 from ._base import StepContext
 from ._combination import (
     GradientCombination,
     active_tasks,
-    check_int,
-    check_real,
     gram_to_numpy,
     mean_pairwise_cosine,
 )
@@ -88,20 +90,20 @@ class NashMTL(GradientCombination):
     2
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "update_weights_every": [Interval(numbers.Integral, 1)],
+        "max_norm": [Options(None), Interval(numbers.Real, 0)],
+        "max_iter": [Interval(numbers.Integral, 1)],
+        "tol": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, update_weights_every=1, max_norm=1.0, max_iter=50, tol=1e-10):
         self.update_weights_every = update_weights_every
         self.max_norm = max_norm
         self.max_iter = max_iter
         self.tol = tol
 
-    def _check_hyperparameters(self) -> None:
-        check_int(self, "update_weights_every")
-        check_real(self, "max_norm", low=0, allow_none=True)
-        check_int(self, "max_iter")
-        check_real(self, "tol", low=0, low_open=True)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         return _NashState(n_tasks)
 
     def _refresh(self, gram: torch.Tensor, state: _NashState) -> torch.Tensor:
@@ -127,7 +129,6 @@ class NashMTL(GradientCombination):
         return coefficients @ grads, coefficients, {"solve_failed": failed}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        self._check_hyperparameters()
         state = ctx.state
         task_weights = ctx.task_weights.to(device=task_losses.device, dtype=task_losses.dtype)
         failed = torch.tensor(0.0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from ._combination import GradientCombination, check_choice
+from .._constraints import Options
+from ._combination import GradientCombination
 
 
 class _PCGradState(nn.Module):
@@ -68,14 +71,14 @@ class PCGrad(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "reduction": [Options("sum", "mean")],
+    }
+
     def __init__(self, reduction="sum"):
         self.reduction = reduction
 
-    def _check_hyperparameters(self) -> None:
-        check_choice(self, "reduction", ("sum", "mean"))
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         seed = int(torch.randint(0, 2**62, (1,)))
         return _PCGradState(seed)
 

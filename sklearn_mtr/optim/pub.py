@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
 
+from .._constraints import Interval, Options, Pair
 from ._base import MultiTaskOptimizer, StepContext
 from ._nash import solve_nash_weights
 
@@ -237,6 +239,14 @@ default="sum_to_one"
     True
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "refresh_every": [Interval(Integral, 1)],
+        "normalization": [Options(*_NORMALIZATIONS)],
+        "per_task_passes": [Options(*_PASSES)],
+        "betas": [Pair(Interval(Real, 0, 1, closed="left"))],
+        "eps": [Interval(Real, 0)],
+    }
+
     def __init__(
         self,
         refresh_every=10,
@@ -251,25 +261,7 @@ default="sum_to_one"
         self.betas = betas
         self.eps = eps
 
-    def _validate(self) -> None:
-        if (
-            not isinstance(self.refresh_every, Integral)
-            or isinstance(self.refresh_every, bool)
-            or self.refresh_every < 1
-        ):
-            raise ValueError(f"PUB: refresh_every must be an integer >= 1, got {self.refresh_every!r}.")
-        if self.normalization not in _NORMALIZATIONS:
-            raise ValueError(f"PUB: normalization must be one of {_NORMALIZATIONS}, got {self.normalization!r}.")
-        if self.per_task_passes not in _PASSES:
-            raise ValueError(f"PUB: per_task_passes must be one of {_PASSES}, got {self.per_task_passes!r}.")
-        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
-        if len(betas) != 2 or not all(isinstance(b, Real) and 0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"PUB: betas must be two numbers in [0, 1), got {self.betas!r}.")
-        if not isinstance(self.eps, Real) or not self.eps >= 0.0:
-            raise ValueError(f"PUB: eps must be a non-negative number, got {self.eps!r}.")
-
     def create_optimizer(self, model, state, *, lr: float, weight_decay: float) -> PUBAdam:
-        self._validate()
         if not (hasattr(model, "shared_parameters") and hasattr(model, "task_parameters")):
             raise TypeError("PUB needs a multi-task module with shared_parameters() and task_parameters(k).")
         n_tasks = int(model.n_tasks)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval, Options
 from ._base import MultiTaskOptimizer, StepContext, device_of
 
 
@@ -59,16 +61,14 @@ class UW(MultiTaskOptimizer):
     2
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "log_variance_lr": [Options(None), Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, log_variance_lr=None):
         self.log_variance_lr = log_variance_lr
 
-    def _check_params(self) -> None:
-        lr = self.log_variance_lr
-        if lr is not None and (not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0):
-            raise ValueError(f"log_variance_lr must be a positive number or None; got {lr!r}.")
-
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        self._check_params()
         state = nn.Module()
         state.log_variance = nn.Parameter(torch.zeros(n_tasks, device=device_of(model)))
         return state

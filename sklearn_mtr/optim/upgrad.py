@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from scipy.optimize import lsq_linear, nnls
 
-from ._combination import GradientCombination, check_choice, gram_to_numpy
+from .._constraints import Options
+from ._combination import GradientCombination, gram_to_numpy
 
 
 def project_weights(gram: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -97,11 +100,12 @@ class UPGrad(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "reduction": [Options("mean", "sum")],
+    }
+
     def __init__(self, reduction="mean"):
         self.reduction = reduction
-
-    def _check_hyperparameters(self) -> None:
-        check_choice(self, "reduction", ("mean", "sum"))
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance."""
 
 import itertools
 import math
@@ -23,6 +23,7 @@ from sklearn_mtr.optim.dualproj import DualProj
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
+from sklearn_mtr.optim.metabalance import MetaBalance
 from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
@@ -41,6 +42,7 @@ METHODS = [
     DualProj(),
     AlignedMTL(),
     DBMTL(),
+    MetaBalance(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -554,6 +556,64 @@ def test_db_mtl_backward_writes_the_balanced_gradient_and_private_log_gradients(
 
 
 # ---------------------------------------------------------------------------------------
+# MetaBalance
+# ---------------------------------------------------------------------------------------
+def test_metabalance_adaptive_brings_the_auxiliary_norm_to_r_target_plus_one_minus_r_own():
+    g = t([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])  # norms 5 (target), 1, 10
+    method = MetaBalance(relax_factor=0.7, beta=0.0)
+    d, ratios = method.combine(g)
+    # ||g_k'|| = r ||g_tar|| + (1 - r) ||g_k||: 0.7 * 5 + 0.3 * 1 = 3.8 and 0.7 * 5 + 0.3 * 10 = 6.5
+    torch.testing.assert_close(ratios, t([1.0, 3.8, 0.65]))
+    torch.testing.assert_close(d, g[0] + 3.8 * g[1] + 0.65 * g[2])
+    # r = 1: every auxiliary gradient gets the target's norm; r = 0: nothing changes.
+    torch.testing.assert_close(MetaBalance(relax_factor=1.0, beta=0.0).combine(g)[1], t([1.0, 5.0, 0.5]))
+    torch.testing.assert_close(MetaBalance(relax_factor=0.0, beta=0.0).combine(g)[0], g.sum(0))
+    # The target is a parameter.
+    torch.testing.assert_close(
+        MetaBalance(relax_factor=1.0, beta=0.0, target_task=2).combine(g)[1], t([2.0, 10.0, 1.0])
+    )
+    # "reduce" only shrinks larger auxiliary gradients, "enlarge" only grows smaller ones.
+    torch.testing.assert_close(MetaBalance(beta=0.0, strategy="reduce").combine(g)[1], t([1.0, 1.0, 0.65]))
+    torch.testing.assert_close(MetaBalance(beta=0.0, strategy="enlarge").combine(g)[1], t([1.0, 3.8, 1.0]))
+
+
+def test_metabalance_moving_average_norms_and_per_tensor_rescaling():
+    method = MetaBalance(relax_factor=1.0, beta=0.5)
+    state = method.create_state(None, 2)
+    g1 = t([[2.0, 0.0], [0.0, 1.0]])
+    g2 = t([[4.0, 0.0], [0.0, 1.0]])
+    method.combine(g1, state=state)
+    torch.testing.assert_close(state.norms, t([[1.0], [0.5]]).to(state.norms.dtype))  # (1 - beta) ||g||
+    _, ratios = method.combine(g2, state=state)
+    # m_tar = 0.5 * 1 + 0.5 * 4 = 2.5, m_aux = 0.5 * 0.5 + 0.5 * 1 = 0.75: scale 2.5 / 0.75
+    torch.testing.assert_close(state.norms, t([[2.5], [0.75]]).to(state.norms.dtype))
+    torch.testing.assert_close(ratios, t([1.0, 2.5 / 0.75]))
+    # Per tensor: columns (0, 1) and (2,) are two shared tensors, each balanced on its own.
+    g = t([[3.0, 4.0, 1.0], [0.0, 1.0, 2.0]])
+    balanced = MetaBalance(relax_factor=1.0, beta=0.0).balance(g, MetaBalance().create_state(None, 2), [2, 1])
+    torch.testing.assert_close(balanced, t([[3.0, 4.0, 1.0], [0.0, 5.0, 1.0]]))
+
+
+def test_metabalance_backward_balances_each_shared_tensor_and_weights_after():
+    torch.manual_seed(0)
+    model = _Toy(2)
+    batch, y = _toy_data()
+    u = torch.tensor([2.0, 3.0])
+    method = MetaBalance(relax_factor=0.7, beta=0.0)
+    state = method.create_state(model, 2)
+    assert state.norms.shape == (2, 2)  # the shared layer's weight and bias
+    losses = _losses(model, batch, y)
+    shared = model.shared_parameters()
+    per_task = [torch.autograd.grad(losses[k], shared, retain_graph=True) for k in range(2)]
+    method.backward(losses, StepContext(model, None, state, u))
+    for i, p in enumerate(shared):
+        target, aux = per_task[0][i], per_task[1][i]
+        aux_balanced = aux * (0.7 * target.norm() / aux.norm() + 0.3)
+        torch.testing.assert_close(aux_balanced.norm(), 0.7 * target.norm() + 0.3 * aux.norm())
+        torch.testing.assert_close(p.grad, u[0] * target + u[1] * aux_balanced)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -727,6 +787,11 @@ def test_clone_and_get_params(method):
         (DBMTL(beta=1.0), "beta"),
         (DBMTL(beta_sigma=-0.5), "beta_sigma"),
         (DBMTL(eps=0.0), "eps"),
+        (MetaBalance(relax_factor=1.5), "relax_factor"),
+        (MetaBalance(beta=1.0), "beta"),
+        (MetaBalance(target_task=2), "target_task"),
+        (MetaBalance(target_task=-1), "target_task"),
+        (MetaBalance(strategy="shrink"), "strategy"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

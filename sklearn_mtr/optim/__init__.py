@@ -22,6 +22,7 @@ from .graddrop import GradDrop
 from .gradnorm import GradNorm
 from .gradvac import GradVac
 from .imtl_g import IMTLG
+from .metabalance import MetaBalance
 from .mgda import MGDA
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
@@ -54,6 +55,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "dualproj": DualProj,
     "aligned_mtl": AlignedMTL,
     "db_mtl": DBMTL,
+    "metabalance": MetaBalance,
 }
 
 
@@ -89,6 +91,7 @@ __all__ = [
     "GradDrop",
     "GradNorm",
     "GradVac",
+    "MetaBalance",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",

@@ -122,6 +122,7 @@ def test_every_estimator_trains_on_cuda_in_fp32_and_bf16(cls):
         "aligned_mtl",
         "db_mtl",
         "metabalance",
+        "stch",
     ],
 )
 def test_every_method_keeps_its_state_on_the_gpu(name):

@@ -28,6 +28,7 @@ from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
 from .rlw import RLW
+from .stch import STCH
 from .uncertainty import UW
 from .upgrad import UPGrad
 
@@ -56,6 +57,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "aligned_mtl": AlignedMTL,
     "db_mtl": DBMTL,
     "metabalance": MetaBalance,
+    "stch": STCH,
 }
 
 
@@ -81,6 +83,7 @@ __all__ = [
     "OPTIMIZERS",
     "PUB",
     "RLW",
+    "STCH",
     "UW",
     "AdaTask",
     "AlignedMTL",

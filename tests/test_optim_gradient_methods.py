@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL, MetaBalance."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad."""
 
 import itertools
 import math
@@ -20,6 +20,7 @@ from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
 from sklearn_mtr.optim.db_mtl import DBMTL
 from sklearn_mtr.optim.dualproj import DualProj
+from sklearn_mtr.optim.fairgrad import FairGrad
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
@@ -43,6 +44,7 @@ METHODS = [
     AlignedMTL(),
     DBMTL(),
     MetaBalance(),
+    FairGrad(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -614,6 +616,52 @@ def test_metabalance_backward_balances_each_shared_tensor_and_weights_after():
 
 
 # ---------------------------------------------------------------------------------------
+# FairGrad
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 10.0])
+@pytest.mark.parametrize("n_tasks", [2, 3, 5])
+def test_fairgrad_weights_solve_the_alpha_fair_system(alpha, n_tasks):
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(n_tasks)
+    g = torch.from_numpy(rng.normal(size=(n_tasks, 7)) * rng.uniform(0.1, 10.0, size=(n_tasks, 1)))
+    d, w = FairGrad(alpha=alpha).combine(g)
+    gram = g @ g.T
+    assert bool((w > 0).all())
+    # G^T G w = w^(-1/alpha), element-wise
+    torch.testing.assert_close(gram @ w, w ** (-1.0 / alpha), rtol=1e-8, atol=0)
+    torch.testing.assert_close(d, w @ g)
+    # An independent solver (the authors' choice: least squares on the residual from 1 / T) agrees.
+    A = gram.numpy()
+    ref = least_squares(lambda x: A @ x - x ** (-1.0 / alpha), np.full(n_tasks, 1.0 / n_tasks), bounds=(1e-12, np.inf))
+    if np.abs(ref.fun).max() < 1e-8 * np.abs(ref.x ** (-1.0 / alpha)).max():
+        np.testing.assert_allclose(w.numpy(), ref.x, rtol=1e-4)
+
+
+def test_fairgrad_special_cases():
+    g = t([[3.0, 4.0], [0.0, 2.0]])
+    # alpha = 1 is the Nash bargaining solution: alpha_i = 1 / (||g_i|| sqrt(1 + cos)).
+    _, w = FairGrad(alpha=1.0).combine(g)
+    cos = 8.0 / (5.0 * 2.0)
+    torch.testing.assert_close(w, 1.0 / (t([5.0, 2.0]) * math.sqrt(1.0 + cos)))
+    # Orthogonal gradients: w_i = ||g_i||^(-2 alpha / (alpha + 1)).
+    _, w = FairGrad(alpha=3.0).combine(t([[2.0, 0.0], [0.0, 0.5]]))
+    torch.testing.assert_close(w, t([2.0, 0.5]) ** (-2 * 3.0 / 4.0))
+    # Large alpha: nearly equal decreases g_i . d (max-min fairness), here where G^-1 1 > 0.
+    h = t([[2.0, 0.0], [0.5, 1.0]])
+    d, _ = FairGrad(alpha=100.0).combine(h)
+    decreases = h @ d
+    assert float(decreases.max() / decreases.min()) < 1.05
+    assert float((g @ FairGrad(alpha=0.5).combine(g)[0]).max() / (g @ FairGrad(alpha=0.5).combine(g)[0]).min()) > 1.05
+    # No positive solution (opposite gradients): the last solved weights are kept.
+    method = FairGrad()
+    state = method.create_state(None, 2)
+    _, w = method.combine(g, state=state)
+    _, again = method.combine(t([[1.0, 0.0], [-1.0, 0.0]]), state=state)
+    torch.testing.assert_close(again, w)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -685,8 +733,8 @@ def test_private_parameters_get_their_own_task_gradient(method):
 
 @pytest.mark.parametrize(
     "method",
-    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj(), AlignedMTL()],
-    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj", "AlignedMTL"],
+    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj(), AlignedMTL(), FairGrad()],
+    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj", "AlignedMTL", "FairGrad"],
 )
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
@@ -792,6 +840,8 @@ def test_clone_and_get_params(method):
         (MetaBalance(target_task=2), "target_task"),
         (MetaBalance(target_task=-1), "target_task"),
         (MetaBalance(strategy="shrink"), "strategy"),
+        (FairGrad(alpha=0.0), "alpha"),
+        (FairGrad(alpha=float("inf")), "alpha"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

@@ -17,6 +17,7 @@ from .drgrad import DRGrad
 from .dualproj import DualProj
 from .dwa import DWA
 from .equal_weight import EW
+from .fairgrad import FairGrad
 from .famo import FAMO
 from .graddrop import GradDrop
 from .gradnorm import GradNorm
@@ -58,6 +59,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "db_mtl": DBMTL,
     "metabalance": MetaBalance,
     "stch": STCH,
+    "fairgrad": FairGrad,
 }
 
 
@@ -91,6 +93,7 @@ __all__ = [
     "ConFIG",
     "DRGrad",
     "DualProj",
+    "FairGrad",
     "GradDrop",
     "GradNorm",
     "GradVac",

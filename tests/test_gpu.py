@@ -124,6 +124,7 @@ def test_every_estimator_trains_on_cuda_in_fp32_and_bf16(cls):
         "metabalance",
         "stch",
         "fairgrad",
+        "excess_mtl",
     ],
 )
 def test_every_method_keeps_its_state_on_the_gpu(name):

@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL."""
 
 import itertools
 import math
@@ -20,6 +20,7 @@ from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
 from sklearn_mtr.optim.db_mtl import DBMTL
 from sklearn_mtr.optim.dualproj import DualProj
+from sklearn_mtr.optim.excess_mtl import ExcessMTL
 from sklearn_mtr.optim.fairgrad import FairGrad
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
@@ -45,6 +46,7 @@ METHODS = [
     DBMTL(),
     MetaBalance(),
     FairGrad(),
+    ExcessMTL(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -662,6 +664,64 @@ def test_fairgrad_special_cases():
 
 
 # ---------------------------------------------------------------------------------------
+# ExcessMTL
+# ---------------------------------------------------------------------------------------
+def test_excess_mtl_exponentiated_update_of_the_adagrad_excess_risks():
+    eta = 0.5
+    method = ExcessMTL(robust_step_size=eta)
+    state = method.create_state(None, 2)
+    steps = [t([[1.0, 2.0], [3.0, 0.0]]), t([[2.0, 0.0], [0.0, 1.0]]), t([[1.0, 1.0], [2.0, 2.0]])]
+    sums = torch.zeros(2, 2, dtype=torch.float64)
+    w = torch.ones(2, dtype=torch.float64)
+    first = None
+    for k, g in enumerate(steps):
+        d, weights = method.combine(g, state=state)
+        sums = sums + g * g  # Adagrad: G_i <- G_i + g_i^2
+        risk = torch.stack([g[i] @ (g[i] / torch.sqrt(sums[i] + 1e-7)) for i in range(2)])  # g^T diag(1/h) g
+        if k == 0:
+            first = risk  # e_i^0; the weights stay at one
+        else:
+            w = w * torch.exp(eta * risk / first)
+            w = 2 * w / w.sum()
+        torch.testing.assert_close(weights, w)
+        torch.testing.assert_close(d, w @ g)
+        torch.testing.assert_close(state.grad_sq_sum.double(), sums)
+    assert weights.sum().item() == pytest.approx(2.0)
+    # A task whose excess risk stays higher (relative to its start) gains weight.
+    method = ExcessMTL(robust_step_size=0.1)
+    state = method.create_state(None, 2)
+    method.combine(t([[1.0, 0.0], [1.0, 0.0]]), state=state)
+    for _ in range(20):
+        _, weights = method.combine(t([[0.1, 0.0], [1.0, 0.0]]), state=state)
+    assert weights[1] > weights[0]
+
+
+def test_excess_mtl_backward_writes_the_weighted_gradients():
+    torch.manual_seed(0)
+    model = _Toy(2)
+    batch, y = _toy_data()
+    u = torch.tensor([1.0, 3.0])
+    method = ExcessMTL()
+    state = method.create_state(model, 2)
+    assert state.grad_sq_sum.shape == (2, sum(p.numel() for p in model.shared_parameters()))
+    for step in range(2):  # the second step (other targets) moves the weights off one
+        model.zero_grad(set_to_none=True)
+        before = state.loss_weights.clone()
+        losses = _losses(model, batch, y if step == 0 else y * t([[0.2, 3.0]]).float())
+        shared = model.shared_parameters()
+        raw = torch.stack(
+            [
+                torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[k], shared, retain_graph=True)])
+                for k in range(2)
+            ]
+        )
+        diag = method.backward(losses, StepContext(model, None, state, u))
+    assert not torch.allclose(diag["weights"], before)
+    expected = (u * diag["weights"]) @ raw
+    torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared]), expected)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -842,6 +902,8 @@ def test_clone_and_get_params(method):
         (MetaBalance(strategy="shrink"), "strategy"),
         (FairGrad(alpha=0.0), "alpha"),
         (FairGrad(alpha=float("inf")), "alpha"),
+        (ExcessMTL(robust_step_size=0.0), "robust_step_size"),
+        (ExcessMTL(robust_step_size="big"), "robust_step_size"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

@@ -17,6 +17,7 @@ from .drgrad import DRGrad
 from .dualproj import DualProj
 from .dwa import DWA
 from .equal_weight import EW
+from .excess_mtl import ExcessMTL
 from .fairgrad import FairGrad
 from .famo import FAMO
 from .graddrop import GradDrop
@@ -60,6 +61,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "metabalance": MetaBalance,
     "stch": STCH,
     "fairgrad": FairGrad,
+    "excess_mtl": ExcessMTL,
 }
 
 
@@ -93,6 +95,7 @@ __all__ = [
     "ConFIG",
     "DRGrad",
     "DualProj",
+    "ExcessMTL",
     "FairGrad",
     "GradDrop",
     "GradNorm",

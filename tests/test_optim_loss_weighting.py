@@ -1,4 +1,4 @@
-"""Loss-weighting and update-level baselines: UW, DWA, GradNorm, FAMO, AdaTask, RLW, STCH."""
+"""Loss-weighting and update-level baselines: UW, DWA, GradNorm, FAMO, AdaTask, RLW, STCH, GLS."""
 
 import copy
 import io
@@ -19,6 +19,7 @@ from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim.adatask import AdaTask, AdaTaskAdam
 from sklearn_mtr.optim.dwa import DWA
 from sklearn_mtr.optim.famo import FAMO
+from sklearn_mtr.optim.gls import GLS
 from sklearn_mtr.optim.gradnorm import GradNorm
 from sklearn_mtr.optim.rlw import RLW
 from sklearn_mtr.optim.stch import STCH
@@ -32,6 +33,7 @@ METHODS = {
     "adatask": lambda: AdaTask(),
     "rlw": lambda: RLW(),
     "stch": lambda: STCH(warmup_epoch=1),
+    "gls": lambda: GLS(),
 }
 BCE = torch.nn.functional.binary_cross_entropy_with_logits
 
@@ -258,6 +260,30 @@ def test_stch_small_mu_approaches_the_tchebycheff_maximum():
     torch.testing.assert_close(total, 2 * torch.log(c).max(), atol=1e-3, rtol=0)
 
 
+# ---------------------------------------------------------------------------- GLS
+def test_gls_gradient_is_that_of_the_geometric_mean():
+    model = _mmoe(n_tasks=3)
+    X, y = _batch(n_tasks=3)
+    losses = _losses(model, X, y)
+    expected = torch.autograd.grad(torch.prod(losses) ** (1 / 3), list(model.parameters()), retain_graph=True)
+    method = GLS()
+    diag = method.backward(losses, StepContext(model, None, None, torch.ones(3)))
+    for p, g in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, g)
+    # d (prod L)^(1/T) / d L_i = (prod L)^(1/T) / (T L_i)
+    gm = torch.prod(losses.detach()) ** (1 / 3)
+    torch.testing.assert_close(diag["weights"], gm / (3 * losses.detach()))
+    # User weights are exponents: prod_i L_i^(u_i / T); a task without labels is left out.
+    c = torch.tensor([0.5, 2.0, 0.0])
+    p = torch.ones(1, requires_grad=True)
+    total, weights = method.objective(c * p, torch.tensor([1.0, 3.0, 1.0]))
+    torch.testing.assert_close(total, torch.tensor((0.5 * 2.0**3) ** (1 / 2)))
+    total.backward()
+    # d/dp (0.5 p)^(1/2) (2 p)^(3/2) = 2 (0.5 * 8) ^ (1/2) at p = 1
+    torch.testing.assert_close(p.grad, torch.tensor([2.0 * (0.5 * 8.0) ** 0.5]))
+    torch.testing.assert_close(weights, torch.tensor([2.0 / (2 * 0.5), 2.0 / (2 * 2.0), 0.0]))
+
+
 # ---------------------------------------------------------------------------- AdaTask
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_adatask_with_one_task_is_adam(weight_decay):
@@ -413,6 +439,7 @@ def test_clone_get_params_and_validation(name, data):
         "adatask": {"betas": (0.9, 1.5)},
         "rlw": None,  # no hyper-parameters
         "stch": {"mu": 0.0},
+        "gls": None,  # no hyper-parameters
     }[name]
     if bad is None:
         assert params == {}
@@ -424,7 +451,7 @@ def test_clone_get_params_and_validation(name, data):
 
 def test_user_task_weights_reach_the_network_gradient():
     """A zero user weight removes a task's gradient for the reweighting methods."""
-    for name in ("uw", "dwa", "gradnorm", "famo", "rlw", "stch"):
+    for name in ("uw", "dwa", "gradnorm", "famo", "rlw", "stch", "gls"):
         model = _mmoe()
         method = METHODS[name]()
         state = method.create_state(model, 2)

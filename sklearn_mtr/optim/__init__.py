@@ -20,6 +20,7 @@ from .equal_weight import EW
 from .excess_mtl import ExcessMTL
 from .fairgrad import FairGrad
 from .famo import FAMO
+from .gls import GLS
 from .graddrop import GradDrop
 from .gradnorm import GradNorm
 from .gradvac import GradVac
@@ -62,6 +63,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "stch": STCH,
     "fairgrad": FairGrad,
     "excess_mtl": ExcessMTL,
+    "gls": GLS,
 }
 
 
@@ -82,6 +84,7 @@ __all__ = [
     "DWA",
     "EW",
     "FAMO",
+    "GLS",
     "IMTLG",
     "MGDA",
     "OPTIMIZERS",

@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL, MoCo."""
 
 import itertools
 import math
@@ -27,6 +27,7 @@ from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.metabalance import MetaBalance
 from sklearn_mtr.optim.mgda import MGDA
+from sklearn_mtr.optim.moco import MoCo, project_onto_simplex
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
 from sklearn_mtr.optim.upgrad import UPGrad
@@ -47,6 +48,7 @@ METHODS = [
     MetaBalance(),
     FairGrad(),
     ExcessMTL(),
+    MoCo(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -722,6 +724,44 @@ def test_excess_mtl_backward_writes_the_weighted_gradients():
 
 
 # ---------------------------------------------------------------------------------------
+# MoCo
+# ---------------------------------------------------------------------------------------
+def test_moco_tracks_the_gradients_and_takes_projected_steps_on_the_weights():
+    from sklearn_mtr.optim._combination import project_simplex
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 6):
+        for _ in range(20):
+            v = torch.from_numpy(rng.normal(scale=2.0, size=n))
+            torch.testing.assert_close(project_onto_simplex(v), torch.from_numpy(project_simplex(v.numpy())))
+    beta, gamma, rho = 0.5, 0.1, 0.2
+    method = MoCo(beta=beta, beta_sigma=0.5, gamma=gamma, gamma_sigma=0.5, rho=rho, normalization="none")
+    state = method.create_state(None, 2)
+    steps = [t([[3.0, 4.0], [0.0, 1.0]]), t([[1.0, 0.0], [-1.0, 2.0]]), t([[2.0, 2.0], [0.0, -1.0]])]
+    y = torch.zeros(2, 2, dtype=torch.float64)
+    lam = t([0.5, 0.5])
+    for k, g in enumerate(steps, start=1):
+        d, weights = method.combine(g, state=state)
+        y = y - beta / k**0.5 * (y - g)  # y_i <- y_i - beta_t (y_i - h_i)
+        v = lam - gamma / k**0.5 * ((y @ y.T + rho * torch.eye(2, dtype=torch.float64)) @ lam)
+        lam = torch.from_numpy(project_simplex(v.numpy()))  # lambda <- Proj(lambda - gamma_t (Y^T Y + rho I) lambda)
+        torch.testing.assert_close(state.tracked.double(), y)
+        torch.testing.assert_close(weights, lam)
+        torch.testing.assert_close(d, lam @ y)  # d = Y lambda
+    # normalization="loss": h_i = L_i g_i / ||g_i|| (the authors' code).
+    method = MoCo(beta=1.0, normalization="loss")
+    g = t([[3.0, 4.0], [0.0, 2.0]])
+    method.combine(g, t([2.0, 0.5]), state := method.create_state(None, 2))
+    torch.testing.assert_close(state.tracked.double(), t([[1.2, 1.6], [0.0, 0.5]]), atol=1e-7, rtol=0)
+    # With strongly unbalanced gradients the weights move to the smaller one (MGDA's min-norm point).
+    method = MoCo(normalization="none")
+    state = method.create_state(None, 2)
+    for _ in range(200):
+        _, weights = method.combine(t([[10.0, 0.0], [0.0, 1.0]]), state=state)
+    torch.testing.assert_close(weights, t([1 / 101, 100 / 101]), atol=2e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -904,6 +944,10 @@ def test_clone_and_get_params(method):
         (FairGrad(alpha=float("inf")), "alpha"),
         (ExcessMTL(robust_step_size=0.0), "robust_step_size"),
         (ExcessMTL(robust_step_size="big"), "robust_step_size"),
+        (MoCo(beta=0.0), "beta"),
+        (MoCo(gamma=-0.1), "gamma"),
+        (MoCo(rho=-1.0), "rho"),
+        (MoCo(normalization="l2"), "normalization"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

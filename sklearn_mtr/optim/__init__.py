@@ -27,6 +27,7 @@ from .gradvac import GradVac
 from .imtl_g import IMTLG
 from .metabalance import MetaBalance
 from .mgda import MGDA
+from .moco import MoCo
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
@@ -64,6 +65,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "fairgrad": FairGrad,
     "excess_mtl": ExcessMTL,
     "gls": GLS,
+    "moco": MoCo,
 }
 
 
@@ -104,6 +106,7 @@ __all__ = [
     "GradNorm",
     "GradVac",
     "MetaBalance",
+    "MoCo",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",

@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL, MoCo."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL, MoCo, SDMGrad."""
 
 import itertools
 import math
@@ -14,7 +14,13 @@ from sklearn_mtr import MMoEClassifier, PLEClassifier, SharedBottomClassifier
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models import MultiTaskModule
 from sklearn_mtr.optim import StepContext
-from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
+from sklearn_mtr.optim._combination import (
+    conflict_averse_weights,
+    min_norm_weights,
+    project_onto_simplex,
+    project_simplex,
+    simplex_qp,
+)
 from sklearn_mtr.optim.aligned_mtl import AlignedMTL
 from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
@@ -27,9 +33,10 @@ from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.metabalance import MetaBalance
 from sklearn_mtr.optim.mgda import MGDA
-from sklearn_mtr.optim.moco import MoCo, project_onto_simplex
+from sklearn_mtr.optim.moco import MoCo
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
+from sklearn_mtr.optim.sdmgrad import SDMGrad
 from sklearn_mtr.optim.upgrad import UPGrad
 
 METHODS = [
@@ -49,6 +56,7 @@ METHODS = [
     FairGrad(),
     ExcessMTL(),
     MoCo(),
+    SDMGrad(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -727,8 +735,6 @@ def test_excess_mtl_backward_writes_the_weighted_gradients():
 # MoCo
 # ---------------------------------------------------------------------------------------
 def test_moco_tracks_the_gradients_and_takes_projected_steps_on_the_weights():
-    from sklearn_mtr.optim._combination import project_simplex
-
     rng = np.random.default_rng(0)
     for n in (2, 3, 6):
         for _ in range(20):
@@ -759,6 +765,45 @@ def test_moco_tracks_the_gradients_and_takes_projected_steps_on_the_weights():
     for _ in range(200):
         _, weights = method.combine(t([[10.0, 0.0], [0.0, 1.0]]), state=state)
     torch.testing.assert_close(weights, t([1 / 101, 100 / 101]), atol=2e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------
+# SDMGrad
+# ---------------------------------------------------------------------------------------
+def test_sdmgrad_projected_momentum_steps_and_the_regularised_direction():
+    g = t([[3.0, 0.0, 1.0], [-1.0, 2.0, 0.0], [0.5, 0.5, 2.0]])
+    lam = 0.3
+    method = SDMGrad(lamda=lam, niter=2)
+    state = method.create_state(None, 3)
+    d, coef = method.combine(g, state=state)
+    # By hand: GG normalised by the squared mean norm, two momentum-SGD steps (lr 5, momentum 0.5)
+    # each projected onto the simplex, from w = 1/3.
+    GG = g @ g.T
+    GG = GG / (GG.diagonal().sqrt().mean() ** 2 + 1e-8)
+    Gg = GG.mean(1)
+    w = np.full(3, 1 / 3)
+    grad = GG.numpy() @ w + lam * Gg.numpy()
+    buffer = grad
+    w = project_simplex(w - 5.0 * buffer)
+    grad = GG.numpy() @ w + lam * Gg.numpy()
+    buffer = 0.5 * buffer + grad
+    w = project_simplex(w - 5.0 * buffer)
+    torch.testing.assert_close(state.w.double(), torch.from_numpy(w), atol=1e-6, rtol=0)
+    expected = (torch.from_numpy(w) + lam / 3) / (1 + lam)  # d = (G w + lamda g0) / (1 + lamda)
+    torch.testing.assert_close(coef, expected)
+    torch.testing.assert_close(d, (torch.from_numpy(w) @ g + lam * g.mean(0)) / (1 + lam))
+    # Many steps with a converging step size reach argmin_w ||G w + lamda g0||^2 (an exact
+    # simplex QP solver); the next training step continues from the stored w.
+    method = SDMGrad(lamda=lam, niter=300, inner_lr=0.5)
+    state = method.create_state(None, 3)
+    method.combine(g, state=state)
+    method.combine(g, state=state)
+    reference = simplex_qp(GG.numpy(), lam * Gg.numpy())
+    np.testing.assert_allclose(state.w.numpy(), reference, atol=1e-6)
+    # lamda = 0 is MGDA's min-norm point.
+    method = SDMGrad(lamda=0.0, niter=600, inner_lr=0.5)
+    _, coef = method.combine(g)
+    np.testing.assert_allclose(coef.numpy(), min_norm_weights((g @ g.T).numpy()), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------
@@ -948,6 +993,9 @@ def test_clone_and_get_params(method):
         (MoCo(gamma=-0.1), "gamma"),
         (MoCo(rho=-1.0), "rho"),
         (MoCo(normalization="l2"), "normalization"),
+        (SDMGrad(lamda=-0.1), "lamda"),
+        (SDMGrad(niter=0), "niter"),
+        (SDMGrad(inner_lr=0.0), "inner_lr"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

@@ -32,6 +32,7 @@ from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
 from .rlw import RLW
+from .sdmgrad import SDMGrad
 from .stch import STCH
 from .uncertainty import UW
 from .upgrad import UPGrad
@@ -66,6 +67,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "excess_mtl": ExcessMTL,
     "gls": GLS,
     "moco": MoCo,
+    "sdmgrad": SDMGrad,
 }
 
 
@@ -110,6 +112,7 @@ __all__ = [
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",
+    "SDMGrad",
     "StepContext",
     "UPGrad",
     "resolve_optimizer",

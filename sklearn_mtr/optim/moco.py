@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._base import device_of
-from ._combination import GradientCombination, check_choice, check_real
+from ._combination import GradientCombination, check_choice, check_real, project_onto_simplex
 
 NORMALIZATIONS = ("loss", "none")
 
@@ -19,17 +19,6 @@ class _MoCoState(nn.Module):
         self.register_buffer("tracked", torch.zeros(n_tasks, n_values, device=device))
         self.register_buffer("lambd", torch.full((n_tasks,), 1.0 / n_tasks, device=device))
         self.register_buffer("step", torch.zeros((), dtype=torch.long, device=device))
-
-
-def project_onto_simplex(v: torch.Tensor) -> torch.Tensor:
-    """Euclidean projection of a vector onto the probability simplex, on its device (no host sync)."""
-    n = v.shape[0]
-    u, _ = torch.sort(v, descending=True)
-    cumulative = torch.cumsum(u, 0) - 1.0
-    ranks = torch.arange(1, n + 1, device=v.device, dtype=v.dtype)
-    rho = (u - cumulative / ranks > 0).sum() - 1  # the condition holds on a prefix; never empty
-    theta = cumulative.gather(0, rho.reshape(1)) / (rho + 1).to(v.dtype)
-    return torch.clamp_min(v - theta, 0.0)
 
 
 class MoCo(GradientCombination):

@@ -128,6 +128,7 @@ def test_every_estimator_trains_on_cuda_in_fp32_and_bf16(cls):
         "gls",
         "moco",
         "sdmgrad",
+        "modo",
     ],
 )
 def test_every_method_keeps_its_state_on_the_gpu(name):

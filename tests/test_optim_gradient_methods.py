@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL, MoCo, SDMGrad."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL, MoCo, SDMGrad, MoDo."""
 
 import itertools
 import math
@@ -34,6 +34,7 @@ from sklearn_mtr.optim.imtl_g import IMTLG
 from sklearn_mtr.optim.metabalance import MetaBalance
 from sklearn_mtr.optim.mgda import MGDA
 from sklearn_mtr.optim.moco import MoCo
+from sklearn_mtr.optim.modo import MoDo
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
 from sklearn_mtr.optim.sdmgrad import SDMGrad
@@ -57,6 +58,7 @@ METHODS = [
     ExcessMTL(),
     MoCo(),
     SDMGrad(),
+    MoDo(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -807,6 +809,31 @@ def test_sdmgrad_projected_momentum_steps_and_the_regularised_direction():
 
 
 # ---------------------------------------------------------------------------------------
+# MoDo
+# ---------------------------------------------------------------------------------------
+def test_modo_projected_step_on_the_weights_then_the_weighted_gradient():
+    gamma, rho = 0.05, 0.1
+    method = MoDo(gamma=gamma, rho=rho)
+    state = method.create_state(None, 3)
+    lam = np.full(3, 1 / 3)
+    for g in (t([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), t([[2.0, -1.0], [0.5, 1.0], [0.0, 3.0]])):
+        d, weights = method.combine(g, state=state)
+        G = (g @ g.T).numpy()
+        lam = project_simplex(
+            lam - gamma * (G @ lam + rho * lam)
+        )  # lambda <- Proj(lambda - gamma (G^T G + rho I) lambda)
+        torch.testing.assert_close(weights, torch.from_numpy(lam))
+        torch.testing.assert_close(d, torch.from_numpy(lam) @ g)  # d = G lambda (the updated lambda)
+        torch.testing.assert_close(state.lambd.double(), torch.from_numpy(lam), atol=1e-7, rtol=0)
+    # Repeated steps converge to the regularised min-norm weights.
+    method = MoDo(gamma=0.02, rho=0.0)
+    state = method.create_state(None, 2)
+    for _ in range(3000):
+        _, weights = method.combine(t([[4.0, 0.0], [0.0, 1.0]]), state=state)
+    torch.testing.assert_close(weights, t([1 / 17, 16 / 17]), atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -996,6 +1023,8 @@ def test_clone_and_get_params(method):
         (SDMGrad(lamda=-0.1), "lamda"),
         (SDMGrad(niter=0), "niter"),
         (SDMGrad(inner_lr=0.0), "inner_lr"),
+        (MoDo(gamma=0.0), "gamma"),
+        (MoDo(rho=-0.5), "rho"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

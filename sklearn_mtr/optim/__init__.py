@@ -28,6 +28,7 @@ from .imtl_g import IMTLG
 from .metabalance import MetaBalance
 from .mgda import MGDA
 from .moco import MoCo
+from .modo import MoDo
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
@@ -68,6 +69,7 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "gls": GLS,
     "moco": MoCo,
     "sdmgrad": SDMGrad,
+    "modo": MoDo,
 }
 
 
@@ -109,6 +111,7 @@ __all__ = [
     "GradVac",
     "MetaBalance",
     "MoCo",
+    "MoDo",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",

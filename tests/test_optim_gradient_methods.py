@@ -975,6 +975,27 @@ def test_three_tasks_with_task_weights_are_reproducible(method):
     np.testing.assert_array_equal(p1, p2)
 
 
+@pytest.mark.parametrize(
+    "method",
+    [MetaBalance(), FairGrad(), ExcessMTL(), MoCo(), SDMGrad(), MoDo()],
+    ids=["MetaBalance", "FairGrad", "ExcessMTL", "MoCo", "SDMGrad", "MoDo"],
+)
+def test_state_survives_the_safe_format_and_training_continues_identically(method, data, tmp_path):
+    from sklearn_mtr.persistence import load, save
+
+    X, Y = data
+    clf = MMoEClassifier(**ARCH[MMoEClassifier], **TINY, optimizer=method, batch_size=64).fit(X, Y)
+    save(clf, tmp_path / "model.mtr")
+    loaded = load(tmp_path / "model.mtr")
+    saved, restored = clf.net_.mto_state_.state_dict(), loaded.net_.mto_state_.state_dict()
+    assert saved.keys() == restored.keys() and saved
+    for key in saved:
+        torch.testing.assert_close(restored[key], saved[key], rtol=0, atol=0, msg=key)
+    clf.partial_fit(X, Y)
+    loaded.partial_fit(X, Y)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_clone_and_get_params(method):
     params = method.get_params()

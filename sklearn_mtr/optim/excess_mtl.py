@@ -1,4 +1,4 @@
-"""ExcessMTL: task weights from estimated excess risks (He, Zhou, Zhao & Ma, ICML 2024)."""
+"""ExcessMTL: task weights from estimated excess risks (He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi & Zhao, ICML 2024)."""
 
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ class _ExcessMTLState(nn.Module):
 class ExcessMTL(GradientCombination):
     """ExcessMTL: tasks weighted by exponentiated updates of their estimated *excess* risk.
 
-    He, Zhou, Zhao & Ma, "Robust Multi-Task Learning with Excess Risks", ICML 2024
-    (arXiv 2402.02009). A distributionally robust objective over the tasks' excess risks
+    He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi & Zhao, "Robust Multi-Task Learning with Excess
+    Risks", ICML 2024 (arXiv 2402.02009). A distributionally robust objective over the tasks' excess risks
     (loss minus the task's best attainable loss) rather than their losses, so that a noisy
     task with a high irreducible loss does not take all the weight. The excess risk of task
     ``i`` is estimated by a second-order expansion, ``L_i(theta) - L_i* ~ g_i^T H_i^-1 g_i / 2``,
-    with the Hessian approximated by Adagrad's diagonal (Algorithm 1)::
+    with the Hessian approximated by a diagonal empirical Fisher matrix accumulated over the
+    steps as in Adagrad (the paper's algorithm and the authors' code)::
 
         G_i   <- G_i + g_i * g_i                       (element-wise, over the training run)
         e_i   =  g_i^T diag(1 / sqrt(G_i + 1e-7)) g_i

@@ -25,7 +25,7 @@ class FairGrad(GradientCombination):
 
     Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024 (arXiv 2402.15638).
     The update ``d = sum_i w_i g_i`` is the one whose decreases ``g_i . d`` are alpha-fair; its
-    weights ``w > 0`` solve the ``T``-dimensional nonlinear system (the paper's Eq. 7)::
+    weights ``w > 0`` solve the ``T``-dimensional nonlinear system::
 
         G^T G w = w^(-1 / alpha)        (element-wise power; G = [g_1 .. g_T], G^T G the Gram matrix)
 

@@ -12,7 +12,7 @@ class GLS(MultiTaskOptimizer):
 
     Chennupati, Sistu, Yogamani & Rawashdeh, "MultiNet++: Multi-Stream Feature Aggregation
     and Geometric Loss Strategy for Multi-Task Learning", CVPR Workshops 2019
-    (arXiv 1904.08492), Eq. 2::
+    (arXiv 1904.08492)::
 
         loss = (prod_i L_i) ^ (1 / T)
 

@@ -24,11 +24,11 @@ class _MetaBalanceState(nn.Module):
 class MetaBalance(GradientCombination):
     """MetaBalance: each auxiliary task's gradient brought towards the target task's gradient norm.
 
-    He, Feng, Cheng, Li, Xu, Smola, ... "MetaBalance: Improving Multi-Task Recommendations via
+    He, Feng, Cheng, Ji, Guo & Caverlee, "MetaBalance: Improving Multi-Task Recommendations via
     Adapting Gradient Magnitudes of Auxiliary Tasks", WWW 2022 (arXiv 2203.06801). One task is
     the *target* (task ``target_task``, 0 by default), the others are *auxiliary*. For every
     shared parameter tensor ``theta`` separately, moving averages of the gradient norms are
-    kept (Algorithm 1)::
+    kept::
 
         m_k <- beta m_k + (1 - beta) ||grad_theta L_k||              (every task k)
         g_k <- g_k * (r * m_tar / m_k + (1 - r))                     (auxiliary k, when applied)
@@ -62,7 +62,7 @@ class MetaBalance(GradientCombination):
       gradients, so a weight of 0 removes a task and ``u_tar`` scales the target.
     - **Private parameters.** MetaBalance only balances the shared parameters: task ``k``'s
       private parameters (tower, gate) get ``u_k`` times their own gradient.
-    - **Per tensor.** As in the paper's Algorithm 1 and released code, the norms and the
+    - **Per tensor.** As in the paper ("for each part of the network") and its released code, the norms and the
       rescaling are per shared parameter *tensor* (each weight matrix and bias on its own);
       :meth:`combine`, which sees one flat matrix, treats it as a single tensor.
     - **Deviations from the paper.** The averages start at zero without bias correction, as in

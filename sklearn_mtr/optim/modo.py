@@ -21,7 +21,7 @@ class MoDo(GradientCombination):
     """MoDo: MGDA's weights learnt by one projected stochastic step per training step.
 
     Chen, Fernando, Ying & Chen, "Three-Way Trade-Off in Multi-Objective Learning: Optimization,
-    Generalization and Conflict-Avoidance", NeurIPS 2023 (arXiv 2305.20057), Algorithm 1.
+    Generalization and Conflict-Avoidance", NeurIPS 2023 (arXiv 2305.20057).
     The weights ``lambda`` follow projected gradient descent on MGDA's objective
     ``||G lambda||^2 / 2 + rho ||lambda||^2 / 2`` (``G = [g_1 .. g_T]``), and the model steps
     along the combination they give::

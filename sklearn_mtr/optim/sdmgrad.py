@@ -21,7 +21,7 @@ class SDMGrad(GradientCombination):
     """SDMGrad: MGDA regularised towards the mean gradient, its weights by projected gradient steps.
 
     Xiao, Ban & Ji, "Direction-oriented Multi-objective Learning: Simple and Provable Stochastic
-    Algorithms", NeurIPS 2023 (arXiv 2305.19844), Algorithm 1. The update direction stays close
+    Algorithms", NeurIPS 2023 (arXiv 2305.19844). The update direction stays close
     to a target direction ``g0`` (the mean task gradient) while MGDA's min-norm combination
     avoids conflicts::
 

@@ -1,4 +1,4 @@
-"""STCH: smooth Tchebycheff scalarization (Lin, Zhang, Chen, Zhang & Zhang, ICML 2024)."""
+"""STCH: smooth Tchebycheff scalarization (Lin, Zhang, Yang, Liu, Wang & Zhang, ICML 2024)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ IDEAL_POINTS = ("running_min", "zero")
 class STCH(MultiTaskOptimizer):
     """Smooth Tchebycheff scalarization: a soft maximum of the tasks' weighted distances to the ideal point.
 
-    Lin, Zhang, Chen, Zhang & Zhang, "Smooth Tchebycheff Scalarization for Multi-Objective
-    Optimization", ICML 2024 (arXiv 2402.19078), Eq. 6. The Tchebycheff scalarization
+    Lin, Zhang, Yang, Liu, Wang & Zhang, "Smooth Tchebycheff Scalarization for Multi-Objective
+    Optimization", ICML 2024 (arXiv 2402.19078). The Tchebycheff scalarization
     ``max_i w_i (f_i - z_i)`` is replaced by its smooth upper bound::
 
         g_mu(theta) = mu * log sum_i exp( w_i (f_i(theta) - z_i) / mu )

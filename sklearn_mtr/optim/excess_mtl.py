@@ -105,8 +105,9 @@ class ExcessMTL(GradientCombination):
         initial = state.initial_risk.to(grads.dtype)
         known = state.initial_set & (initial > 0)
         relative = torch.where(known, risk / initial.clamp_min(torch.finfo(grads.dtype).tiny), 0.0)
-        weights = state.loss_weights.to(grads.dtype) * torch.exp(self.robust_step_size * relative)
-        weights = grads.shape[0] * weights / weights.sum()
+        # w <- T w exp(eta r) / sum(...), in log space (a huge r cannot overflow)
+        logits = torch.log(state.loss_weights.to(grads.dtype)) + self.robust_step_size * relative
+        weights = grads.shape[0] * torch.softmax(logits, dim=0)
         state.loss_weights.copy_(weights.to(state.loss_weights.dtype))
         fresh = ~state.initial_set & (risk > 0)
         state.initial_risk.copy_(torch.where(fresh, risk.to(state.initial_risk.dtype), state.initial_risk))

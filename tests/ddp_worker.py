@@ -19,10 +19,12 @@ import torch.distributed as dist
 
 from sklearn_mtr import AITMClassifier, MMoEClassifier
 from sklearn_mtr._distributed import local_fit
-from sklearn_mtr.optim import DBMTL, MGDA, RLW, UW, GradDrop, PCGrad
+from sklearn_mtr.optim import DBMTL, GLS, MGDA, RLW, STCH, UW, ExcessMTL, GradDrop, MoCo, PCGrad
 
 # rlw and graddrop draw random numbers (the ranks must draw the same ones); db_mtl divides by the
-# global losses and keeps running averages of the global gradients.
+# global losses and keeps running averages of the global gradients; stch (no warm-up here) and gls
+# are nonlinear in the global losses after one backward pass; excess_mtl and moco keep T x P state
+# from the global gradients (moco also rescales them by the global losses).
 OPTIMIZERS = {
     "ew": lambda: "ew",
     "pcgrad": PCGrad,
@@ -31,6 +33,10 @@ OPTIMIZERS = {
     "rlw": RLW,
     "graddrop": GradDrop,
     "db_mtl": DBMTL,
+    "stch": lambda: STCH(warmup_epoch=0),
+    "gls": GLS,
+    "excess_mtl": ExcessMTL,
+    "moco": MoCo,
 }
 
 

@@ -121,6 +121,14 @@ def test_every_estimator_trains_on_cuda_in_fp32_and_bf16(cls):
         "dualproj",
         "aligned_mtl",
         "db_mtl",
+        "metabalance",
+        "stch",
+        "fairgrad",
+        "excess_mtl",
+        "gls",
+        "moco",
+        "sdmgrad",
+        "modo",
     ],
 )
 def test_every_method_keeps_its_state_on_the_gpu(name):

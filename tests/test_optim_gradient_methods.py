@@ -1,5 +1,5 @@
 """Gradient-combination methods: MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, GradDrop, GradVac, ConFIG, UPGrad,
-DualProj, Aligned-MTL, DB-MTL."""
+DualProj, Aligned-MTL, DB-MTL, MetaBalance, FairGrad, ExcessMTL, MoCo, SDMGrad, MoDo."""
 
 import itertools
 import math
@@ -14,18 +14,30 @@ from sklearn_mtr import MMoEClassifier, PLEClassifier, SharedBottomClassifier
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models import MultiTaskModule
 from sklearn_mtr.optim import StepContext
-from sklearn_mtr.optim._combination import conflict_averse_weights, min_norm_weights
+from sklearn_mtr.optim._combination import (
+    conflict_averse_weights,
+    min_norm_weights,
+    project_onto_simplex,
+    project_simplex,
+    simplex_qp,
+)
 from sklearn_mtr.optim.aligned_mtl import AlignedMTL
 from sklearn_mtr.optim.cagrad import CAGrad
 from sklearn_mtr.optim.config import ConFIG
 from sklearn_mtr.optim.db_mtl import DBMTL
 from sklearn_mtr.optim.dualproj import DualProj
+from sklearn_mtr.optim.excess_mtl import ExcessMTL
+from sklearn_mtr.optim.fairgrad import FairGrad
 from sklearn_mtr.optim.graddrop import GradDrop, drop_signs
 from sklearn_mtr.optim.gradvac import GradVac
 from sklearn_mtr.optim.imtl_g import IMTLG
+from sklearn_mtr.optim.metabalance import MetaBalance
 from sklearn_mtr.optim.mgda import MGDA
+from sklearn_mtr.optim.moco import MoCo
+from sklearn_mtr.optim.modo import MoDo
 from sklearn_mtr.optim.nash_mtl import NashMTL
 from sklearn_mtr.optim.pcgrad import PCGrad
+from sklearn_mtr.optim.sdmgrad import SDMGrad
 from sklearn_mtr.optim.upgrad import UPGrad
 
 METHODS = [
@@ -41,6 +53,12 @@ METHODS = [
     DualProj(),
     AlignedMTL(),
     DBMTL(),
+    MetaBalance(),
+    FairGrad(),
+    ExcessMTL(),
+    MoCo(),
+    SDMGrad(),
+    MoDo(),
 ]
 IDS = [type(m).__name__ for m in METHODS]
 
@@ -554,6 +572,268 @@ def test_db_mtl_backward_writes_the_balanced_gradient_and_private_log_gradients(
 
 
 # ---------------------------------------------------------------------------------------
+# MetaBalance
+# ---------------------------------------------------------------------------------------
+def test_metabalance_adaptive_brings_the_auxiliary_norm_to_r_target_plus_one_minus_r_own():
+    g = t([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])  # norms 5 (target), 1, 10
+    method = MetaBalance(relax_factor=0.7, beta=0.0)
+    d, ratios = method.combine(g)
+    # ||g_k'|| = r ||g_tar|| + (1 - r) ||g_k||: 0.7 * 5 + 0.3 * 1 = 3.8 and 0.7 * 5 + 0.3 * 10 = 6.5
+    torch.testing.assert_close(ratios, t([1.0, 3.8, 0.65]))
+    torch.testing.assert_close(d, g[0] + 3.8 * g[1] + 0.65 * g[2])
+    # r = 1: every auxiliary gradient gets the target's norm; r = 0: nothing changes.
+    torch.testing.assert_close(MetaBalance(relax_factor=1.0, beta=0.0).combine(g)[1], t([1.0, 5.0, 0.5]))
+    torch.testing.assert_close(MetaBalance(relax_factor=0.0, beta=0.0).combine(g)[0], g.sum(0))
+    # The target is a parameter.
+    torch.testing.assert_close(
+        MetaBalance(relax_factor=1.0, beta=0.0, target_task=2).combine(g)[1], t([2.0, 10.0, 1.0])
+    )
+    # "reduce" only shrinks larger auxiliary gradients, "enlarge" only grows smaller ones.
+    torch.testing.assert_close(MetaBalance(beta=0.0, strategy="reduce").combine(g)[1], t([1.0, 1.0, 0.65]))
+    torch.testing.assert_close(MetaBalance(beta=0.0, strategy="enlarge").combine(g)[1], t([1.0, 3.8, 1.0]))
+
+
+def test_metabalance_moving_average_norms_and_per_tensor_rescaling():
+    method = MetaBalance(relax_factor=1.0, beta=0.5)
+    state = method.create_state(None, 2)
+    g1 = t([[2.0, 0.0], [0.0, 1.0]])
+    g2 = t([[4.0, 0.0], [0.0, 1.0]])
+    method.combine(g1, state=state)
+    torch.testing.assert_close(state.norms, t([[1.0], [0.5]]).to(state.norms.dtype))  # (1 - beta) ||g||
+    _, ratios = method.combine(g2, state=state)
+    # m_tar = 0.5 * 1 + 0.5 * 4 = 2.5, m_aux = 0.5 * 0.5 + 0.5 * 1 = 0.75: scale 2.5 / 0.75
+    torch.testing.assert_close(state.norms, t([[2.5], [0.75]]).to(state.norms.dtype))
+    torch.testing.assert_close(ratios, t([1.0, 2.5 / 0.75]))
+    # Per tensor: columns (0, 1) and (2,) are two shared tensors, each balanced on its own.
+    g = t([[3.0, 4.0, 1.0], [0.0, 1.0, 2.0]])
+    balanced = MetaBalance(relax_factor=1.0, beta=0.0).balance(g, MetaBalance().create_state(None, 2), [2, 1])
+    torch.testing.assert_close(balanced, t([[3.0, 4.0, 1.0], [0.0, 5.0, 1.0]]))
+
+
+def test_metabalance_backward_balances_each_shared_tensor_and_weights_after():
+    torch.manual_seed(0)
+    model = _Toy(2)
+    batch, y = _toy_data()
+    u = torch.tensor([2.0, 3.0])
+    method = MetaBalance(relax_factor=0.7, beta=0.0)
+    state = method.create_state(model, 2)
+    assert state.norms.shape == (2, 2)  # the shared layer's weight and bias
+    losses = _losses(model, batch, y)
+    shared = model.shared_parameters()
+    per_task = [torch.autograd.grad(losses[k], shared, retain_graph=True) for k in range(2)]
+    method.backward(losses, StepContext(model, None, state, u))
+    for i, p in enumerate(shared):
+        target, aux = per_task[0][i], per_task[1][i]
+        aux_balanced = aux * (0.7 * target.norm() / aux.norm() + 0.3)
+        torch.testing.assert_close(aux_balanced.norm(), 0.7 * target.norm() + 0.3 * aux.norm())
+        torch.testing.assert_close(p.grad, u[0] * target + u[1] * aux_balanced)
+
+
+# ---------------------------------------------------------------------------------------
+# FairGrad
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 10.0])
+@pytest.mark.parametrize("n_tasks", [2, 3, 5])
+def test_fairgrad_weights_solve_the_alpha_fair_system(alpha, n_tasks):
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(n_tasks)
+    g = torch.from_numpy(rng.normal(size=(n_tasks, 7)) * rng.uniform(0.1, 10.0, size=(n_tasks, 1)))
+    d, w = FairGrad(alpha=alpha).combine(g)
+    gram = g @ g.T
+    assert bool((w > 0).all())
+    # G^T G w = w^(-1/alpha), element-wise
+    torch.testing.assert_close(gram @ w, w ** (-1.0 / alpha), rtol=1e-8, atol=0)
+    torch.testing.assert_close(d, w @ g)
+    # An independent solver (the authors' choice: least squares on the residual from 1 / T) agrees.
+    A = gram.numpy()
+    ref = least_squares(lambda x: A @ x - x ** (-1.0 / alpha), np.full(n_tasks, 1.0 / n_tasks), bounds=(1e-12, np.inf))
+    if np.abs(ref.fun).max() < 1e-8 * np.abs(ref.x ** (-1.0 / alpha)).max():
+        np.testing.assert_allclose(w.numpy(), ref.x, rtol=1e-4)
+
+
+def test_fairgrad_special_cases():
+    g = t([[3.0, 4.0], [0.0, 2.0]])
+    # alpha = 1 is the Nash bargaining solution: alpha_i = 1 / (||g_i|| sqrt(1 + cos)).
+    _, w = FairGrad(alpha=1.0).combine(g)
+    cos = 8.0 / (5.0 * 2.0)
+    torch.testing.assert_close(w, 1.0 / (t([5.0, 2.0]) * math.sqrt(1.0 + cos)))
+    # Orthogonal gradients: w_i = ||g_i||^(-2 alpha / (alpha + 1)).
+    _, w = FairGrad(alpha=3.0).combine(t([[2.0, 0.0], [0.0, 0.5]]))
+    torch.testing.assert_close(w, t([2.0, 0.5]) ** (-2 * 3.0 / 4.0))
+    # Large alpha: nearly equal decreases g_i . d (max-min fairness), here where G^-1 1 > 0.
+    h = t([[2.0, 0.0], [0.5, 1.0]])
+    d, _ = FairGrad(alpha=100.0).combine(h)
+    decreases = h @ d
+    assert float(decreases.max() / decreases.min()) < 1.05
+    assert float((g @ FairGrad(alpha=0.5).combine(g)[0]).max() / (g @ FairGrad(alpha=0.5).combine(g)[0]).min()) > 1.05
+    # No positive solution (opposite gradients): the last solved weights are kept.
+    method = FairGrad()
+    state = method.create_state(None, 2)
+    _, w = method.combine(g, state=state)
+    _, again = method.combine(t([[1.0, 0.0], [-1.0, 0.0]]), state=state)
+    torch.testing.assert_close(again, w)
+
+
+# ---------------------------------------------------------------------------------------
+# ExcessMTL
+# ---------------------------------------------------------------------------------------
+def test_excess_mtl_exponentiated_update_of_the_adagrad_excess_risks():
+    eta = 0.5
+    method = ExcessMTL(robust_step_size=eta)
+    state = method.create_state(None, 2)
+    steps = [t([[1.0, 2.0], [3.0, 0.0]]), t([[2.0, 0.0], [0.0, 1.0]]), t([[1.0, 1.0], [2.0, 2.0]])]
+    sums = torch.zeros(2, 2, dtype=torch.float64)
+    w = torch.ones(2, dtype=torch.float64)
+    first = None
+    for k, g in enumerate(steps):
+        d, weights = method.combine(g, state=state)
+        sums = sums + g * g  # Adagrad: G_i <- G_i + g_i^2
+        risk = torch.stack([g[i] @ (g[i] / torch.sqrt(sums[i] + 1e-7)) for i in range(2)])  # g^T diag(1/h) g
+        if k == 0:
+            first = risk  # e_i^0; the weights stay at one
+        else:
+            w = w * torch.exp(eta * risk / first)
+            w = 2 * w / w.sum()
+        torch.testing.assert_close(weights, w)
+        torch.testing.assert_close(d, w @ g)
+        torch.testing.assert_close(state.grad_sq_sum.double(), sums)
+    assert weights.sum().item() == pytest.approx(2.0)
+    # A task whose excess risk stays higher (relative to its start) gains weight.
+    method = ExcessMTL(robust_step_size=0.1)
+    state = method.create_state(None, 2)
+    method.combine(t([[1.0, 0.0], [1.0, 0.0]]), state=state)
+    for _ in range(20):
+        _, weights = method.combine(t([[0.1, 0.0], [1.0, 0.0]]), state=state)
+    assert weights[1] > weights[0]
+
+
+def test_excess_mtl_backward_writes_the_weighted_gradients():
+    torch.manual_seed(0)
+    model = _Toy(2)
+    batch, y = _toy_data()
+    u = torch.tensor([1.0, 3.0])
+    method = ExcessMTL()
+    state = method.create_state(model, 2)
+    assert state.grad_sq_sum.shape == (2, sum(p.numel() for p in model.shared_parameters()))
+    for step in range(2):  # the second step (other targets) moves the weights off one
+        model.zero_grad(set_to_none=True)
+        before = state.loss_weights.clone()
+        losses = _losses(model, batch, y if step == 0 else y * t([[0.2, 3.0]]).float())
+        shared = model.shared_parameters()
+        raw = torch.stack(
+            [
+                torch.cat([g.reshape(-1) for g in torch.autograd.grad(losses[k], shared, retain_graph=True)])
+                for k in range(2)
+            ]
+        )
+        diag = method.backward(losses, StepContext(model, None, state, u))
+    assert not torch.allclose(diag["weights"], before)
+    expected = (u * diag["weights"]) @ raw
+    torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared]), expected)
+
+
+# ---------------------------------------------------------------------------------------
+# MoCo
+# ---------------------------------------------------------------------------------------
+def test_moco_tracks_the_gradients_and_takes_projected_steps_on_the_weights():
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 6):
+        for _ in range(20):
+            v = torch.from_numpy(rng.normal(scale=2.0, size=n))
+            torch.testing.assert_close(project_onto_simplex(v), torch.from_numpy(project_simplex(v.numpy())))
+    beta, gamma, rho = 0.5, 0.1, 0.2
+    method = MoCo(beta=beta, beta_sigma=0.5, gamma=gamma, gamma_sigma=0.5, rho=rho, normalization="none")
+    state = method.create_state(None, 2)
+    steps = [t([[3.0, 4.0], [0.0, 1.0]]), t([[1.0, 0.0], [-1.0, 2.0]]), t([[2.0, 2.0], [0.0, -1.0]])]
+    y = torch.zeros(2, 2, dtype=torch.float64)
+    lam = t([0.5, 0.5])
+    for k, g in enumerate(steps, start=1):
+        d, weights = method.combine(g, state=state)
+        y = y - beta / k**0.5 * (y - g)  # y_i <- y_i - beta_t (y_i - h_i)
+        v = lam - gamma / k**0.5 * ((y @ y.T + rho * torch.eye(2, dtype=torch.float64)) @ lam)
+        lam = torch.from_numpy(project_simplex(v.numpy()))  # lambda <- Proj(lambda - gamma_t (Y^T Y + rho I) lambda)
+        torch.testing.assert_close(state.tracked.double(), y)
+        torch.testing.assert_close(weights, lam)
+        torch.testing.assert_close(d, lam @ y)  # d = Y lambda
+    # normalization="loss": h_i = L_i g_i / ||g_i|| (the authors' code).
+    method = MoCo(beta=1.0, normalization="loss")
+    g = t([[3.0, 4.0], [0.0, 2.0]])
+    method.combine(g, t([2.0, 0.5]), state := method.create_state(None, 2))
+    torch.testing.assert_close(state.tracked.double(), t([[1.2, 1.6], [0.0, 0.5]]), atol=1e-7, rtol=0)
+    # With strongly unbalanced gradients the weights move to the smaller one (MGDA's min-norm point).
+    method = MoCo(normalization="none")
+    state = method.create_state(None, 2)
+    for _ in range(200):
+        _, weights = method.combine(t([[10.0, 0.0], [0.0, 1.0]]), state=state)
+    torch.testing.assert_close(weights, t([1 / 101, 100 / 101]), atol=2e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------
+# SDMGrad
+# ---------------------------------------------------------------------------------------
+def test_sdmgrad_projected_momentum_steps_and_the_regularised_direction():
+    g = t([[3.0, 0.0, 1.0], [-1.0, 2.0, 0.0], [0.5, 0.5, 2.0]])
+    lam = 0.3
+    method = SDMGrad(lamda=lam, niter=2)
+    state = method.create_state(None, 3)
+    d, coef = method.combine(g, state=state)
+    # By hand: GG normalised by the squared mean norm, two momentum-SGD steps (lr 5, momentum 0.5)
+    # each projected onto the simplex, from w = 1/3.
+    GG = g @ g.T
+    GG = GG / (GG.diagonal().sqrt().mean() ** 2 + 1e-8)
+    Gg = GG.mean(1)
+    w = np.full(3, 1 / 3)
+    grad = GG.numpy() @ w + lam * Gg.numpy()
+    buffer = grad
+    w = project_simplex(w - 5.0 * buffer)
+    grad = GG.numpy() @ w + lam * Gg.numpy()
+    buffer = 0.5 * buffer + grad
+    w = project_simplex(w - 5.0 * buffer)
+    torch.testing.assert_close(state.w.double(), torch.from_numpy(w), atol=1e-6, rtol=0)
+    expected = (torch.from_numpy(w) + lam / 3) / (1 + lam)  # d = (G w + lamda g0) / (1 + lamda)
+    torch.testing.assert_close(coef, expected)
+    torch.testing.assert_close(d, (torch.from_numpy(w) @ g + lam * g.mean(0)) / (1 + lam))
+    # Many steps with a converging step size reach argmin_w ||G w + lamda g0||^2 (an exact
+    # simplex QP solver); the next training step continues from the stored w.
+    method = SDMGrad(lamda=lam, niter=300, inner_lr=0.5)
+    state = method.create_state(None, 3)
+    method.combine(g, state=state)
+    method.combine(g, state=state)
+    reference = simplex_qp(GG.numpy(), lam * Gg.numpy())
+    np.testing.assert_allclose(state.w.numpy(), reference, atol=1e-6)
+    # lamda = 0 is MGDA's min-norm point.
+    method = SDMGrad(lamda=0.0, niter=600, inner_lr=0.5)
+    _, coef = method.combine(g)
+    np.testing.assert_allclose(coef.numpy(), min_norm_weights((g @ g.T).numpy()), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# MoDo
+# ---------------------------------------------------------------------------------------
+def test_modo_projected_step_on_the_weights_then_the_weighted_gradient():
+    gamma, rho = 0.05, 0.1
+    method = MoDo(gamma=gamma, rho=rho)
+    state = method.create_state(None, 3)
+    lam = np.full(3, 1 / 3)
+    for g in (t([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), t([[2.0, -1.0], [0.5, 1.0], [0.0, 3.0]])):
+        d, weights = method.combine(g, state=state)
+        G = (g @ g.T).numpy()
+        lam = project_simplex(
+            lam - gamma * (G @ lam + rho * lam)
+        )  # lambda <- Proj(lambda - gamma (G^T G + rho I) lambda)
+        torch.testing.assert_close(weights, torch.from_numpy(lam))
+        torch.testing.assert_close(d, torch.from_numpy(lam) @ g)  # d = G lambda (the updated lambda)
+        torch.testing.assert_close(state.lambd.double(), torch.from_numpy(lam), atol=1e-7, rtol=0)
+    # Repeated steps converge to the regularised min-norm weights.
+    method = MoDo(gamma=0.02, rho=0.0)
+    state = method.create_state(None, 2)
+    for _ in range(3000):
+        _, weights = method.combine(t([[4.0, 0.0], [0.0, 1.0]]), state=state)
+    torch.testing.assert_close(weights, t([1 / 17, 16 / 17]), atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------
 # common behaviour on a torch model
 # ---------------------------------------------------------------------------------------
 class _Toy(MultiTaskModule):
@@ -625,8 +905,8 @@ def test_private_parameters_get_their_own_task_gradient(method):
 
 @pytest.mark.parametrize(
     "method",
-    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj(), AlignedMTL()],
-    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj", "AlignedMTL"],
+    [MGDA(), CAGrad(), IMTLG(), NashMTL(), GradDrop(), ConFIG(), UPGrad(), DualProj(), AlignedMTL(), FairGrad()],
+    ids=["MGDA", "CAGrad", "IMTLG", "NashMTL", "GradDrop", "ConFIG", "UPGrad", "DualProj", "AlignedMTL", "FairGrad"],
 )
 def test_a_task_without_gradient_does_not_stall_the_others(method):
     g = t([[0.0, 0.0], [1.0, 2.0], [2.0, 0.5]])  # task 0 has no label in the batch
@@ -695,6 +975,27 @@ def test_three_tasks_with_task_weights_are_reproducible(method):
     np.testing.assert_array_equal(p1, p2)
 
 
+@pytest.mark.parametrize(
+    "method",
+    [MetaBalance(), FairGrad(), ExcessMTL(), MoCo(), SDMGrad(), MoDo()],
+    ids=["MetaBalance", "FairGrad", "ExcessMTL", "MoCo", "SDMGrad", "MoDo"],
+)
+def test_state_survives_the_safe_format_and_training_continues_identically(method, data, tmp_path):
+    from sklearn_mtr.persistence import load, save
+
+    X, Y = data
+    clf = MMoEClassifier(**ARCH[MMoEClassifier], **TINY, optimizer=method, batch_size=64).fit(X, Y)
+    save(clf, tmp_path / "model.mtr")
+    loaded = load(tmp_path / "model.mtr")
+    saved, restored = clf.net_.mto_state_.state_dict(), loaded.net_.mto_state_.state_dict()
+    assert saved.keys() == restored.keys() and saved
+    for key in saved:
+        torch.testing.assert_close(restored[key], saved[key], rtol=0, atol=0, msg=key)
+    clf.partial_fit(X, Y)
+    loaded.partial_fit(X, Y)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_clone_and_get_params(method):
     params = method.get_params()
@@ -727,6 +1028,24 @@ def test_clone_and_get_params(method):
         (DBMTL(beta=1.0), "beta"),
         (DBMTL(beta_sigma=-0.5), "beta_sigma"),
         (DBMTL(eps=0.0), "eps"),
+        (MetaBalance(relax_factor=1.5), "relax_factor"),
+        (MetaBalance(beta=1.0), "beta"),
+        (MetaBalance(target_task=2), "target_task"),
+        (MetaBalance(target_task=-1), "target_task"),
+        (MetaBalance(strategy="shrink"), "strategy"),
+        (FairGrad(alpha=0.0), "alpha"),
+        (FairGrad(alpha=float("inf")), "alpha"),
+        (ExcessMTL(robust_step_size=0.0), "robust_step_size"),
+        (ExcessMTL(robust_step_size="big"), "robust_step_size"),
+        (MoCo(beta=0.0), "beta"),
+        (MoCo(gamma=-0.1), "gamma"),
+        (MoCo(rho=-1.0), "rho"),
+        (MoCo(normalization="l2"), "normalization"),
+        (SDMGrad(lamda=-0.1), "lamda"),
+        (SDMGrad(niter=0), "niter"),
+        (SDMGrad(inner_lr=0.0), "inner_lr"),
+        (MoDo(gamma=0.0), "gamma"),
+        (MoDo(rho=-0.5), "rho"),
     ],
 )
 def test_bad_hyperparameters_raise_on_first_use(method, message, data):

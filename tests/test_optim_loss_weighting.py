@@ -1,4 +1,4 @@
-"""Loss-weighting and update-level baselines: UW, DWA, GradNorm, FAMO, AdaTask, RLW."""
+"""Loss-weighting and update-level baselines: UW, DWA, GradNorm, FAMO, AdaTask, RLW, STCH, GLS."""
 
 import copy
 import io
@@ -19,8 +19,10 @@ from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim.adatask import AdaTask, AdaTaskAdam
 from sklearn_mtr.optim.dwa import DWA
 from sklearn_mtr.optim.famo import FAMO
+from sklearn_mtr.optim.gls import GLS
 from sklearn_mtr.optim.gradnorm import GradNorm
 from sklearn_mtr.optim.rlw import RLW
+from sklearn_mtr.optim.stch import STCH
 from sklearn_mtr.optim.uncertainty import UW
 
 METHODS = {
@@ -30,6 +32,8 @@ METHODS = {
     "famo": lambda: FAMO(),
     "adatask": lambda: AdaTask(),
     "rlw": lambda: RLW(),
+    "stch": lambda: STCH(warmup_epoch=1),
+    "gls": lambda: GLS(),
 }
 BCE = torch.nn.functional.binary_cross_entropy_with_logits
 
@@ -207,6 +211,79 @@ def test_rlw_fixed_random_state_gives_identical_fits(data):
     assert fit[0].history_[-1, "optim_weights"] != fit[2].history_[-1, "optim_weights"]
 
 
+# ---------------------------------------------------------------------------- STCH
+def test_stch_weights_are_the_softmax_of_the_weighted_distances_to_the_ideal_point():
+    p = torch.zeros(1, requires_grad=True)
+    holder = nn.Linear(1, 1)
+    mu = 0.5
+    method = STCH(mu=mu, warmup_epoch=0)
+    state = method.create_state(holder, 3)
+    user = torch.tensor([1.0, 2.0, 0.5])
+    # Warm-up (epoch 0): sum_i w_i log L_i, unit weights; its mean losses are the nadir point.
+    warm = [torch.tensor([0.5, 1.0, 2.0]), torch.tensor([1.5, 3.0, 2.0])]
+    for c in warm:
+        p.grad = None
+        diag = method.backward(c * (1 + p), StepContext(holder, None, state, user, epoch=0))
+        torch.testing.assert_close(diag["weights"], torch.ones(3))
+        torch.testing.assert_close(p.grad, user.sum().reshape(1))  # d/dp sum w_i log(c_i (1 + p)) at p = 0
+    nadir = torch.stack(warm).mean(0)
+    lowest = None
+    for c in ([0.8, 1.0, 1.0], [0.4, 2.5, 1.2], [0.6, 1.5, 0.9]):
+        c = torch.tensor(c)
+        p.grad = None
+        diag = method.backward(c * (1 + p), StepContext(holder, None, state, user, epoch=1))
+        torch.testing.assert_close(state.nadir, nadir)
+        f = torch.log(c / nadir)
+        lowest = f if lowest is None else torch.minimum(lowest, f)  # the running minimum, this step's included
+        torch.testing.assert_close(state.ideal, lowest)
+        expected = 3 * torch.softmax(user * (f - lowest) / mu, dim=0)
+        torch.testing.assert_close(diag["weights"], expected)
+        # the gradient is that of T mu logsumexp(w (f - z) / mu): sum_i T p_i w_i grad f_i, grad f_i = 1 here
+        torch.testing.assert_close(p.grad, (expected * user).sum().reshape(1))
+    # ideal_point="zero": z = 0 on the normalised log scale (the authors' code).
+    method = STCH(mu=mu, warmup_epoch=None, ideal_point="zero")
+    state = method.create_state(holder, 3)
+    c = torch.tensor([0.8, 1.0, 3.0])
+    diag = method.backward(c * (1 + p), StepContext(holder, None, state, user, epoch=0))
+    torch.testing.assert_close(diag["weights"], 3 * torch.softmax(user * torch.log(c) / mu, dim=0))
+    # A task without labels (loss 0) is left out of the soft maximum.
+    diag = method.backward(torch.tensor([0.8, 0.0, 3.0]) * (1 + p), StepContext(holder, None, state, user, epoch=1))
+    assert diag["weights"][1] == 0 and diag["weights"].sum().item() == pytest.approx(3.0)
+
+
+def test_stch_small_mu_approaches_the_tchebycheff_maximum():
+    holder = nn.Linear(1, 1)
+    c = torch.tensor([0.5, 2.0])
+    method = STCH(mu=1e-3, warmup_epoch=None, ideal_point="zero")
+    total, weights = method.objective(c, method.create_state(holder, 2), 0, torch.ones(2))
+    torch.testing.assert_close(weights, torch.tensor([0.0, 2.0]))
+    torch.testing.assert_close(total, 2 * torch.log(c).max(), atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------- GLS
+def test_gls_gradient_is_that_of_the_geometric_mean():
+    model = _mmoe(n_tasks=3)
+    X, y = _batch(n_tasks=3)
+    losses = _losses(model, X, y)
+    expected = torch.autograd.grad(torch.prod(losses) ** (1 / 3), list(model.parameters()), retain_graph=True)
+    method = GLS()
+    diag = method.backward(losses, StepContext(model, None, None, torch.ones(3)))
+    for p, g in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, g)
+    # d (prod L)^(1/T) / d L_i = (prod L)^(1/T) / (T L_i)
+    gm = torch.prod(losses.detach()) ** (1 / 3)
+    torch.testing.assert_close(diag["weights"], gm / (3 * losses.detach()))
+    # User weights are exponents: prod_i L_i^(u_i / T); a task without labels is left out.
+    c = torch.tensor([0.5, 2.0, 0.0])
+    p = torch.ones(1, requires_grad=True)
+    total, weights = method.objective(c * p, torch.tensor([1.0, 3.0, 1.0]))
+    torch.testing.assert_close(total, torch.tensor((0.5 * 2.0**3) ** (1 / 2)))
+    total.backward()
+    # d/dp (0.5 p)^(1/2) (2 p)^(3/2) = 2 (0.5 * 8) ^ (1/2) at p = 1
+    torch.testing.assert_close(p.grad, torch.tensor([2.0 * (0.5 * 8.0) ** 0.5]))
+    torch.testing.assert_close(weights, torch.tensor([2.0 / (2 * 0.5), 2.0 / (2 * 2.0), 0.0]))
+
+
 # ---------------------------------------------------------------------------- AdaTask
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_adatask_with_one_task_is_adam(weight_decay):
@@ -361,6 +438,8 @@ def test_clone_get_params_and_validation(name, data):
         "famo": {"gamma": -0.1},
         "adatask": {"betas": (0.9, 1.5)},
         "rlw": None,  # no hyper-parameters
+        "stch": {"mu": 0.0},
+        "gls": None,  # no hyper-parameters
     }[name]
     if bad is None:
         assert params == {}
@@ -372,7 +451,7 @@ def test_clone_get_params_and_validation(name, data):
 
 def test_user_task_weights_reach_the_network_gradient():
     """A zero user weight removes a task's gradient for the reweighting methods."""
-    for name in ("uw", "dwa", "gradnorm", "famo", "rlw"):
+    for name in ("uw", "dwa", "gradnorm", "famo", "rlw", "stch", "gls"):
         model = _mmoe()
         method = METHODS[name]()
         state = method.create_state(model, 2)

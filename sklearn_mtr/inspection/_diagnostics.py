@@ -26,6 +26,8 @@ _LABELS = {
     "conflicts": "share of conflicting pairs",
     "min_norm": "min-norm of the combination",
     "solve_failed": "share of failed solves",
+    "residual": "residual of the weights' system",
+    "excess_risk": "relative excess risks",
 }
 
 

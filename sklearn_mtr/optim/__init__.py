@@ -17,16 +17,24 @@ from .drgrad import DRGrad
 from .dualproj import DualProj
 from .dwa import DWA
 from .equal_weight import EW
+from .excess_mtl import ExcessMTL
+from .fairgrad import FairGrad
 from .famo import FAMO
+from .gls import GLS
 from .graddrop import GradDrop
 from .gradnorm import GradNorm
 from .gradvac import GradVac
 from .imtl_g import IMTLG
+from .metabalance import MetaBalance
 from .mgda import MGDA
+from .moco import MoCo
+from .modo import MoDo
 from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .pub import PUB
 from .rlw import RLW
+from .sdmgrad import SDMGrad
+from .stch import STCH
 from .uncertainty import UW
 from .upgrad import UPGrad
 
@@ -54,6 +62,14 @@ OPTIMIZERS: dict[str, type[MultiTaskOptimizer]] = {
     "dualproj": DualProj,
     "aligned_mtl": AlignedMTL,
     "db_mtl": DBMTL,
+    "metabalance": MetaBalance,
+    "stch": STCH,
+    "fairgrad": FairGrad,
+    "excess_mtl": ExcessMTL,
+    "gls": GLS,
+    "moco": MoCo,
+    "sdmgrad": SDMGrad,
+    "modo": MoDo,
 }
 
 
@@ -74,11 +90,13 @@ __all__ = [
     "DWA",
     "EW",
     "FAMO",
+    "GLS",
     "IMTLG",
     "MGDA",
     "OPTIMIZERS",
     "PUB",
     "RLW",
+    "STCH",
     "UW",
     "AdaTask",
     "AlignedMTL",
@@ -86,12 +104,18 @@ __all__ = [
     "ConFIG",
     "DRGrad",
     "DualProj",
+    "ExcessMTL",
+    "FairGrad",
     "GradDrop",
     "GradNorm",
     "GradVac",
+    "MetaBalance",
+    "MoCo",
+    "MoDo",
     "MultiTaskOptimizer",
     "NashMTL",
     "PCGrad",
+    "SDMGrad",
     "StepContext",
     "UPGrad",
     "resolve_optimizer",

@@ -80,6 +80,17 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - theta, 0.0)
 
 
+def project_onto_simplex(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of a vector onto the probability simplex, on its device (no host sync)."""
+    n = v.shape[0]
+    u, _ = torch.sort(v, descending=True)
+    cumulative = torch.cumsum(u, 0) - 1.0
+    ranks = torch.arange(1, n + 1, device=v.device, dtype=v.dtype)
+    rho = (u - cumulative / ranks > 0).sum() - 1  # the condition holds on a prefix; never empty
+    theta = cumulative.gather(0, rho.reshape(1)) / (rho + 1).to(v.dtype)
+    return torch.clamp_min(v - theta, 0.0)
+
+
 def active_tasks(gram: np.ndarray) -> np.ndarray:
     """Boolean mask of the tasks whose gradient is not (numerically) zero."""
     diag = np.diag(gram)

@@ -23,7 +23,6 @@ the same simplex QP). Nash-MTL's weights come from :mod:`sklearn_mtr.optim._nash
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
@@ -33,37 +32,6 @@ from ._base import MultiTaskOptimizer, StepContext
 # A task whose squared gradient norm is at most this fraction of the largest one has no
 # gradient in the batch (typically: none of its labels is present) and is left out of the solve.
 ZERO_GRADIENT = 1e-12
-
-
-# --------------------------------------------------------------------------------------
-# parameter checks (sklearn style: run on first use, never in __init__)
-# --------------------------------------------------------------------------------------
-def check_real(owner, name, *, low=None, high=None, low_open=False, allow_none=False) -> None:
-    value = getattr(owner, name)
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
-        bound += "" if high is None else f" and <= {high}"
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"{type(owner).__name__}: {name} must be a finite number{bound}{extra}, got {value!r}.")
-
-
-def check_int(owner, name, *, low=1) -> None:
-    value = getattr(owner, name)
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{type(owner).__name__}: {name} must be an integer >= {low}, got {value!r}.")
-
-
-def check_choice(owner, name, choices) -> None:
-    value = getattr(owner, name)
-    if not isinstance(value, (str, bool)) or value not in choices:
-        raise ValueError(f"{type(owner).__name__}: {name} must be one of {list(choices)}, got {value!r}.")
 
 
 # --------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import StepContext, device_of
-from ._combination import GradientCombination, check_real, mean_pairwise_cosine
+from ._combination import GradientCombination, mean_pairwise_cosine
 
 
 class _ExcessMTLState(nn.Module):
@@ -81,14 +85,14 @@ class ExcessMTL(GradientCombination):
 
     _eps = 1e-7
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "robust_step_size": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, robust_step_size=0.01):
         self.robust_step_size = robust_step_size
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "robust_step_size", low=0, low_open=True)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         shared = getattr(model, "shared_parameters", None)
         n_values = sum(p.numel() for p in shared()) if callable(shared) else 0
         device = torch.device("cpu") if model is None else device_of(model)
@@ -119,7 +123,6 @@ class ExcessMTL(GradientCombination):
         return weights @ grads, weights, {"excess_risk": relative}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        self._check_hyperparameters()
         raw, private, shared = ctx.task_gradients(task_losses)
         user = ctx.task_weights.to(device=raw.device, dtype=raw.dtype)
         weights, relative = self.update_weights(raw, ctx.state)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import device_of
-from ._combination import GradientCombination, active_tasks, check_real, gram_to_numpy
+from ._combination import GradientCombination, active_tasks, gram_to_numpy
 
 
 class _FairGradState(nn.Module):
@@ -76,14 +79,14 @@ class FairGrad(GradientCombination):
     True
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "alpha": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, alpha=1.0):
         self.alpha = alpha
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "alpha", low=0, low_open=True)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         device = torch.device("cpu") if model is None else device_of(model)
         return _FairGradState(n_tasks, device)
 

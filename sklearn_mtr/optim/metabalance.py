@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval, Options
 from ._base import StepContext, device_of
-from ._combination import GradientCombination, check_choice, check_real, mean_pairwise_cosine
+from ._combination import GradientCombination, mean_pairwise_cosine
 
 STRATEGIES = ("adaptive", "reduce", "enlarge")
 
@@ -90,26 +92,27 @@ class MetaBalance(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "relax_factor": [Interval(numbers.Real, 0, 1)],
+        "beta": [Interval(numbers.Real, 0, 1, closed="left")],
+        "strategy": [Options(*STRATEGIES)],
+        "target_task": [Interval(numbers.Integral, 0)],
+    }
+
     def __init__(self, relax_factor=0.7, beta=0.9, target_task=0, strategy="adaptive"):
         self.relax_factor = relax_factor
         self.beta = beta
         self.target_task = target_task
         self.strategy = strategy
 
-    def _check_hyperparameters(self, n_tasks: int | None = None) -> None:
-        check_real(self, "relax_factor", low=0, high=1)
-        check_real(self, "beta", low=0)
-        if self.beta >= 1:
-            raise ValueError(f"MetaBalance: beta must be a finite number >= 0 and < 1, got {self.beta!r}.")
-        check_choice(self, "strategy", STRATEGIES)
-        k = self.target_task
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 0:
-            raise ValueError(f"MetaBalance: target_task must be an integer >= 0, got {k!r}.")
-        if n_tasks is not None and k >= n_tasks:
-            raise ValueError(f"MetaBalance: target_task must be < the number of tasks ({n_tasks}), got {k!r}.")
+    def _check_target_task(self, n_tasks: int) -> None:
+        if self.target_task >= n_tasks:
+            raise ValueError(
+                f"MetaBalance: target_task must be < the number of tasks ({n_tasks}), got {self.target_task!r}."
+            )
 
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters(n_tasks)
+        self._check_target_task(n_tasks)
         shared = getattr(model, "shared_parameters", None)
         n_tensors = len(shared()) if callable(shared) else 1
         device = torch.device("cpu") if model is None else device_of(model)
@@ -121,7 +124,7 @@ class MetaBalance(GradientCombination):
         ``sizes`` are the numbers of values of the shared tensors, in the order of the columns
         (one tensor of ``P`` values when None).
         """
-        self._check_hyperparameters(grads.shape[0])
+        self._check_target_task(grads.shape[0])
         sizes = [grads.shape[1]] if sizes is None else list(sizes)
         if state.norms.shape != (grads.shape[0], len(sizes)):  # a state built without the model
             state.norms = torch.zeros(grads.shape[0], len(sizes), dtype=state.norms.dtype, device=grads.device)
@@ -144,7 +147,6 @@ class MetaBalance(GradientCombination):
         return balanced.sum(0), _ratios(balanced, grads), {}
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        self._check_hyperparameters(task_losses.shape[0])
         raw, private, shared = ctx.task_gradients(task_losses)
         weights = ctx.task_weights.to(device=raw.device, dtype=raw.dtype)
         balanced = self.balance(raw, ctx.state, [p.numel() for p in shared])

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval, Options
 from ._base import device_of
-from ._combination import GradientCombination, check_choice, check_real, project_onto_simplex
+from ._combination import GradientCombination, project_onto_simplex
 
 NORMALIZATIONS = ("loss", "none")
 
@@ -89,6 +93,15 @@ class MoCo(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "beta": [Interval(numbers.Real, 0, 1, closed="right")],
+        "beta_sigma": [Interval(numbers.Real, 0)],
+        "gamma": [Interval(numbers.Real, 0, closed="right")],
+        "gamma_sigma": [Interval(numbers.Real, 0)],
+        "rho": [Interval(numbers.Real, 0)],
+        "normalization": [Options(*NORMALIZATIONS)],
+    }
+
     def __init__(self, beta=0.5, beta_sigma=0.5, gamma=0.1, gamma_sigma=0.5, rho=0.0, normalization="loss"):
         self.beta = beta
         self.beta_sigma = beta_sigma
@@ -97,16 +110,7 @@ class MoCo(GradientCombination):
         self.rho = rho
         self.normalization = normalization
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "beta", low=0, low_open=True, high=1)
-        check_real(self, "beta_sigma", low=0)
-        check_real(self, "gamma", low=0, low_open=True)
-        check_real(self, "gamma_sigma", low=0)
-        check_real(self, "rho", low=0)
-        check_choice(self, "normalization", NORMALIZATIONS)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         shared = getattr(model, "shared_parameters", None)
         n_values = sum(p.numel() for p in shared()) if callable(shared) else 0
         device = torch.device("cpu") if model is None else device_of(model)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import device_of
-from ._combination import GradientCombination, check_real, project_onto_simplex
+from ._combination import GradientCombination, project_onto_simplex
 
 
 class _MoDoState(nn.Module):
@@ -72,16 +76,16 @@ class MoDo(GradientCombination):
 
     _weights_scale_private = False
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "gamma": [Interval(numbers.Real, 0, closed="right")],
+        "rho": [Interval(numbers.Real, 0)],
+    }
+
     def __init__(self, gamma=0.001, rho=0.1):
         self.gamma = gamma
         self.rho = rho
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "gamma", low=0, low_open=True)
-        check_real(self, "rho", low=0)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         device = torch.device("cpu") if model is None else device_of(model)
         return _MoDoState(n_tasks, device)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from ._base import device_of
-from ._combination import GradientCombination, check_int, check_real, project_onto_simplex
+from ._combination import GradientCombination, project_onto_simplex
 
 
 class _SDMGradState(nn.Module):
@@ -86,18 +90,18 @@ class SDMGrad(GradientCombination):
     _weights_scale_private = False
     _inner_momentum = 0.5
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "lamda": [Interval(numbers.Real, 0)],
+        "niter": [Interval(numbers.Integral, 1)],
+        "inner_lr": [Interval(numbers.Real, 0, closed="right")],
+    }
+
     def __init__(self, lamda=0.3, niter=20, inner_lr=5.0):
         self.lamda = lamda
         self.niter = niter
         self.inner_lr = inner_lr
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "lamda", low=0)
-        check_int(self, "niter", low=1)
-        check_real(self, "inner_lr", low=0, low_open=True)
-
     def create_state(self, model, n_tasks):
-        self._check_hyperparameters()
         device = torch.device("cpu") if model is None else device_of(model)
         return _SDMGradState(n_tasks, device)
 

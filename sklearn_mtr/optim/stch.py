@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval, Options
 from ._base import MultiTaskOptimizer, StepContext, device_of
-from ._combination import check_choice, check_real
 
 IDEAL_POINTS = ("running_min", "zero")
 
@@ -84,20 +85,18 @@ class STCH(MultiTaskOptimizer):
 
     _eps = 1e-20
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "mu": [Interval(numbers.Real, 0, closed="right")],
+        "warmup_epoch": [Options(None), Interval(numbers.Integral, 0)],
+        "ideal_point": [Options(*IDEAL_POINTS)],
+    }
+
     def __init__(self, mu=1.0, warmup_epoch=4, ideal_point="running_min"):
         self.mu = mu
         self.warmup_epoch = warmup_epoch
         self.ideal_point = ideal_point
 
-    def _check_hyperparameters(self) -> None:
-        check_real(self, "mu", low=0, low_open=True)
-        w = self.warmup_epoch
-        if w is not None and (not isinstance(w, numbers.Integral) or isinstance(w, bool) or w < 0):
-            raise ValueError(f"STCH: warmup_epoch must be an integer >= 0 or None, got {w!r}.")
-        check_choice(self, "ideal_point", IDEAL_POINTS)
-
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        self._check_hyperparameters()
         device = torch.device("cpu") if model is None else device_of(model)
         state = nn.Module()
         for name in ("nadir", "nadir_sum", "nadir_count", "ideal"):
@@ -112,7 +111,6 @@ class STCH(MultiTaskOptimizer):
         Advances the method's state (nadir sums in the last warm-up epoch, nadir point and
         ideal point afterwards).
         """
-        self._check_hyperparameters()
         n_tasks = task_losses.shape[0]
         preference = preference.to(device=task_losses.device, dtype=task_losses.dtype)
         detached = task_losses.detach().to(state.nadir.dtype)

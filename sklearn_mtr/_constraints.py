@@ -40,6 +40,8 @@ class Interval:
 
     def describe(self) -> str:
         noun = "integer" if self.kind is numbers.Integral else "number"
+        if self.low is None and self.high is None:
+            return "an integer" if noun == "integer" else "a finite number"
         if self.high is None and self.low == 0:
             return f"a non-negative {noun}" if self.closed in ("both", "left") else f"a positive {noun}"
         if self.high is None and self.low == 1 and noun == "integer":
@@ -115,6 +117,20 @@ def Pair(item: Interval, what: str = "") -> Sequence:
     return Sequence(item, 2, what)
 
 
+def check_value(name: str, value: Any, allowed: list, prefix: str = "") -> None:
+    """Check one value against its list of constraints (a function's argument, say).
+
+    Raises
+    ------
+    ValueError
+        ``"<prefix>: <name> must be <what it may be>, got <value>."`` when it matches none.
+    """
+    if any(c.accepts(value) for c in allowed):
+        return
+    what = " or ".join(c.describe() for c in allowed)
+    raise ValueError(f"{prefix + ': ' if prefix else ''}{name} must be {what}, got {value!r}.")
+
+
 def check_parameters(owner: Any, constraints: dict[str, list], prefix: str | None = None) -> None:
     """Check every parameter of ``constraints`` on ``owner`` (read with ``getattr``).
 
@@ -122,12 +138,9 @@ def check_parameters(owner: Any, constraints: dict[str, list], prefix: str | Non
     ------
     ValueError
         ``"<prefix>: <name> must be <what it may be>, got <value>."`` for the first parameter
-        that matches none of its constraints.
+        that matches none of its constraints (``prefix``: the owner's class name by default,
+        none when ``""``).
     """
+    head = type(owner).__name__ if prefix is None else prefix
     for name, allowed in constraints.items():
-        value = getattr(owner, name)
-        if any(c.accepts(value) for c in allowed):
-            continue
-        what = " or ".join(c.describe() for c in allowed)
-        head = "" if prefix == "" else f"{prefix or type(owner).__name__}: "
-        raise ValueError(f"{head}{name} must be {what}, got {value!r}.")
+        check_value(name, getattr(owner, name), allowed, head)

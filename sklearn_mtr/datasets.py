@@ -23,6 +23,8 @@ import pandas as pd
 from scipy.special import ndtri
 from sklearn.utils import Bunch, check_random_state
 
+from ._constraints import Interval, check_value
+
 __all__ = [
     "load_census_income",
     "make_funnel_classification",
@@ -37,21 +39,13 @@ __all__ = [
 
 
 def _check_int(value, name, *, min_value):
-    # bool is an Integral subclass; reject it so that ``n_tasks=True`` is an error
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}.")
-    if value < min_value:
-        raise ValueError(f"{name} must be >= {min_value}, got {value}.")
+    check_value(name, value, [Interval(numbers.Integral, min_value)])
     return int(value)
 
 
 def _check_real(value, name):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ValueError(f"{name} must be a real number, got {value!r}.")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}.")
-    return value
+    check_value(name, value, [Interval(numbers.Real)])
+    return float(value)
 
 
 def _task_weights(n_features, n_tasks, task_correlation, rng):

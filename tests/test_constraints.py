@@ -1,0 +1,60 @@
+"""The declarative parameter constraints: what each kind accepts, and the error naming it."""
+
+import numbers
+
+import numpy as np
+import pytest
+
+from sklearn_mtr import MMoEClassifier
+from sklearn_mtr.extending import InstanceOf, Interval, Options, Pair, check_parameters
+from sklearn_mtr.optim import PCGrad
+
+
+@pytest.mark.parametrize(
+    ("constraint", "accepted", "refused"),
+    [
+        (Interval(numbers.Integral, 1), [1, 7, np.int64(3)], [0, -1, 1.0, True, "2", None]),
+        (Interval(numbers.Real, 0, closed="right"), [1e-9, 2, 0.5], [0, 0.0, -1, float("inf"), float("nan"), False]),
+        (Interval(numbers.Real, 0, 1, closed="neither"), [0.5], [0, 1, 1.0, -0.1]),
+        (Interval(numbers.Real, 0, 1, closed="left"), [0, 0.999], [1, 1.0]),
+        (Options("auto", True, False), ["auto", True, False, np.bool_(True)], [1, 0, "on", None]),
+        (Options(None), [None], [0, "None", False]),
+        (Pair(Interval(numbers.Real, 0, 1, closed="left")), [(0.9, 0.999), [0, 0.5]], [(0.9,), (0.9, 1.0), 0.9, "ab"]),
+        (InstanceOf((list, tuple), "a list"), [[], ()], [None, "abc", {}]),
+    ],
+)
+def test_each_constraint_accepts_exactly_its_values(constraint, accepted, refused):
+    assert all(constraint.accepts(v) for v in accepted)
+    assert not any(constraint.accepts(v) for v in refused)
+
+
+@pytest.mark.parametrize(
+    ("constraint", "text"),
+    [
+        (Interval(numbers.Integral, 1), "a positive integer"),
+        (Interval(numbers.Integral, 0), "a non-negative integer"),
+        (Interval(numbers.Real, 0, closed="right"), "a positive number"),
+        (Interval(numbers.Real, 0, 1, closed="left"), "a number in [0, 1)"),
+        (Interval(numbers.Integral, 2), "an integer >= 2"),
+        (Interval(numbers.Real), "a finite number"),
+        (Options("mean", "sum"), "'mean' or 'sum'"),
+    ],
+)
+def test_each_constraint_says_what_it_accepts(constraint, text):
+    assert constraint.describe() == text
+
+
+def test_the_error_names_the_owner_the_parameter_what_it_may_be_and_the_value():
+    with pytest.raises(ValueError, match=r"^PCGrad: reduction must be 'sum' or 'mean', got 'max'\.$"):
+        PCGrad(reduction="max").check_parameters()
+    with pytest.raises(ValueError, match=r"^n_threads must be None or a positive integer, got 0\.$"):
+        MMoEClassifier(n_threads=0).fit(np.zeros((20, 2)), np.arange(20) % 2)
+
+
+def test_a_table_is_checked_in_its_order_and_stops_at_the_first_bad_parameter():
+    class Owner:
+        a, b = 0, "x"
+
+    with pytest.raises(ValueError, match="a must be"):
+        check_parameters(Owner(), {"a": [Interval(numbers.Integral, 1)], "b": [Options("y")]})
+    check_parameters(Owner(), {"b": [Options("x")]})

@@ -432,17 +432,21 @@ class MultiTaskNet(NeuralNet):
                 "finite after its last step. Lower lr or check the inputs for extreme values."
             )
 
-    def _set_training(self, training: bool = True) -> None:
-        # skorch sets the mode before every step by walking every submodule (about 0.3 ms a
-        # step on an MMoE, 3% of a small model's step); walk only when the top-level mode
-        # changes. Every submodule is still reset at each change (a validation pass, a
-        # predict), so one a callback switched keeps its mode only until the next change.
-        modules = [getattr(self, name + "_", None) for name in self._modules + self._criteria]
-        if any(isinstance(m, torch.nn.Module) and m.training != training for m in modules):
-            super()._set_training(training)
+    def _train_mode(self, training: bool) -> None:
+        """Put the module, the criterion and the method's state in training or eval mode.
+
+        Walks the submodules (``Module.train``) only when the top-level mode changes: doing it
+        before every step costs about 0.3 ms a step on an MMoE (3% of a small model's step).
+        Every submodule is still reset at each change (a validation pass, a predict), so one a
+        callback switched keeps its mode only until the next change.
+        """
+        modules = [m for m in (self.module_, self.criterion_, self.mto_state_) if isinstance(m, torch.nn.Module)]
+        if any(m.training != training for m in modules):
+            for module in modules:
+                module.train(training)
 
     def train_step(self, batch, **fit_params):
-        self._set_training(True)
+        self._train_mode(True)
         X, (y, w) = batch
         self.optimizer_.zero_grad(set_to_none=True)
         logits, aux = self._forward(X)
@@ -478,7 +482,7 @@ class MultiTaskNet(NeuralNet):
         }
 
     def validation_step(self, batch, **fit_params):
-        self._set_training(False)
+        self._train_mode(False)
         X, (y, w) = batch
         with torch.no_grad():
             logits, _ = self._forward(X)
@@ -491,7 +495,7 @@ class MultiTaskNet(NeuralNet):
     ) -> np.ndarray:
         """Logits ``(n, k)`` in eval mode, computed batch by batch on the net's device; with
         request codes ``group`` each batch holds whole requests (scored as sets)."""
-        self._set_training(False)
+        self._train_mode(False)
         dataset = TaskDataset(X, group=group)
         if group is not None:
             logits = torch.empty(len(dataset), len(self.task_names))

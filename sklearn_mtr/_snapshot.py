@@ -73,16 +73,14 @@ class NetSnapshot:
         self.attributes = dict(vars(net))
         self.history = net.history
         self.n_epochs = len(net.history)
+        # what training changes in a MultiTaskNet: the module, the criterion, the method's state
+        # and the torch optimizer
         self.modules = [
-            _ModuleSnapshot(getattr(net, name + "_"))
-            for name in [*net._modules, *net._criteria]
-            if isinstance(getattr(net, name + "_", None), nn.Module)
+            _ModuleSnapshot(module)
+            for module in (net.module_, net.criterion_, net.mto_state_)
+            if isinstance(module, nn.Module)
         ]
-        self.optimizers = [
-            (getattr(net, name + "_"), _optimizer_snapshot(getattr(net, name + "_")))
-            for name in net._optimizers
-            if isinstance(getattr(net, name + "_", None), torch.optim.Optimizer)
-        ]
+        self.optimizers = [(net.optimizer_, _optimizer_snapshot(net.optimizer_))]
 
     def restore(self, net) -> None:
         """Put ``net`` back in the state it had when the snapshot was taken."""

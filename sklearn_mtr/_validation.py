@@ -163,26 +163,36 @@ class InputValidationMixin:
 
     def _pos_weight_tensor(self, n_tasks: int) -> torch.Tensor | None:
         """Per-task weight of the positive term of the loss; None (plain BCE) unless an
-        estimator exposes ``pos_weight``."""
-        value = getattr(self, "pos_weight", None)
-        if value is None:
-            return None
-        weights = np.asarray(value, dtype=np.float64).ravel()
-        if weights.shape == (1,):
-            weights = np.repeat(weights, n_tasks)
-        if weights.shape != (n_tasks,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-            raise ValueError(f"pos_weight must be a positive number or {n_tasks} of them, one per task; got {value!r}.")
-        return torch.tensor(weights, dtype=torch.float32)
+        estimator with a ``pos_weight`` parameter overrides this (ResFlow)."""
+        return None
 
     def _task_weight_tensor(self, n_tasks: int) -> torch.Tensor:
         if self.task_weights is None:
             return torch.ones(n_tasks)
-        weights = np.asarray(self.task_weights, dtype=np.float64).ravel()
-        if weights.shape != (n_tasks,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-            raise ValueError(
-                f"task_weights must be {n_tasks} non-negative numbers, one per task; got {self.task_weights!r}."
-            )
-        return torch.tensor(weights, dtype=torch.float32)
+        return per_task_tensor(self.task_weights, n_tasks, "task_weights", allow_zero=True, broadcast=False)
+
+
+def per_task_tensor(value, n_tasks: int, name: str, *, allow_zero: bool, broadcast: bool) -> torch.Tensor:
+    """``value`` as ``n_tasks`` finite weights, one per task (one number repeated when
+    ``broadcast``), non-negative or positive.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, what it must be and the value.
+    """
+    weights = np.asarray(value, dtype=np.float64).ravel()
+    if broadcast and weights.shape == (1,):
+        weights = np.repeat(weights, n_tasks)
+    if (
+        weights.shape != (n_tasks,)
+        or not np.all(np.isfinite(weights))
+        or np.any(weights < 0 if allow_zero else weights <= 0)
+    ):
+        sign = "non-negative" if allow_zero else "positive"
+        count = f"a {sign} number or {n_tasks} of them" if broadcast else f"{n_tasks} {sign} numbers"
+        raise ValueError(f"{name} must be {count}, one per task; got {value!r}.")
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def task_label_values(column, what: str) -> np.ndarray:

@@ -348,9 +348,7 @@ def test_a_module_snapshot_restores_non_persistent_buffers_counters_and_generato
 
     net = MultiTaskNet.__new__(MultiTaskNet)  # only what NetSnapshot reads
     module = Stateful()
-    vars(net).update(
-        _modules=["module"], _criteria=[], _optimizers=["optimizer"], module_=module, history_=[{"epoch": 1}]
-    )
+    vars(net).update(module_=module, criterion_=None, mto_state_=None, history_=[{"epoch": 1}])
     net.optimizer_ = torch.optim.Adam(module.parameters(), lr=0.1)
     snapshot = NetSnapshot(net)
     expected_draw = torch.rand(3, generator=copy.deepcopy(module.generator))

@@ -10,6 +10,7 @@ import pandas as pd
 from .._base import MultiTaskClassifierBase
 from .._common_doc import with_common_parameters
 from .._params import store_init_params
+from .._validation import per_task_tensor
 from ..models import ResFlow
 
 # The released code (github.com/BrunoTruthAlliance/ResFlow, commit c80e215), as its two
@@ -252,6 +253,11 @@ class ResFlowClassifier(MultiTaskClassifierBase):
             else:
                 order.append(t)
         return order
+
+    def _pos_weight_tensor(self, n_tasks):
+        if self.pos_weight is None:
+            return None
+        return per_task_tensor(self.pos_weight, n_tasks, "pos_weight", allow_zero=False, broadcast=True)
 
     def _build_module(self, schema, n_tasks):
         return ResFlow(

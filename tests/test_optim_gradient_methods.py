@@ -977,8 +977,8 @@ def test_three_tasks_with_task_weights_are_reproducible(method):
 
 @pytest.mark.parametrize(
     "method",
-    [MetaBalance(), FairGrad(), ExcessMTL(), MoCo(), SDMGrad(), MoDo()],
-    ids=["MetaBalance", "FairGrad", "ExcessMTL", "MoCo", "SDMGrad", "MoDo"],
+    [MetaBalance(), FairGrad(), ExcessMTL(), MoCo(), SDMGrad(), MoDo(), PCGrad(), GradDrop(), GradVac()],
+    ids=["MetaBalance", "FairGrad", "ExcessMTL", "MoCo", "SDMGrad", "MoDo", "PCGrad", "GradDrop", "GradVac"],
 )
 def test_state_survives_the_safe_format_and_training_continues_identically(method, data, tmp_path):
     from sklearn_mtr.persistence import load, save

@@ -6,25 +6,10 @@ import numbers
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from .._constraints import Interval
 from ._combination import GradientCombination
-
-
-class _GradDropState(nn.Module):
-    """The generator of the per-coordinate uniform draws (pickles with the net and is in its state_dict)."""
-
-    def __init__(self, seed: int):
-        super().__init__()
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def get_extra_state(self):
-        # In the state_dict too, so the safe format (sklearn_mtr.persistence) continues the stream.
-        return self.generator.get_state()
-
-    def set_extra_state(self, state):
-        self.generator.set_state(state)
+from ._random import SeededState
 
 
 def drop_signs(grads: torch.Tensor, uniform: torch.Tensor, leak: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,8 +100,7 @@ class GradDrop(GradientCombination):
         self.leak = leak
 
     def create_state(self, model, n_tasks):
-        seed = int(torch.randint(0, 2**62, (1,)))
-        return _GradDropState(seed)
+        return SeededState()
 
     def _combine(self, grads, gram, losses, state):
         seed = int(torch.randint(0, 2**62, (1,), generator=state.generator))

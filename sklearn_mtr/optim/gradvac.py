@@ -6,28 +6,11 @@ import numbers
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from .._constraints import Interval
 from ._base import device_of
 from ._combination import ZERO_GRADIENT, GradientCombination
-
-
-class _GradVacState(nn.Module):
-    """The EMA targets ``phi_hat`` (a buffer) and the generator of the orders (pickles with the
-    net and is in its state_dict)."""
-
-    def __init__(self, n_tasks: int, seed: int, device):
-        super().__init__()
-        self.register_buffer("target_cosine", torch.zeros(n_tasks, n_tasks, device=device))
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def get_extra_state(self):
-        # In the state_dict too, so the safe format (sklearn_mtr.persistence) continues the stream.
-        return self.generator.get_state()
-
-    def set_extra_state(self, state):
-        self.generator.set_state(state)
+from ._random import SeededState
 
 
 class GradVac(GradientCombination):
@@ -102,9 +85,10 @@ class GradVac(GradientCombination):
         self.beta = beta
 
     def create_state(self, model, n_tasks):
-        seed = int(torch.randint(0, 2**62, (1,)))
         device = torch.device("cpu") if model is None else device_of(model)
-        return _GradVacState(n_tasks, seed, device)
+        state = SeededState()  # the generator of the random orders
+        state.register_buffer("target_cosine", torch.zeros(n_tasks, n_tasks, device=device))  # phi_hat
+        return state
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

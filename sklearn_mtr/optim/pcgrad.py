@@ -5,18 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from .._constraints import Options
 from ._combination import GradientCombination
-
-
-class _PCGradState(nn.Module):
-    """The generator of the random projection orders (pickles with the net)."""
-
-    def __init__(self, seed: int):
-        super().__init__()
-        self.generator = torch.Generator().manual_seed(seed)
+from ._random import SeededState
 
 
 class PCGrad(GradientCombination):
@@ -79,8 +71,7 @@ class PCGrad(GradientCombination):
         self.reduction = reduction
 
     def create_state(self, model, n_tasks):
-        seed = int(torch.randint(0, 2**62, (1,)))
-        return _PCGradState(seed)
+        return SeededState()
 
     def _combine(self, grads, gram, losses, state):
         n = grads.shape[0]

@@ -6,21 +6,7 @@ import torch
 from torch import nn
 
 from ._base import MultiTaskOptimizer, StepContext
-
-
-class _RLWState(nn.Module):
-    """The generator of the random weights (pickles with the net and is in its state_dict)."""
-
-    def __init__(self, seed: int):
-        super().__init__()
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def get_extra_state(self):
-        # In the state_dict too, so the safe format (sklearn_mtr.persistence) continues the stream.
-        return self.generator.get_state()
-
-    def set_extra_state(self, state):
-        self.generator.set_state(state)
+from ._random import SeededState
 
 
 class RLW(MultiTaskOptimizer):
@@ -71,8 +57,7 @@ class RLW(MultiTaskOptimizer):
         pass
 
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module:
-        seed = int(torch.randint(0, 2**62, (1,)))
-        return _RLWState(seed)
+        return SeededState()
 
     def sample_weights(self, n_tasks: int, state: nn.Module) -> torch.Tensor:
         """The next ``(n_tasks,)`` weights ``softmax(z)``, ``z ~ N(0, I)`` (CPU, float32)."""

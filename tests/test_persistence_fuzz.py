@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from capped_load import load_each_under_memory_cap
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -327,29 +328,6 @@ def test_a_mutated_zip_structure_loads_equal_or_raises_value_error(
     _check(original, data, neutral=neutral)
 
 
-# ---------------------------------------------------------------- bounded memory
-# Each file is loaded in a child process whose address space is capped at 512 MiB above what it
-# uses once everything is imported and a valid file has loaded; without the check each case
-# names, each would take more than that (several GiB for most).
-CHILD = """
-import resource, sys
-from sklearn_mtr.persistence import load
-
-load(sys.argv[1])  # the valid file: imports and first-use allocations happen before the cap
-with open("/proc/self/status") as status:
-    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
-resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 29), resource.RLIM_INFINITY))
-for path in sys.argv[1:]:
-    try:
-        load(path)
-        print("loaded")
-    except ValueError:
-        print("ValueError")
-    except BaseException as exc:
-        print(type(exc).__name__, str(exc)[:200].replace("\\n", " "))
-"""
-
-
 def _write_case(path, members, pad_chunks=0, declare=None):
     """A file of ``members`` with matching checksums, or with ``pad_chunks``: a compression bomb,
     config.json followed by that many 16 MiB of spaces, deflated, declaring its real size (or
@@ -427,19 +405,10 @@ def test_the_nastiest_files_end_in_value_error_under_a_memory_limit(original, tm
     for i, (case_members, options) in enumerate(cases.values()):
         paths.append(tmp_path / f"case{i}.mtr")
         _write_case(paths[-1], case_members, **options)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     with pytest.MonkeyPatch.context() as patch:  # the module-wide guard; this child is the test's own
         patch.setattr(subprocess, "Popen", _POPEN)
-        result = subprocess.run(
-            [sys.executable, "-c", CHILD, *map(str, paths)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcomes = dict(zip(cases, result.stdout.splitlines(), strict=True))
+        lines = load_each_under_memory_cap(paths)
+    outcomes = dict(zip(cases, lines, strict=True))
     assert outcomes.pop("valid") == "loaded"  # the cap leaves room for a real load
     assert outcomes == dict.fromkeys(outcomes, "ValueError")
 

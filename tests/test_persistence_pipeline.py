@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickle
-import subprocess
 import sys
 import zipfile
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from capped_load import load_each_under_memory_cap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.compose import ColumnTransformer
@@ -496,27 +496,6 @@ def test_deep_nesting_in_the_schema_is_refused(depth, match, saved):
         load(path)
 
 
-# Each file is loaded in a child process whose address space is capped at 512 MiB above what it
-# uses once a valid pipeline has loaded (imports and first allocations done).
-CHILD = """
-import resource, sys
-from sklearn_mtr.persistence import load
-
-load(sys.argv[1])
-with open("/proc/self/status") as status:
-    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
-resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 29), resource.RLIM_INFINITY))
-for path in sys.argv[1:]:
-    try:
-        load(path)
-        print("loaded")
-    except ValueError:
-        print("ValueError")
-    except BaseException as exc:
-        print(type(exc).__name__, str(exc)[:200].replace("\\\\n", " "))
-"""
-
-
 @needs_skops
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux-only")
 def test_pipeline_memory_bombs_end_in_value_error_under_a_memory_limit(saved, tmp_path):
@@ -540,17 +519,7 @@ def test_pipeline_memory_bombs_end_in_value_error_under_a_memory_limit(saved, tm
         paths[-1].write_bytes(path.read_bytes())
         if edit is not None:
             _edit_skops(paths[-1], edit)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, paths)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcomes = dict(zip(cases, result.stdout.splitlines(), strict=True))
+    outcomes = dict(zip(cases, load_each_under_memory_cap(paths), strict=True))
     assert outcomes.pop("valid") == "loaded"
     assert outcomes == dict.fromkeys(outcomes, "ValueError")
 

@@ -47,7 +47,7 @@ from ._common_doc import with_common_parameters
 from ._constraints import InstanceOf, Interval, Options, Pair, check_parameters
 from ._params import store_init_params
 from ._schema import FeatureSchema
-from .estimators._registry import register_architecture
+from .estimators._registry import register_architecture, unregister_architecture
 from .models import MultiTaskModule
 from .models._batch import Batch, batch_group, batch_labels
 from .models._blocks import MLP, InputEmbedding, tower_logits
@@ -74,5 +74,6 @@ __all__ = [
     "register_architecture",
     "store_init_params",
     "tower_logits",
+    "unregister_architecture",
     "with_common_parameters",
 ]

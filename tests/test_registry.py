@@ -18,8 +18,15 @@ from sklearn_mtr.cli import main
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.estimators import ESTIMATORS
 from sklearn_mtr.estimators._generated import estimator_for
-from sklearn_mtr.estimators._registry import api_autosummary, register, unregister
-from sklearn_mtr.extending import MLP, InputEmbedding, MultiTaskModule, register_architecture, tower_logits
+from sklearn_mtr.estimators._registry import api_autosummary, register
+from sklearn_mtr.extending import (
+    MLP,
+    InputEmbedding,
+    MultiTaskModule,
+    register_architecture,
+    tower_logits,
+    unregister_architecture,
+)
 from sklearn_mtr.persistence import load, save
 
 
@@ -51,7 +58,7 @@ X, Y = make_multitask_classification(n_samples=200, n_tasks=2, as_frame=True, ra
 def pyramid():
     cls = register_architecture("pyramid", Pyramid)  # the one registration line
     yield cls
-    unregister("pyramid")
+    unregister_architecture("pyramid")
 
 
 def test_the_built_in_estimators_are_registered_with_their_cli_names():

@@ -112,15 +112,23 @@ def register_architecture(
     >>> WideClassifier = register_architecture("wide", Wide)
     >>> WideClassifier(bias=False).get_params()["bias"]
     False
-    >>> from sklearn_mtr.estimators._registry import unregister
-    >>> unregister("wide")
+    >>> from sklearn_mtr.extending import unregister_architecture
+    >>> unregister_architecture("wide")
     """
     class_name = class_name or f"{getattr(architecture, '__name__', 'Model')}Classifier"
     return register(name, estimator_for(architecture, class_name), family)
 
 
-def unregister(name: str) -> None:
-    """Remove ``name`` from the registry (for tests that register a temporary architecture)."""
+def unregister_architecture(name: str) -> None:
+    """Remove the estimator registered under ``name`` (a temporary architecture, say): it is no
+    longer a ``--model``, a class the safe format loads, or an attribute of
+    ``sklearn_mtr.estimators`` when it was built there.
+
+    Raises
+    ------
+    KeyError
+        When nothing is registered under ``name``.
+    """
     estimator = ESTIMATORS.pop(name)
     _FAMILY_OF.pop(name)
     package = sys.modules.get(_PACKAGE)

@@ -140,7 +140,8 @@ def unregister_architecture(name: str) -> None:
 def api_autosummary() -> str:
     """The API reference's estimator sections (reStructuredText), one per family, from the
     registry: ``docs/conf.py`` writes it where ``docs/api.rst`` includes it."""
-    lines = []
+    # its own currentmodule: autosummary reads this file alone when it writes the stub pages
+    lines = [".. currentmodule:: sklearn_mtr", ""]
     for family, title in FAMILIES.items():
         names = [cls.__name__ for key, cls in ESTIMATORS.items() if _FAMILY_OF[key] == family]
         if not names:

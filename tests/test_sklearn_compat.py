@@ -24,6 +24,9 @@ SMALL_ARCHITECTURE = {
     "head_hidden_sizes": (8,),
     "d_model": 8,
     "n_layers": 1,
+    "column_hidden_sizes": (8,),
+    "gate_hidden_size": 8,
+    "relation_hidden_sizes": (8,),
 }
 OVERRIDES = {"resflow": {"tower_hidden_sizes": (16, 8)}, "grec": {"tower_hidden_sizes": ()}}
 

@@ -4,7 +4,8 @@ Each is registered here in one line (:data:`ESTIMATORS`); the package, the comma
 safe file format, the API reference and the test suite's checks read that registry.
 """
 
-from ._registry import ESTIMATORS, register
+from ..models import DBMTL, CrossStitch, DSelectK, OMoE, PEPNet
+from ._registry import ESTIMATORS, register, register_architecture
 from .aitm import AITMClassifier
 from .esmm import ESMMClassifier
 from .grec import GRecClassifier
@@ -20,6 +21,11 @@ register("shared_bottom", SharedBottomClassifier)
 register("mmoe", MMoEClassifier)
 register("ple", PLEClassifier)
 register("resflow", ResFlowClassifier)
+register_architecture("omoe", OMoE)
+register_architecture("dselect_k", DSelectK)
+register_architecture("cross_stitch", CrossStitch)
+register_architecture("pepnet", PEPNet)
+register_architecture("dbmtl", DBMTL)
 register("esmm", ESMMClassifier, family="funnel")
 register("aitm", AITMClassifier, family="funnel")
 

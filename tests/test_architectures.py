@@ -1,5 +1,5 @@
 """The defining mechanism of each architecture of issue 19 (OMoE, DSelect-k, cross-stitch,
-PEPNet, DBMTL), and a fit of each through its estimator with several multi-task methods.
+PEPNet, DBMTL, ESCM2), and a fit of each through its estimator with several multi-task methods.
 
 The generic model tests (shapes, options, parameter groups, gradient isolation) cover them
 through test_models.py's MODELS / SMALL; the scikit-learn checks through the registry."""
@@ -7,18 +7,21 @@ through test_models.py's MODELS / SMALL; the scikit-learn checks through the reg
 import numpy as np
 import pytest
 import torch
-from test_models import BATCH_SIZE, build, logits_of, make_batch
+from test_models import BATCH_SIZE, SCHEMA, build, logits_of, make_batch
 
 from sklearn_mtr import (
     CrossStitchClassifier,
     DBMTLClassifier,
     DSelectKClassifier,
+    ESCM2Classifier,
+    ESMMClassifier,
     OMoEClassifier,
     PEPNetClassifier,
 )
-from sklearn_mtr.datasets import make_multitask_classification
-from sklearn_mtr.models import DSelectK, PEPNet
+from sklearn_mtr.datasets import make_funnel_classification, make_multitask_classification
+from sklearn_mtr.models import ESCM2, DSelectK, PEPNet
 from sklearn_mtr.models.dselect_k import DSelectKGate, smooth_step
+from sklearn_mtr.models.esmm import chained_product_logits
 
 
 def _grad_nonzero(params):
@@ -396,3 +399,114 @@ def test_pepnet_estimator_with_named_gate_features():
     assert clf.net_.module_.gate_features == (str(cat[0]),)
     with pytest.raises(ValueError, match="not categorical"):
         PEPNetClassifier(gate_features=["no_such_column"], **TINY).fit(X, Y)
+
+
+# --------------------------------------------------------------------------------------
+# ESCM2
+# --------------------------------------------------------------------------------------
+
+
+def _escm2(counterfactual, seed=0, **kw):
+    torch.manual_seed(seed)
+    return ESCM2(SCHEMA, 2, embedding_dim=4, tower_hidden_sizes=(6,), counterfactual=counterfactual, **kw)
+
+
+FUNNEL_LABELS = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+
+
+@pytest.mark.parametrize("counterfactual", ["ips", "dr"])
+def test_escm2_is_esmm_plus_a_counterfactual_risk_in_training(counterfactual):
+    model = _escm2(counterfactual)
+    batch = make_batch()
+    logits, aux = model(batch)  # no labels: no risk
+    assert aux == 0
+    conditional = torch.cat([tower(model.embedding(batch)) for tower in model.towers], dim=1)
+    torch.testing.assert_close(logits, chained_product_logits(conditional))
+    labelled = {**batch, "label": FUNNEL_LABELS}
+    logits2, aux = model(labelled)
+    torch.testing.assert_close(logits2, logits)  # the labels never reach the predictions
+    assert aux > 0
+    model.eval()
+    assert model(labelled)[1] == 0
+    assert len(model.imputation) == (1 if counterfactual == "dr" else 0)
+
+
+def _manual_risk(model, batch, labels):
+    x = model.embedding(batch)
+    conditional = torch.cat([tower(x) for tower in model.towers], dim=1)
+    o, r = labels[:, 0], labels[:, 1]
+    propensity = torch.sigmoid(conditional[:, 0]).clamp(min=model.min_propensity)  # pCTR
+    e = torch.nn.functional.binary_cross_entropy_with_logits(conditional[:, 1], r, reduction="none")
+    if model.counterfactual == "ips":
+        return model.counterfactual_weight * (o * e / propensity).mean()
+    e_hat = torch.nn.functional.softplus(model.imputation[0](x).squeeze(1))
+    dr = e_hat + o * (e - e_hat) / propensity
+    imputation = o * (e - e_hat) ** 2 / propensity
+    return model.counterfactual_weight * (dr + imputation).mean()
+
+
+@pytest.mark.parametrize("counterfactual", ["ips", "dr"])
+def test_escm2_risk_matches_the_paper(counterfactual):
+    model = _escm2(counterfactual, counterfactual_weight=0.7, min_propensity=0.3)
+    batch = {**make_batch(), "label": FUNNEL_LABELS}
+    aux = model(batch)[1]
+    torch.testing.assert_close(aux, _manual_risk(model, batch, FUNNEL_LABELS))
+    # the propensity is detached: the risk does not train the CTR tower
+    model.zero_grad(set_to_none=True)
+    aux.backward()
+    assert not _grad_nonzero(model.towers[0].parameters())
+    assert _grad_nonzero(model.towers[1].parameters())
+    if counterfactual == "dr":
+        assert _grad_nonzero(model.imputation.parameters())
+        assert all(id(p) in {id(q) for q in model.shared_parameters()} for p in model.imputation.parameters())
+    # unclicked rows enter only through the imputed error (DR) or not at all (IPS)
+    unclicked = FUNNEL_LABELS.clone()
+    unclicked[:, 0] = 0
+    unclicked[:, 1] = 0
+    aux0 = model({**batch, "label": unclicked})[1]
+    assert (aux0 == 0) if counterfactual == "ips" else (aux0 > 0)
+
+
+def test_escm2_missing_labels_are_left_out():
+    model = _escm2("ips")
+    batch = make_batch()
+    labels = FUNNEL_LABELS.clone()
+    labels[0, 1] = float("nan")  # clicked, conversion unknown
+    labels[2, 0] = float("nan")  # click unknown
+    aux = model({**batch, "label": labels})[1]
+    keep = [1, 3, 4, 5]
+    sub = {k: v[keep] for k, v in batch.items()}
+    torch.testing.assert_close(aux, _manual_risk(model, sub, FUNNEL_LABELS[keep]))
+    for bad in ({"counterfactual": "snips"}, {"counterfactual_weight": -1}, {"min_propensity": 0}):
+        with pytest.raises(ValueError):
+            _escm2(**{"counterfactual": "ips", **bad})
+
+
+def _funnel_data(n=300):
+    return make_funnel_classification(n_samples=n, n_features=5, n_categorical=2, random_state=0)
+
+
+def test_escm2_without_the_risk_is_esmm():
+    X, Y = _funnel_data()
+    tiny = {**TINY, "tower_hidden_sizes": (8,)}
+    plain = ESMMClassifier(**tiny).fit(X, Y)
+    escm2 = ESCM2Classifier(counterfactual="ips", counterfactual_weight=0.0, **tiny).fit(X, Y)
+    np.testing.assert_allclose(escm2.predict_proba(X), plain.predict_proba(X), rtol=1e-6, atol=1e-7)
+    weighted = ESCM2Classifier(counterfactual="ips", **tiny).fit(X, Y)  # the labels reach the risk
+    assert not np.allclose(weighted.predict_proba(X), plain.predict_proba(X))
+    assert weighted.history_[-1, "train_loss"] > plain.history_[-1, "train_loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "pcgrad", "pub"])
+@pytest.mark.parametrize("counterfactual", ["ips", "dr"])
+def test_escm2_fits_with_multi_task_methods(counterfactual, optimizer):
+    X, Y = _funnel_data()
+    clf = ESCM2Classifier(counterfactual=counterfactual, optimizer=optimizer, **TINY).fit(X, Y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.isfinite(proba).all()
+    assert (proba[:, 1] <= proba[:, 0] + 1e-6).all()  # pCTCVR <= pCTR
+    assert clf.predict_cvr(X).shape == (len(X),)
+    bad = Y.copy()
+    bad[:, 0], bad[:, 1] = 0, 1
+    with pytest.raises(ValueError, match="funnel label contract"):
+        ESCM2Classifier(**TINY).fit(X, bad)

@@ -136,7 +136,7 @@ def test_every_registered_method_trains_every_architecture(name, arch):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("arch", ["ResFlowClassifier", "ESMMClassifier", "AITMClassifier"])
+@pytest.mark.parametrize("arch", ["ResFlowClassifier", "ESMMClassifier", "AITMClassifier", "ESCM2Classifier"])
 def test_every_registered_method_trains_the_funnel_architectures(name, arch):
     import sklearn_mtr
     from sklearn_mtr.datasets import make_funnel_classification

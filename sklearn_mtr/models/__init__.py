@@ -10,6 +10,7 @@ from .aitm import AITM
 from .cross_stitch import CrossStitch
 from .dbmtl import DBMTL
 from .dselect_k import DSelectK
+from .escm2 import ESCM2
 from .esmm import ESMM
 from .grec import GRec
 from .mmoe import MMoE
@@ -23,6 +24,7 @@ from .shared_bottom import SharedBottom
 __all__ = [
     "AITM",
     "DBMTL",
+    "ESCM2",
     "ESMM",
     "PLE",
     "CrossStitch",

@@ -11,7 +11,7 @@ from sklearn_mtr import MMoEClassifier
 from sklearn_mtr._schema import FeatureSchema
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.models import MMoE
-from sklearn_mtr.optim import EW, OPTIMIZERS, MultiTaskOptimizer, StepContext, resolve_optimizer
+from sklearn_mtr.optim import EW, OPTIMIZERS, DRGrad, MultiTaskOptimizer, StepContext, resolve_optimizer
 
 
 def test_names_resolve_to_fresh_instances_and_instances_are_cloned():
@@ -119,16 +119,38 @@ def test_task_gradients_recombined_with_the_weights_equal_plain_backward(name):
             torch.testing.assert_close(combined[n], p.grad, rtol=1e-5, atol=1e-6)
 
 
+# each general-purpose architecture, small
+GENERAL_ARCHITECTURES = {
+    "SharedBottomClassifier": {"bottom_hidden_sizes": (8,)},
+    "MMoEClassifier": {"expert_hidden_sizes": (8,)},
+    "PLEClassifier": {"expert_hidden_sizes": (8,)},
+    "OMoEClassifier": {"n_experts": 4, "expert_hidden_sizes": (8,)},
+    "DSelectKClassifier": {"n_experts": 4, "entropy_reg": 1e-3, "expert_hidden_sizes": (8,)},
+    "CrossStitchClassifier": {"column_hidden_sizes": (8,)},
+    "PEPNetClassifier": {"gate_hidden_size": 8},
+    "DBMTLClassifier": {"bottom_hidden_sizes": (8,), "relation_hidden_sizes": (4,)},
+}
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("arch", ["SharedBottomClassifier", "MMoEClassifier", "PLEClassifier"])
+@pytest.mark.parametrize("arch", list(GENERAL_ARCHITECTURES))
 def test_every_registered_method_trains_every_architecture(name, arch):
     import sklearn_mtr
 
     X, Y = make_multitask_classification(n_samples=120, n_features=4, n_categorical=1, as_frame=True, random_state=0)
     cls = getattr(sklearn_mtr, arch)
-    small = {"bottom_hidden_sizes": (8,)} if arch == "SharedBottomClassifier" else {"expert_hidden_sizes": (8,)}
+    small = GENERAL_ARCHITECTURES[arch]
+    # PEPNet gates every layer of its towers, so they have no single input: DRGrad routes
+    # between them without the split tower, which needs tower_inputs.
+    optimizer = DRGrad(mode="tower") if name == "drgrad" and arch == "PEPNetClassifier" else name
     clf = cls(
-        **small, tower_hidden_sizes=(4,), embedding_dim=4, max_epochs=2, batch_size=32, optimizer=name, random_state=0
+        **small,
+        tower_hidden_sizes=(4,),
+        embedding_dim=4,
+        max_epochs=2,
+        batch_size=32,
+        optimizer=optimizer,
+        random_state=0,
     )
     proba = clf.fit(X, Y).predict_proba(X)
     assert proba.shape == (120, 2) and np.isfinite(proba).all()

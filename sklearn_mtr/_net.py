@@ -459,6 +459,8 @@ class MultiTaskNet(NeuralNet):
         bound = self._loss_bound(losses.detach())
         if not bool((losses.detach() <= bound).all()) or (aux is not None and not bool(torch.isfinite(aux).all())):
             raise self._diverged_error(losses, aux, bound)
+        if aux is not None and not aux.requires_grad:
+            aux = None  # a constant (a regulariser switched off): nothing for the methods to backward
         weights = self.task_weights.to(losses.device)
         ctx = StepContext(self.module_, self.optimizer_, self.mto_state_, weights, aux, epoch=len(self.history) - 1)
         ctx.data_parallel = dp

@@ -11,10 +11,10 @@ import torch
 from model_fixtures import SCHEMA, make_batch
 
 import sklearn_mtr._prediction as base
-from sklearn_mtr import AITMClassifier, ESMMClassifier
+from sklearn_mtr import AITMClassifier, ESCM2Classifier, ESMMClassifier
 from sklearn_mtr.datasets import make_funnel_classification
 from sklearn_mtr.estimators._funnel import check_funnel_labels
-from sklearn_mtr.models import AITM, ESMM, ResFlow
+from sklearn_mtr.models import AITM, ESCM2, ESMM, ResFlow
 from sklearn_mtr.models.esmm import chained_product_logits
 
 
@@ -167,7 +167,7 @@ TINY = {
     "lr": 0.01,
     "random_state": 0,
 }
-FUNNEL_ESTIMATORS = [ESMMClassifier, AITMClassifier]
+FUNNEL_ESTIMATORS = [ESMMClassifier, AITMClassifier, ESCM2Classifier]
 
 
 @pytest.mark.parametrize("cls", FUNNEL_ESTIMATORS)
@@ -294,11 +294,12 @@ def test_three_stage_esmm(funnel):
 
 
 # ----------------------------------------------------------------------------- common contract
-CHAINED_MODELS = {"resflow": ResFlow, "esmm": ESMM, "aitm": AITM}
+CHAINED_MODELS = {"resflow": ResFlow, "esmm": ESMM, "aitm": AITM, "escm2": ESCM2}
 CHAINED = {
     "resflow": {"embedding_dim": 4, "tower_hidden_sizes": (6, 5)},
     "esmm": {"embedding_dim": 4, "tower_hidden_sizes": (6,)},
     "aitm": {"embedding_dim": 4, "tower_hidden_sizes": (6,), "head_hidden_sizes": (3,)},
+    "escm2": {"embedding_dim": 4, "tower_hidden_sizes": (6,)},
 }
 
 

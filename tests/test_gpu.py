@@ -68,7 +68,7 @@ def _fit_on(cls, device, **params):
     """A small fit of any public estimator; funnel models get nested labels, OneRank requests."""
     from sklearn_mtr.datasets import make_funnel_classification
 
-    if cls.__name__ in ("ESMMClassifier", "AITMClassifier"):
+    if cls.__name__ in ("ESMMClassifier", "AITMClassifier", "ESCM2Classifier"):
         X, Y = make_funnel_classification(n_samples=1500, n_features=6, n_categorical=2, as_frame=True, random_state=0)
     else:
         X, Y = make_multitask_classification(

@@ -10,7 +10,21 @@ from torch import nn
 
 from sklearn_mtr._schema import FeatureSchema, SequenceInput, TextInput
 from sklearn_mtr.features import TabularEncoder
-from sklearn_mtr.models import AITM, ESMM, PLE, GRec, MMoE, OneRank, ResFlow, SharedBottom
+from sklearn_mtr.models import (
+    AITM,
+    DBMTL,
+    ESMM,
+    PLE,
+    CrossStitch,
+    DSelectK,
+    GRec,
+    MMoE,
+    OMoE,
+    OneRank,
+    PEPNet,
+    ResFlow,
+    SharedBottom,
+)
 from sklearn_mtr.models._blocks import MLP, BatchedExperts, InputEmbedding, masked_mean
 
 MODELS = {
@@ -22,6 +36,11 @@ MODELS = {
     "aitm": AITM,
     "grec": GRec,
     "onerank": OneRank,
+    "omoe": OMoE,
+    "dselect_k": DSelectK,
+    "cross_stitch": CrossStitch,
+    "pepnet": PEPNet,
+    "dbmtl": DBMTL,
 }
 # Tiny architectures: every test runs in milliseconds.
 SMALL = {
@@ -35,9 +54,27 @@ SMALL = {
         "expert_hidden_sizes": (8, 6),
         "tower_hidden_sizes": (4,),
     },
+    "omoe": {"embedding_dim": 4, "n_experts": 3, "expert_hidden_sizes": (8,), "tower_hidden_sizes": (4,)},
+    # 3 experts: not a power of 2, so the reachability term of the aux loss is exercised
+    "dselect_k": {
+        "embedding_dim": 4,
+        "n_experts": 3,
+        "k": 2,
+        "entropy_reg": 0.1,
+        "expert_hidden_sizes": (8,),
+        "tower_hidden_sizes": (4,),
+    },
+    "cross_stitch": {"embedding_dim": 4, "column_hidden_sizes": (8, 6), "tower_hidden_sizes": (4,)},
+    "pepnet": {"embedding_dim": 4, "gate_hidden_size": 5, "tower_hidden_sizes": (8, 4)},
+    "dbmtl": {
+        "embedding_dim": 4,
+        "bottom_hidden_sizes": (8,),
+        "tower_hidden_sizes": (6,),
+        "relation_hidden_sizes": (4,),
+    },
 }
-# The generic tests below cover these models (same options, plain-tensor output, every task
-# with a private tower). ResFlow, ESMM and AITM chain their tasks, so only their last task
+# The generic tests below cover these models (same options, every task with a private tower;
+# DSelect-k returns (logits, aux_loss), read through logits_of). ResFlow, ESMM and AITM chain their tasks, so only their last task
 # owns a whole tower; they are tested in test_resflow.py and test_funnel_models.py.
 GENERIC = list(SMALL)
 # Gradient isolation (see test_task_gradients_are_isolated) is only checked for one PLE level.
@@ -69,6 +106,15 @@ def make_batch(schema=SCHEMA, n=BATCH_SIZE, seed=0):
             batch[f"{prefix}__{inp.name}"] = ids
             batch[f"len__{inp.name}"] = lengths
     return batch
+
+
+def logits_of(out):
+    """The logits of a forward pass that may also return an auxiliary loss."""
+    if isinstance(out, tuple):
+        logits, aux = out
+        assert aux.dim() == 0 and torch.isfinite(aux)
+        return logits
+    return out
 
 
 def build(name, n_tasks, schema=SCHEMA, seed=0, **overrides):
@@ -103,7 +149,7 @@ def test_output_shape(name, batch_norm, n_tasks):
     batch = make_batch()
     for train in (True, False):
         model.train(train)
-        out = model(batch)
+        out = logits_of(model(batch))
         assert isinstance(out, torch.Tensor)
         assert out.shape == (BATCH_SIZE, n_tasks)
         assert out.dtype == torch.float32
@@ -117,7 +163,7 @@ def test_models_on_an_encoded_schema_with_sequence_and_text(name, batch_norm):
     schema, batch = encoded_frame()
     assert schema.sequences[0].shared_with == "item" and schema.texts
     model = build(name, 2, schema=schema, batch_norm=batch_norm)
-    out = model(batch)
+    out = logits_of(model(batch))
     assert out.shape == (6, 2) and torch.isfinite(out).all()
     out.sum().backward()
     emb = model.embedding
@@ -131,8 +177,8 @@ def test_dropout_and_activation_options(name):
     model = build(name, 2, dropout=0.3, activation="prelu")
     model.eval()
     batch = make_batch()
-    torch.testing.assert_close(model(batch), model(batch))  # dropout off in eval
-    assert model(batch).shape == (BATCH_SIZE, 2)
+    torch.testing.assert_close(logits_of(model(batch)), logits_of(model(batch)))  # dropout off in eval
+    assert logits_of(model(batch)).shape == (BATCH_SIZE, 2)
 
 
 # --------------------------------------------------------------------------------------
@@ -177,7 +223,7 @@ def test_task_gradients_are_isolated(name, batch_norm, eval_mode):
     batch = make_batch()
     for k in range(n_tasks):
         model.zero_grad(set_to_none=True)
-        model(batch)[:, k].sum().backward()
+        logits_of(model(batch))[:, k].sum().backward()
         for j in range(n_tasks):
             if j == k:
                 continue

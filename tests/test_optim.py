@@ -12,7 +12,7 @@ from sklearn_mtr._schema import FeatureSchema
 from sklearn_mtr.datasets import make_multitask_classification
 from sklearn_mtr.estimators import ESTIMATORS
 from sklearn_mtr.models import MMoE
-from sklearn_mtr.optim import EW, OPTIMIZERS, MultiTaskOptimizer, StepContext, resolve_optimizer
+from sklearn_mtr.optim import EW, OPTIMIZERS, DRGrad, MultiTaskOptimizer, StepContext, resolve_optimizer
 
 
 def test_names_resolve_to_fresh_instances_and_instances_are_cloned():
@@ -131,14 +131,13 @@ def test_every_registered_method_trains_every_registered_architecture(name, arch
 
     from sklearn_mtr.datasets import make_funnel_classification
     from sklearn_mtr.estimators._registry import _FAMILY_OF
-    from sklearn_mtr.optim import DRGrad
 
     funnel = _FAMILY_OF[arch] == "funnel" or arch == "resflow"
     make = make_funnel_classification if funnel else make_multitask_classification
     X, Y = make(n_samples=120, n_features=4, n_categorical=1, as_frame=True, random_state=0)
-    # Funnel towers are entangled (flows, products, transfers): DRGrad routes between them
-    # without the split tower, which needs tower_inputs.
-    optimizer = DRGrad(mode="tower") if name == "drgrad" and funnel else name
+    # Funnel towers are entangled (flows, products, transfers) and PEPNet gates every layer of
+    # its towers: DRGrad routes between them without the split tower, which needs tower_inputs.
+    optimizer = DRGrad(mode="tower") if name == "drgrad" and (funnel or arch == "pepnet") else name
     clf = small_estimator(arch, ESTIMATORS[arch]).set_params(max_epochs=2, batch_size=32, optimizer=optimizer)
     proba = clf.fit(X, Y).predict_proba(X)
     assert proba.shape == (120, 2) and np.isfinite(proba).all()

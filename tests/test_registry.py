@@ -69,8 +69,14 @@ def test_the_built_in_estimators_are_registered_with_their_cli_names():
         "mmoe": "MMoEClassifier",
         "ple": "PLEClassifier",
         "resflow": "ResFlowClassifier",
+        "omoe": "OMoEClassifier",
+        "dselect_k": "DSelectKClassifier",
+        "cross_stitch": "CrossStitchClassifier",
+        "pepnet": "PEPNetClassifier",
+        "dbmtl": "DBMTLClassifier",
         "esmm": "ESMMClassifier",
         "aitm": "AITMClassifier",
+        "escm2": "ESCM2Classifier",
     }
     assert all(getattr(sklearn_mtr, cls.__name__) is cls for cls in ESTIMATORS.values())
 

@@ -4,8 +4,10 @@ Each is registered here in one line (:data:`ESTIMATORS`); the package, the comma
 safe file format, the API reference and the test suite's checks read that registry.
 """
 
-from ._registry import ESTIMATORS, register
+from ..models import DBMTL, CrossStitch, DSelectK, OMoE, PEPNet
+from ._registry import ESTIMATORS, register, register_architecture
 from .aitm import AITMClassifier
+from .escm2 import ESCM2Classifier
 from .esmm import ESMMClassifier
 from .grec import GRecClassifier
 from .mmoe import MMoEClassifier
@@ -20,8 +22,14 @@ register("shared_bottom", SharedBottomClassifier)
 register("mmoe", MMoEClassifier)
 register("ple", PLEClassifier)
 register("resflow", ResFlowClassifier)
+register_architecture("omoe", OMoE)
+register_architecture("dselect_k", DSelectK)
+register_architecture("cross_stitch", CrossStitch)
+register_architecture("pepnet", PEPNet)
+register_architecture("dbmtl", DBMTL)
 register("esmm", ESMMClassifier, family="funnel")
 register("aitm", AITMClassifier, family="funnel")
+register("escm2", ESCM2Classifier, family="funnel")
 
 # Read from the registry, so that registering an estimator is one line; static tools still see
 # the explicitly imported classes.

@@ -7,12 +7,34 @@ for one with a hand-written estimator).
 
 from ._base import MultiTaskModule
 from .aitm import AITM
+from .cross_stitch import CrossStitch
+from .dbmtl import DBMTL
+from .dselect_k import DSelectK
+from .escm2 import ESCM2
 from .esmm import ESMM
 from .grec import GRec
 from .mmoe import MMoE
+from .omoe import OMoE
 from .onerank import OneRank
+from .pepnet import PEPNet
 from .ple import PLE
 from .resflow import ResFlow
 from .shared_bottom import SharedBottom
 
-__all__ = ["AITM", "ESMM", "PLE", "GRec", "MMoE", "MultiTaskModule", "OneRank", "ResFlow", "SharedBottom"]
+__all__ = [
+    "AITM",
+    "DBMTL",
+    "ESCM2",
+    "ESMM",
+    "PLE",
+    "CrossStitch",
+    "DSelectK",
+    "GRec",
+    "MMoE",
+    "MultiTaskModule",
+    "OMoE",
+    "OneRank",
+    "PEPNet",
+    "ResFlow",
+    "SharedBottom",
+]

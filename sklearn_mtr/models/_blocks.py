@@ -307,6 +307,24 @@ class InputEmbedding(nn.Module):
         parts.extend(self.bags.fields(batch))
         return torch.cat(parts, dim=1) if parts else None
 
+    def categorical_columns(self, batch: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:
+        """The embeddings of the named categorical columns, ``(B, len(names), D)``: the same
+        rows of the shared table as :meth:`fields` reads (gates that read id features use it)."""
+        columns = self.categorical_indices(names)
+        ids = batch["categorical"][:, columns] + self.offsets[columns]
+        return self.categorical(ids)
+
+    def categorical_indices(self, names: Sequence[str]) -> list[int]:
+        """Positions of the named columns in ``schema.categorical_names``; ValueError for a
+        name that is not a categorical column."""
+        known = list(self.schema.categorical_names)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not categorical columns of the input; the categorical columns are {known}."
+            )
+        return [known.index(name) for name in names]
+
     def numeric_fields(self, batch: dict[str, torch.Tensor], columns: Sequence[int] | None = None) -> torch.Tensor:
         """Numeric inputs (all, or the given ``columns`` of ``batch["numeric"]``) as
         ``(B, n_columns, numeric_width)``: the values themselves, or their embeddings."""

@@ -375,6 +375,8 @@ def run_variants(args, make, output: str, reference: str, protocol: str, measure
                     P = np.asarray(clf.predict_proba(data["X_test"]), dtype=float)
                     r = {"seed": seed, "auc": _auc(data["Y_test"], P, data["tasks"]), "fit_seconds": fit_seconds}
                     r["epochs"] = len(clf.history_)
+                    if "valid_auc" in clf.history_[-1]:
+                        r["valid_auc"] = [float(h["valid_auc"]) for h in clf.history_]
                     runs[model][variant].append(r)
                     aucs = " / ".join(f"{a:.4f}" for a in r["auc"].values())
                     print(

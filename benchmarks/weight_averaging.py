@@ -9,6 +9,8 @@ measures what that default is worth:
 - ``ema-0.5``, ``ema-1``, ``ema-2``: ``ema_epochs`` 0.5, 1 (the default) and 2;
 - ``ema-1-max20``: the default with ``max_epochs=20`` (averaged fits often run to the cap of 10);
 - ``ema-1-lr2e-3``: the default with ``lr=2e-3`` (twice the default rate);
+- ``ema-1-d64``: the default with ``d_model=64`` (OneRank and GRec: twice the token width);
+  ``ema-1-d64-max20`` with ``max_epochs=20`` too;
 - ``control``: ``none`` with ``task_weights`` 1 / n_tasks each, which Adam's scale
   invariance makes a no-op up to rounding: its difference from ``none`` is the resolution.
 
@@ -47,6 +49,8 @@ VARIANTS = {
     "ema-2": {"ema_epochs": 2.0},
     "ema-1-max20": {"ema_epochs": 1.0, "max_epochs": 20},
     "ema-1-lr2e-3": {"ema_epochs": 1.0, "lr": 2e-3},
+    "ema-1-d64": {"ema_epochs": 1.0, "d_model": 64},
+    "ema-1-d64-max20": {"ema_epochs": 1.0, "d_model": 64, "max_epochs": 20},
     "control": {"ema_epochs": None},
 }
 

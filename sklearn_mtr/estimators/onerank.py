@@ -23,8 +23,8 @@ _MAX_EPOCHS = """max_epochs : int, default=20
         with 20, early stopping ended those after 14-19 epochs, each gaining test income AUC
         (0.0003 to 0.0007; mean +0.0004 [+0.0000, +0.0008]), at 1.5 times the fit time. Against
         HistGradientBoosting that moves OneRank from -0.0006 [-0.0010, -0.0001] to no
-        difference (-0.0001 [-0.0009, +0.0006]). Early stopping still decides: a fit that
-        stops before the 10th epoch (the clothing reviews, MovieLens) is unchanged."""
+        difference (-0.0001 [-0.0009, +0.0006]). Early stopping still decides, and a fit that
+        it ends before the 10th epoch is the same with either cap."""
 
 
 @with_common_parameters(max_epochs=_MAX_EPOCHS)

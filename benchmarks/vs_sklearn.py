@@ -491,34 +491,6 @@ def merge(names: list[str], output: str, replace: bool = False) -> dict:
     return merged
 
 
-def part_from_variants(source: str, key: str, variant: str, model: str, dataset: str, seeds: list[int], output: str):
-    """A part for :func:`merge` holding ``model``'s runs on ``dataset`` taken from a variants file
-    (``results/<source>.json``, entry ``key``, ``variant``): fits of the same code path as
-    :func:`run_model` (``make_estimator`` and the variant's parameters, which must be the
-    estimator's defaults now), deterministic per seed on the CPU. The baseline and null-control
-    runs of those seeds are ``vs_sklearn.json``'s. The part records where its runs came from."""
-    import json
-
-    earlier = json.loads((_common.RESULTS_DIR / "vs_sklearn.json").read_text())
-    taken = json.loads((_common.RESULTS_DIR / f"{source}.json").read_text())
-    info = earlier["datasets"][dataset]
-    runs = [r for r in taken["datasets"][key]["variants"][variant]["runs"] if r["seed"] in seeds]
-    pick = {label: [r for r in info[label]["runs"] if r["seed"] in seeds] for label in ("baseline", "null_control")}
-    part = {
-        "environment": taken["environment"],
-        "config": {"seeds": seeds, "models": [model], "from_variants": f"{source}.json: {key}, {variant}"},
-        "datasets": {
-            dataset: {
-                **{k: v for k, v in info.items() if k not in ("models", "baseline", "null_control")},
-                "baseline": {"runs": pick["baseline"]},
-                "null_control": {"runs": pick["null_control"]},
-                "models": {model: {"runs": [{**r, "from_variants": True} for r in runs]}},
-            }
-        },
-    }
-    _common.write_results(output, part)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds first .. first + N-1 (default 5)")
@@ -536,17 +508,7 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --merge: a later part's run of a model and seed replaces an earlier",
     )
-    parser.add_argument(
-        "--from-variants",
-        nargs=4,
-        metavar=("SOURCE", "KEY", "VARIANT", "MODEL"),
-        help="fit nothing: write --output as a part of MODEL's runs on --datasets[0] taken from a variants file",
-    )
     args = parser.parse_args(argv)
-    if args.from_variants:
-        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        part_from_variants(*args.from_variants, args.datasets[0], seeds, args.output)
-        return 0
     if args.merge:
         merged = merge(args.merge, args.output or "vs_sklearn", replace=args.replace)
         for dataset, info in merged["datasets"].items():

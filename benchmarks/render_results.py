@@ -614,12 +614,32 @@ def render_variants(page: Page, stem: str, data: dict) -> None:
         if with_baseline:
             aucs = " / ".join(pm(info["baseline"]["auc"][t]) for t in tasks)
             page.add(f"Baseline ({info['baseline']['label']}, the same seeds): {aucs}.", "")
+        _variant_curves(page, variants)
     if earlier:
         page.add(
             "‡ runs taken from an earlier measurement (`measured_before`), not re-run here: their fit seconds "
             "were measured under another load of the shared machine.",
             "",
         )
+
+
+def _variant_curves(page: Page, variants: dict) -> None:
+    """Where runs kept their validation AUC per epoch (``valid_auc``, early stopping's score):
+    per run, the score at epochs 5 and 10, its highest value with the epoch (early stopping keeps
+    the last epoch that improved on the best by more than ``tol``, which can be earlier) and the
+    number of epochs run."""
+    rows = []
+    for name, entry in variants.items():
+        for run in entry.get("runs", []):
+            curve = run.get("valid_auc")
+            if not curve:
+                continue
+            best = int(np.argmax(curve))
+            at = [fmt(curve[e - 1]) if len(curve) >= e else "–" for e in (5, 10)]
+            rows.append([name, run["seed"], *at, f"{fmt(curve[best])} ({best + 1})", len(curve)])
+    if rows:
+        page.add("Validation AUC (mean over tasks, early stopping's score) per fitted run:", "")
+        page.table(["variant", "seed", "epoch 5", "epoch 10", "highest (epoch)", "epochs run"], rows)
 
 
 def _render_variant_timing(page: Page, data: dict) -> None:
@@ -1373,6 +1393,8 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "defaults_grid": render_defaults_grid,
     "lr_schedule": render_variants,
     "weight_averaging": render_variants,
+    "weight_averaging_census_cap": render_variants,
+    "weight_averaging_census_grec": render_variants,
     "text_deep_min_df": render_variants,
     "text_wide_scale": render_text_wide_scale,
     "drgrad_ablation": render_drgrad_ablation,
@@ -1402,6 +1424,8 @@ TITLES = {
     "defaults_grid": "Training defaults: a small grid against the default fit",
     "lr_schedule": "Learning-rate schedules of a default fit",
     "weight_averaging": "Weight averaging of a default fit (ema_epochs)",
+    "weight_averaging_census_cap": "OneRank and GRec on Census: 20 epochs or a faster rate (weight_averaging.py)",
+    "weight_averaging_census_grec": "GRec on Census: token width d_model 64 against 32 (weight_averaging.py)",
     "text_deep_min_df": "Text and sparse X: which terms get a deep vector",
     "text_wide_scale": "Text: the scale of the wide term",
     "drgrad_ablation": "DRGrad ablations",

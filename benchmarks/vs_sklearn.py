@@ -375,6 +375,8 @@ def run_variants(args, make, output: str, reference: str, protocol: str, measure
                     P = np.asarray(clf.predict_proba(data["X_test"]), dtype=float)
                     r = {"seed": seed, "auc": _auc(data["Y_test"], P, data["tasks"]), "fit_seconds": fit_seconds}
                     r["epochs"] = len(clf.history_)
+                    if "valid_auc" in clf.history_[-1]:
+                        r["valid_auc"] = [float(h["valid_auc"]) for h in clf.history_]
                     runs[model][variant].append(r)
                     aucs = " / ".join(f"{a:.4f}" for a in r["auc"].values())
                     print(
@@ -433,15 +435,19 @@ def print_table(name: str, info: dict) -> None:
         print(f"skipped {model}: {reason}")
 
 
-def merge(names: list[str], output: str) -> dict:
+def merge(names: list[str], output: str, replace: bool = False) -> dict:
     """One result file from runs of other models (or seeds) written to several files. The
     baseline and null-control runs are deterministic per seed: a seed in several parts must
-    agree to 1e-9 (the same data, split and library versions), else the merge is refused."""
+    agree to 1e-9 (the same data, split and library versions), else the merge is refused.
+    A model's seed in several parts is refused too, unless ``replace``: then the later part's
+    run replaces the earlier one (a re-measurement after a change of that model's defaults),
+    and ``replaced`` lists what was replaced, by which part."""
     import json
 
     parts = [json.loads((_common.RESULTS_DIR / f"{n}.json").read_text()) for n in names]
     # the environment shown is the newest part's (each part's own is kept under "parts")
     merged = {"environment": parts[-1]["environment"], "config": dict(parts[0]["config"]), "parts": [], "datasets": {}}
+    replaced = [r for part in parts for r in part.get("replaced", [])]
     for n, part in zip(names, parts):
         # a part that is itself a merge contributes its own parts
         merged["parts"] += part.get("parts") or [
@@ -461,8 +467,12 @@ def merge(names: list[str], output: str) -> dict:
                         raise ValueError(f"{dataset}: {label} seed {r['seed']} differs between the parts.")
             for model, entry in info["models"].items():
                 found = runs.setdefault(model, [])
-                if {r["seed"] for r in found} & {r["seed"] for r in entry["runs"]}:
+                again = sorted({r["seed"] for r in found} & {r["seed"] for r in entry["runs"]})
+                if again and not replace:
                     raise ValueError(f"{dataset} / {model}: a seed appears in several parts.")
+                if again:
+                    found[:] = [r for r in found if r["seed"] not in again]
+                    replaced.append({"dataset": dataset, "model": model, "seeds": again, "by": n})
                 found.extend(entry["runs"])
     for info in merged["datasets"].values():
         runs, tasks = info.pop("runs"), info["tasks"]
@@ -475,6 +485,8 @@ def merge(names: list[str], output: str) -> dict:
     merged["config"]["seeds"] = sorted(
         {r["seed"] for i in merged["datasets"].values() for r in i["baseline"]["runs"] + i["null_control"]["runs"]}
     )
+    if replaced:
+        merged["replaced"] = replaced
     _common.write_results(output, merged)
     return merged
 
@@ -491,9 +503,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 seeds, 5,000 train / 10,000 test rows, MMoE and PLE")
     parser.add_argument("--output", default=None, help="results name (default vs_sklearn[_quick])")
     parser.add_argument("--merge", nargs="+", default=None, help="merge these result files (names) into --output")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --merge: a later part's run of a model and seed replaces an earlier",
+    )
     args = parser.parse_args(argv)
     if args.merge:
-        merged = merge(args.merge, args.output or "vs_sklearn")
+        merged = merge(args.merge, args.output or "vs_sklearn", replace=args.replace)
         for dataset, info in merged["datasets"].items():
             print_table(dataset, info)
         return 0

@@ -8,6 +8,9 @@ measures what that default is worth:
 - ``none``: the estimator with ``ema_epochs=None`` (the last step's weights; the reference);
 - ``ema-0.5``, ``ema-1``, ``ema-2``: ``ema_epochs`` 0.5, 1 (the default) and 2;
 - ``ema-1-max20``: the default with ``max_epochs=20`` (averaged fits often run to the cap of 10);
+- ``ema-1-lr2e-3``: the default with ``lr=2e-3`` (twice the default rate);
+- ``ema-1-d64``: the default with ``d_model=64`` (OneRank and GRec: twice the token width);
+  ``ema-1-d64-max20`` with ``max_epochs=20`` too;
 - ``control``: ``none`` with ``task_weights`` 1 / n_tasks each, which Adam's scale
   invariance makes a no-op up to rounding: its difference from ``none`` is the resolution.
 
@@ -19,7 +22,11 @@ order), and ``ema_epochs=None`` is the code path ``vs_sklearn.py`` measured befo
 default changed. ``--none-from-vs-sklearn`` takes the ``none`` runs from
 ``results/vs_sklearn.json`` instead of fitting them again (on Census, SharedBottom's seeds
 0 and 1 were refitted and matched to the last digit); those runs are marked
-``measured_before``.
+``measured_before``. ``--measured-as ema-1`` takes them as another variant instead: for an
+estimator whose stored runs were measured with today's defaults (OneRank and GRec on Census).
+Each fitted run keeps its validation AUC per epoch (``valid_auc``, the early-stopping score).
+``--reuse NAME`` takes the runs fitted in ``results/NAME.json`` (a screen on fewer seeds)
+instead of fitting them again.
 
 Run ``python benchmarks/weight_averaging.py --datasets census --models SharedBottom ResFlow
 --seeds 5``. Writes ``benchmarks/results/weight_averaging.json`` after every fit.
@@ -41,6 +48,9 @@ VARIANTS = {
     "ema-1": {"ema_epochs": 1.0},
     "ema-2": {"ema_epochs": 2.0},
     "ema-1-max20": {"ema_epochs": 1.0, "max_epochs": 20},
+    "ema-1-lr2e-3": {"ema_epochs": 1.0, "lr": 2e-3},
+    "ema-1-d64": {"ema_epochs": 1.0, "d_model": 64},
+    "ema-1-d64-max20": {"ema_epochs": 1.0, "d_model": 64, "max_epochs": 20},
     "control": {"ema_epochs": None},
 }
 
@@ -111,6 +121,10 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="weight_averaging")
     parser.add_argument("--reference", default="none", choices=list(VARIANTS), help="the variant others pair with")
     parser.add_argument("--none-from-vs-sklearn", action="store_true", help="reuse vs_sklearn.json's runs as 'none'")
+    parser.add_argument(
+        "--measured-as", default="none", choices=list(VARIANTS), help="the variant vs_sklearn.json's runs stand for"
+    )
+    parser.add_argument("--reuse", default=None, help="take the runs fitted in results/<REUSE>.json, not again")
     parser.add_argument("--timing-rounds", type=int, default=0, help="only time Census epochs, in interleaved rounds")
     parser.add_argument(
         "--add-baseline-deltas",
@@ -135,10 +149,19 @@ def main(argv=None) -> int:
     if args.none_from_vs_sklearn:
         earlier = json.loads((_common.RESULTS_DIR / "vs_sklearn.json").read_text())["datasets"]
         measured = {
-            name: {model: {"none": earlier[name]["models"][model]["runs"]} for model in args.models}
+            name: {model: {args.measured_as: earlier[name]["models"][model]["runs"]} for model in args.models}
             for name in args.datasets
             if name in earlier
         }
+    if args.reuse:
+        measured = measured or {}
+        earlier = json.loads((_common.RESULTS_DIR / f"{args.reuse}.json").read_text())
+        for key, info in earlier["datasets"].items():
+            name, _, model = key.partition(" · ")
+            model = model or earlier["config"]["models"][0]
+            for variant, entry in info["variants"].items():
+                fitted = [r for r in entry["runs"] if not r.get("measured_before")]
+                measured.setdefault(name, {}).setdefault(model, {}).setdefault(variant, []).extend(fitted)
     vs_sklearn.run_variants(args, make, args.output, args.reference, __doc__, measured)
     return 0
 

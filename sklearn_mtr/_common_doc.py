@@ -148,7 +148,31 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
         The device training ran on."""
 
 
-def with_common_parameters(cls):
-    """Insert :data:`COMMON_PARAMETERS` where a class docstring says ``%(common)s``."""
-    cls.__doc__ = cls.__doc__.replace("%(common)s", COMMON_PARAMETERS)
-    return cls
+def with_common_parameters(cls=None, **entries):
+    """Insert :data:`COMMON_PARAMETERS` where a class docstring says ``%(common)s``.
+
+    Used bare (``@with_common_parameters``) or with keyword ``entries`` that replace the
+    entry of a common parameter whose default the class changes: ``name="name : type,
+    default=...\n        description"`` (the description indented by 8 spaces, as here).
+    """
+
+    def decorate(cls):
+        # an entry is a line "    name : ..." (the first one unindented) and its indented description
+        blocks: list[list[str]] = []
+        for line in COMMON_PARAMETERS.split("\n    "):
+            if line.startswith(" ") and blocks:
+                blocks[-1].append(line)
+            else:
+                blocks.append([line])
+        found = set()
+        for block in blocks:
+            name = block[0].split(" : ", 1)[0]
+            if name in entries:
+                block[:] = [entries[name].rstrip()]
+                found.add(name)
+        if found != set(entries):
+            raise ValueError(f"not common parameters: {sorted(set(entries) - found)}")
+        cls.__doc__ = cls.__doc__.replace("%(common)s", "\n    ".join(line for b in blocks for line in b))
+        return cls
+
+    return decorate(cls) if cls is not None else decorate

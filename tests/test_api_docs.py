@@ -165,3 +165,30 @@ def test_documented_name_exists(qualified):
     except ImportError as exc:  # an optional dependency of that module
         pytest.skip(f"{module} needs an optional dependency: {exc}")
     assert hasattr(mod, name), f"docs/api.rst lists {qualified}, which does not exist"
+
+
+def _estimator_classes():
+    from sklearn_mtr import estimators
+
+    return [getattr(estimators, name) for name in estimators.__all__ if name.endswith("Classifier")]
+
+
+@pytest.mark.parametrize("cls", _estimator_classes(), ids=lambda c: c.__name__)
+def test_documented_defaults_are_the_signature_defaults(cls):
+    """Each ``name : type, default=value`` entry of an estimator's docstring (its own and the
+    common ones, where a class may replace an entry) states the constructor's default."""
+    import ast
+    import inspect
+
+    defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
+    checked = 0
+    for name, text in re.findall(r"^ {4}(\w+) : [^\n]*?default=([^\n]+)$", cls.__doc__, re.MULTILINE):
+        if name not in defaults:
+            continue
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            continue  # a default described in words
+        assert value == defaults[name], f"{cls.__name__}.{name}: documented {text!r}, signature {defaults[name]!r}"
+        checked += 1
+    assert checked >= 10

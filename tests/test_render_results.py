@@ -347,6 +347,38 @@ def test_variant_tables_pair_with_the_baseline_when_the_file_has_one(render_resu
     assert "Baseline (HGB per task, the same seeds): 0.9546 ± 0.0001." in page
 
 
+def test_variant_runs_with_a_validation_curve_get_a_curve_table(render_results, tmp_path):
+    runs = [
+        {"seed": 0, "valid_auc": [0.90 + 0.001 * e for e in range(12)]},
+        {"seed": 1, "valid_auc": [0.90, 0.91, 0.92, 0.93, 0.94, 0.935, 0.934]},
+        {"seed": 2, "measured_before": True},
+    ]
+    data = {
+        "benchmark": "weight_averaging_census_cap",
+        "config": {"model": "OneRank", "seeds": 3, "protocol": "Epochs."},
+        "datasets": {
+            "census": {
+                "tasks": ["income"],
+                "reference": "ema-1",
+                "variants": {
+                    "ema-1": {"auc": {"income": _stat([0.954, 0.955])}, "runs": [{"seed": 0, "measured_before": True}]},
+                    "ema-1-max20": {
+                        "auc": {"income": _stat([0.955, 0.956])},
+                        "runs": runs,
+                        "delta_vs_ema-1": {"income": {"mean": 0.0004, "ci95": [0.0, 0.0008], "n": 2}},
+                    },
+                },
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "weight_averaging_census_cap", data)
+    assert "## OneRank and GRec on Census: 20 epochs or a faster rate (weight_averaging.py)" in page
+    assert "| variant | seed | epoch 5 | epoch 10 | highest (epoch) | epochs run |" in page
+    assert "| ema-1-max20 | 0 | 0.9040 | 0.9090 | 0.9110 (12) | 12 |" in page
+    assert "| ema-1-max20 | 1 | 0.9400 | – | 0.9400 (5) | 7 |" in page
+    assert "| ema-1-max20 | 2 |" not in page  # no curve kept for a run measured before
+
+
 def test_variant_timing_files_render_epoch_seconds_and_ratios(render_results, tmp_path):
     data = {
         "benchmark": "weight_averaging_timing",

@@ -149,11 +149,17 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
 
 
 def with_common_parameters(cls=None, **entries):
-    """Insert :data:`COMMON_PARAMETERS` where a class docstring says ``%(common)s``.
+    """Insert the shared parameters' documentation where a class docstring says ``%(common)s``.
 
-    Used bare (``@with_common_parameters``) or with keyword ``entries`` that replace the
-    entry of a common parameter whose default the class changes: ``name="name : type,
-    default=...\n        description"`` (the description indented by 8 spaces, as here).
+    Used bare (``@with_common_parameters``), or with keyword ``entries`` that replace the entry
+    of a shared parameter whose default the class changes. An entry is the whole numpydoc
+    entry as text: its first line (``"max_epochs : int, default=20"``), then its description
+    on lines indented by 8 spaces, as in the shared text.
+
+    Raises
+    ------
+    ValueError
+        When an entry names a parameter that is not a shared one.
     """
 
     def decorate(cls):

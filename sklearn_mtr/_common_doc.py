@@ -103,6 +103,8 @@ COMMON_PARAMETERS = """optimizer : str or MultiTaskOptimizer, default="adam"
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation split. A fixed
         value gives identical predictions for repeated fits on CPU (GPU kernels may differ).
+        Each fit call draws its seed from it, a continuation included: with the same int a
+        continuation repeats the seeded run, and a new value reseeds the epochs that follow.
     verbose : int, default=0
         When positive, print a per-epoch table: losses, the mean and (with a validation
         split) each task's validation AUC, and the method's diagnostics summarised (a list of

@@ -4,10 +4,9 @@ Each is registered here in one line (:data:`ESTIMATORS`); the package, the comma
 safe file format, the API reference and the test suite's checks read that registry.
 """
 
-from ..models import DBMTL, CrossStitch, DSelectK, OMoE, PEPNet
+from ..models import DBMTL, ESCM2, CrossStitch, DSelectK, OMoE, PEPNet
 from ._registry import ESTIMATORS, register, register_architecture
 from .aitm import AITMClassifier
-from .escm2 import ESCM2Classifier
 from .esmm import ESMMClassifier
 from .grec import GRecClassifier
 from .mmoe import MMoEClassifier
@@ -29,7 +28,7 @@ register_architecture("pepnet", PEPNet)
 register_architecture("dbmtl", DBMTL)
 register("esmm", ESMMClassifier, family="funnel")
 register("aitm", AITMClassifier, family="funnel")
-register("escm2", ESCM2Classifier, family="funnel")
+register_architecture("escm2", ESCM2, family="funnel")
 
 # Read from the registry, so that registering an estimator is one line; static tools still see
 # the explicitly imported classes.

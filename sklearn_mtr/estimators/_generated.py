@@ -15,13 +15,20 @@ from .._base import MultiTaskClassifierBase
 from .._common_doc import with_common_parameters
 from .._params import store_init_params
 from ..models import MultiTaskModule
+from ._funnel import FunnelLabelsMixin, with_funnel_labels
 
 # built by the estimator's shared parameters, not by the architecture's
 _SHARED_BY_MODULES = ("embedding_dim",)
 
 
-def estimator_for(architecture: type[MultiTaskModule], class_name: str) -> type[MultiTaskClassifierBase]:
+def estimator_for(
+    architecture: type[MultiTaskModule], class_name: str, *, funnel: bool = False
+) -> type[MultiTaskClassifierBase]:
     """A scikit-learn estimator class for ``architecture``.
+
+    With ``funnel``, the columns of ``Y`` are funnel stages: the estimator enforces the funnel
+    label contract and has ``predict_conditional_proba`` / ``predict_cvr``
+    (:class:`FunnelLabelsMixin`), and its documentation says so.
 
     ``architecture`` is a :class:`~sklearn_mtr.models.MultiTaskModule` subclass built as
     ``architecture(schema, n_tasks, *, embedding_dim, <its parameters>)``, every parameter with
@@ -60,7 +67,7 @@ def estimator_for(architecture: type[MultiTaskModule], class_name: str) -> type[
 
     __init__.__signature__ = signature
 
-    doc = _estimator_docstring(class_name, summary, [documented[p.name] for p in own])
+    doc = _estimator_docstring(class_name, summary, [documented[p.name] for p in own], funnel)
     namespace = {
         "__init__": __init__,
         "_architecture": architecture,  # built by MultiTaskClassifierBase._build_module
@@ -68,7 +75,9 @@ def estimator_for(architecture: type[MultiTaskModule], class_name: str) -> type[
         "__module__": "sklearn_mtr.estimators",
         "__qualname__": class_name,
     }
-    return with_common_parameters(type(class_name, (MultiTaskClassifierBase,), namespace))
+    bases = (FunnelLabelsMixin, MultiTaskClassifierBase) if funnel else (MultiTaskClassifierBase,)
+    cls = with_common_parameters(type(class_name, bases, namespace))
+    return with_funnel_labels(cls) if funnel else cls
 
 
 def _architecture_parameters(architecture: type[MultiTaskModule]) -> list[inspect.Parameter]:
@@ -99,10 +108,13 @@ def _split_docstring(architecture: type) -> tuple[str, dict[str, str]]:
     return summary, entries
 
 
-def _estimator_docstring(class_name: str, summary: str, entries: list[str]) -> str:
-    """A numpydoc class docstring in the indented form ``with_common_parameters`` fills in."""
+def _estimator_docstring(class_name: str, summary: str, entries: list[str], funnel: bool) -> str:
+    """A numpydoc class docstring in the indented form ``with_common_parameters`` (and, for a
+    funnel, ``with_funnel_labels``) fills in."""
+    data = "make_funnel_classification" if funnel else "make_multitask_classification"
     lines = [
         *summary.splitlines(),
+        *(["", "%(funnel)s"] if funnel else []),
         "",
         "Parameters",
         "----------",
@@ -111,9 +123,9 @@ def _estimator_docstring(class_name: str, summary: str, entries: list[str]) -> s
         "",
         "Examples",
         "--------",
-        ">>> from sklearn_mtr.datasets import make_multitask_classification",
+        f">>> from sklearn_mtr.datasets import {data}",
         f">>> from sklearn_mtr.estimators import {class_name}",
-        ">>> X, Y = make_multitask_classification(n_samples=300, random_state=0)",
+        f">>> X, Y = {data}(n_samples=300, random_state=0)",
         f">>> clf = {class_name}(max_epochs=1, random_state=0).fit(X, Y)",
         ">>> clf.predict_proba(X[:3]).shape",
         "(3, 2)",

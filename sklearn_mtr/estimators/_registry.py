@@ -75,7 +75,9 @@ def register_architecture(
     class_name : str, default=None
         The estimator's class name; ``<architecture name>Classifier`` by default.
     family : {"general", "transformer", "funnel"}, default="general"
-        The section of the API reference it is listed in.
+        The section of the API reference it is listed in. ``"funnel"`` also makes the columns
+        of ``Y`` funnel stages: the estimator enforces the funnel label contract and has
+        ``predict_conditional_proba`` and ``predict_cvr``.
 
     Returns
     -------
@@ -116,7 +118,7 @@ def register_architecture(
     >>> unregister_architecture("wide")
     """
     class_name = class_name or f"{getattr(architecture, '__name__', 'Model')}Classifier"
-    return register(name, estimator_for(architecture, class_name), family)
+    return register(name, estimator_for(architecture, class_name, funnel=family == "funnel"), family)
 
 
 def unregister_architecture(name: str) -> None:

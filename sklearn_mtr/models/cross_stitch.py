@@ -9,6 +9,7 @@ from numbers import Real
 import torch
 from torch import nn
 
+from .._constraints import Interval, check_value
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, InputEmbedding, check_sizes, tower_logits
@@ -82,8 +83,7 @@ class CrossStitch(MultiTaskModule):
         sizes = check_sizes(column_hidden_sizes, "column_hidden_sizes")
         if not sizes:
             raise ValueError("column_hidden_sizes needs at least one layer.")
-        if not (isinstance(stitch_init, Real) and not isinstance(stitch_init, bool) and 0 <= stitch_init <= 1):
-            raise ValueError(f"stitch_init must be a number in [0, 1], got {stitch_init!r}.")
+        check_value("stitch_init", stitch_init, [Interval(Real, 0, 1)])
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}

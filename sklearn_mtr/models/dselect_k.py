@@ -9,6 +9,7 @@ from numbers import Integral, Real
 import torch
 from torch import nn
 
+from .._constraints import Interval, check_value
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, BatchedExperts, InputEmbedding, tower_logits
@@ -142,14 +143,10 @@ class DSelectK(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if not (isinstance(n_experts, Integral) and not isinstance(n_experts, bool) and n_experts >= 1):
-            raise ValueError(f"n_experts must be a positive integer, got {n_experts!r}.")
-        if not (isinstance(k, Integral) and not isinstance(k, bool) and 1 <= k <= n_experts):
-            raise ValueError(f"k must be an integer in [1, n_experts={n_experts}], got {k!r}.")
-        if not (isinstance(gamma, Real) and not isinstance(gamma, bool) and 0 < gamma < math.inf):
-            raise ValueError(f"gamma must be a positive number, got {gamma!r}.")
-        if not (isinstance(entropy_reg, Real) and not isinstance(entropy_reg, bool) and 0 <= entropy_reg < math.inf):
-            raise ValueError(f"entropy_reg must be a non-negative number, got {entropy_reg!r}.")
+        check_value("n_experts", n_experts, [Interval(Integral, 1)])
+        check_value("k", k, [Interval(Integral, 1, n_experts)], prefix=f"with n_experts={n_experts}")
+        check_value("gamma", gamma, [Interval(Real, 0, closed="right")])
+        check_value("entropy_reg", entropy_reg, [Interval(Real, 0)])
         self.n_tasks = n_tasks
         self.entropy_reg = float(entropy_reg)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from numbers import Real
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._constraints import Interval, Options, check_value
 from .._schema import FeatureSchema
 from ._batch import batch_labels
 from ._blocks import MLP
@@ -81,14 +81,9 @@ class ESCM2(ESMM):
         dropout: float = 0.0,
         batch_norm: bool = False,
     ) -> None:
-        if counterfactual not in _COUNTERFACTUALS:
-            raise ValueError(f"counterfactual must be one of {list(_COUNTERFACTUALS)}, got {counterfactual!r}.")
-        number = isinstance(counterfactual_weight, Real) and not isinstance(counterfactual_weight, bool)
-        if not (number and 0 <= counterfactual_weight < math.inf):
-            raise ValueError(f"counterfactual_weight must be a non-negative number, got {counterfactual_weight!r}.")
-        number = isinstance(min_propensity, Real) and not isinstance(min_propensity, bool)
-        if not (number and 0 < min_propensity <= 1):
-            raise ValueError(f"min_propensity must be a number in (0, 1], got {min_propensity!r}.")
+        check_value("counterfactual", counterfactual, [Options(*_COUNTERFACTUALS)])
+        check_value("counterfactual_weight", counterfactual_weight, [Interval(Real, 0)])
+        check_value("min_propensity", min_propensity, [Interval(Real, 0, 1, closed="right")])
         super().__init__(
             schema,
             n_tasks,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from numbers import Integral, Real
 
 import torch
 from torch import nn
 
+from .._constraints import Interval, check_value
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, InputEmbedding
@@ -86,12 +86,8 @@ class PEPNet(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if not (isinstance(gate_hidden_size, Integral) and not isinstance(gate_hidden_size, bool)) or (
-            gate_hidden_size < 1
-        ):
-            raise ValueError(f"gate_hidden_size must be a positive integer, got {gate_hidden_size!r}.")
-        if not (isinstance(gate_scale, Real) and not isinstance(gate_scale, bool) and 0 < gate_scale < math.inf):
-            raise ValueError(f"gate_scale must be a positive number, got {gate_scale!r}.")
+        check_value("gate_hidden_size", gate_hidden_size, [Interval(Integral, 1)])
+        check_value("gate_scale", gate_scale, [Interval(Real, 0, closed="right")])
         if isinstance(gate_features, str):
             gate_features = [gate_features]
         self.n_tasks = n_tasks

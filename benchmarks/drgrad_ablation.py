@@ -41,8 +41,9 @@ import _common
 import numpy as np
 import torch
 
+from sklearn_mtr.models import SplitPrimaryTower
 from sklearn_mtr.models._blocks import tower_logits
-from sklearn_mtr.optim.drgrad import DRGrad, _flat_grad, _params, _SplitPrimary, _write_grad, route_coefficients
+from sklearn_mtr.optim.drgrad import DRGrad, _flat_grad, _params, _write_grad, route_coefficients, update_mixing
 
 ARCH = {"n_experts": 4, "expert_hidden_sizes": (64, 32), "tower_hidden_sizes": (16,), "embedding_dim": 16}
 
@@ -52,7 +53,7 @@ class SplitNoRoute(DRGrad):
 
     def _route_split(self, model, n_tasks):
         g1, gs = _flat_grad(_params(model.towers[0])), _flat_grad(_params(model.split_tower))
-        model.update_mixing(torch.stack([g1.norm(), gs.norm()]), rule="mean", temperature=1.0)
+        update_mixing(model, torch.stack([g1.norm(), gs.norm()]), rule="mean", temperature=1.0)
         return {"mixing": model.mixing.detach().clone()}
 
 
@@ -71,11 +72,11 @@ class Partial(DRGrad):
         new_s = gs + self.use_split * c * gs
         _write_grad(primary, new_p)
         _write_grad(split, new_s)
-        model.update_mixing(torch.stack([new_p.norm(), new_s.norm()]), rule="mean", temperature=1.0)
+        update_mixing(model, torch.stack([new_p.norm(), new_s.norm()]), rule="mean", temperature=1.0)
         return {**info, "mixing": model.mixing.detach().clone()}
 
 
-class _SplitOnV1(_SplitPrimary):
+class _SplitOnV1(SplitPrimaryTower):
     """``T1''`` reads ``v1`` (the primary task's own tower input) instead of ``v_s``."""
 
     def forward(self, batch):
@@ -85,7 +86,7 @@ class _SplitOnV1(_SplitPrimary):
         return torch.stack([primary.float(), logits[:, 1].float()], dim=1)
 
 
-class _SplitDetach(_SplitPrimary):
+class _SplitDetach(SplitPrimaryTower):
     """``T1''`` reads ``v_s`` with the gradient stopped."""
 
     def forward(self, batch):
@@ -102,8 +103,8 @@ class Fixed(DRGrad):
         super().__init__()
         self.mix, self.wrapper = mix, wrapper
 
-    def wrap_module(self, model, n_tasks):
-        module = super().wrap_module(model, n_tasks)
+    def wrap_module(self, model, n_tasks, *, wrappers=None):
+        module = super().wrap_module(model, n_tasks, wrappers=wrappers)
         module.mixing.copy_(torch.tensor(list(self.mix)))
         if self.wrapper is not None:
             module.__class__ = self.wrapper

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ._distributed import data_parallel_context
 from ._printlog import EpochTable
+from .models import MODULE_WRAPPERS
 from .models._batch import Batch
 from .optim import MultiTaskOptimizer, StepContext
 
@@ -272,7 +273,7 @@ class MultiTaskNet(NeuralNet):
 
     def initialize_module(self):
         super().initialize_module()
-        self.module_ = self.mto.wrap_module(self.module_, len(self.task_names))
+        self.module_ = self.mto.wrap_module(self.module_, len(self.task_names), wrappers=MODULE_WRAPPERS)
         # None for a method without state (always set: the net's other code reads it directly)
         self.mto_state_ = self.mto.create_state(self.module_, len(self.task_names))
         return self

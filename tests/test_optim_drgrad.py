@@ -10,15 +10,16 @@ from torch import nn
 
 from sklearn_mtr import MMoEClassifier, PLEClassifier, SharedBottomClassifier
 from sklearn_mtr.datasets import make_multitask_classification
+from sklearn_mtr.models import MODULE_WRAPPERS, SplitPrimaryTower
 from sklearn_mtr.models._base import MultiTaskModule
 from sklearn_mtr.models._blocks import tower_logits
 from sklearn_mtr.optim import StepContext
 from sklearn_mtr.optim.drgrad import (
     DRGrad,
-    _SplitPrimary,
     released_route_coefficient,
     route_coefficients,
     tower_route_coefficient,
+    update_mixing,
 )
 
 bce = torch.nn.functional.binary_cross_entropy_with_logits
@@ -135,7 +136,7 @@ def _losses(model, batch, y):
 
 def _setup(method, n_tasks=2, seed=0):
     torch.manual_seed(seed)
-    model = method.wrap_module(_Toy(n_tasks), n_tasks)
+    model = method.wrap_module(_Toy(n_tasks), n_tasks, wrappers=MODULE_WRAPPERS)
     opt = method.create_optimizer(model, None, lr=0.02, weight_decay=0.0)
     return model, opt
 
@@ -153,7 +154,7 @@ def _step(method, model, opt, batch, y, weights=None):
 def test_mixing_stays_half_with_equal_norms(mixing):
     model, _ = _setup(DRGrad(mixing=mixing))
     for norm in [3.0, 0.5, 7.0, 0.0]:
-        model.update_mixing(t([norm, norm]), rule=mixing, temperature=1.0)
+        update_mixing(model, t([norm, norm]), rule=mixing, temperature=1.0)
         torch.testing.assert_close(model.mixing, t([0.5, 0.5]))
     assert int(model.n_updates) == 4
 
@@ -168,8 +169,8 @@ def test_mixing_mean_and_cumulative_formulas():
     ]:
         model, _ = _setup(DRGrad())
         torch.testing.assert_close(model.mixing, t([0.5, 0.5]))  # mu starts at 0.5 / 0.5
-        model.update_mixing(t([1.0, 0.0]), rule=rule, temperature=temperature)
-        model.update_mixing(t([3.0, 1.0]), rule=rule, temperature=temperature)
+        update_mixing(model, t([1.0, 0.0]), rule=rule, temperature=temperature)
+        update_mixing(model, t([3.0, 1.0]), rule=rule, temperature=temperature)
         torch.testing.assert_close(model.mixing, torch.softmax(expected_s, 0))
         torch.testing.assert_close(model.sigma, t([4.0, 1.0]))
 
@@ -220,8 +221,8 @@ def test_backward_replaces_the_sub_tower_gradients_only(pairing):
 def test_split_wrapper_contract():
     torch.manual_seed(0)
     backbone = _Toy(3)
-    model = DRGrad(primary_task=1).wrap_module(backbone, 3)
-    assert isinstance(model, _SplitPrimary) and model.towers is backbone.towers and model.same_shaped_towers()
+    model = DRGrad(primary_task=1).wrap_module(backbone, 3, wrappers=MODULE_WRAPPERS)
+    assert isinstance(model, SplitPrimaryTower) and model.towers is backbone.towers and model.same_shaped_towers()
     # T1'' has T1''s architecture and fresh parameters
     for p, q in zip(model.split_tower.parameters(), backbone.towers[1].parameters()):
         assert p.shape == q.shape and not torch.equal(p, q)
@@ -327,11 +328,11 @@ def test_end_to_end_with_the_baselines(Estimator, params, mode, data):
     keys = {k[len("optim_") :] for k in clf.history_[-1] if k.startswith("optim_")}
     if mode == "tower":
         assert keys == {"cosine_primary_aux", "norm_ratio_aux"}
-        assert type(clf.net_.module_) is not _SplitPrimary
+        assert type(clf.net_.module_) is not SplitPrimaryTower
         return
     assert keys == SPLIT_KEYS
     module = clf.net_.module_
-    assert isinstance(module, _SplitPrimary) and int(module.n_updates) == 10  # 2 epochs x 5 batches
+    assert isinstance(module, SplitPrimaryTower) and int(module.n_updates) == 10  # 2 epochs x 5 batches
     mu = np.asarray(clf.history_[-1, "optim_mixing"])
     assert mu.shape == (2,) and mu.sum() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(float(module.mixing.sum()), 1.0, rtol=1e-6)
@@ -342,8 +343,8 @@ def test_end_to_end_with_the_baselines(Estimator, params, mode, data):
 class _SplitFrozenOff(DRGrad):
     """The split wrapper with ``T1''`` switched off (mixing frozen at (1, 0)) and no routing."""
 
-    def wrap_module(self, model, n_tasks):
-        module = super().wrap_module(model, n_tasks)
+    def wrap_module(self, model, n_tasks, *, wrappers=None):
+        module = super().wrap_module(model, n_tasks, wrappers=wrappers)
         module.mixing.copy_(torch.tensor([1.0, 0.0]))
         return module
 
@@ -358,7 +359,7 @@ def test_split_wrapper_with_the_split_tower_off_trains_exactly_the_backbone(Esti
     X, Y = data
     plain = Estimator(optimizer="ew", **params, **TINY).fit(X, Y)
     off = Estimator(optimizer=_SplitFrozenOff(), **params, **TINY).fit(X, Y)
-    assert isinstance(off.net_.module_, _SplitPrimary)
+    assert isinstance(off.net_.module_, SplitPrimaryTower)
     np.testing.assert_allclose(off.predict_proba(X), plain.predict_proba(X), rtol=1e-5, atol=1e-6)
 
 
@@ -394,7 +395,7 @@ def test_personalized_gate(data):
     module.eval()
     with torch.no_grad():
         inputs = module.backbone.tower_inputs(batch)
-        gate = module._personal_gate(batch)
+        gate = module.personal_gate_values(batch)
         assert bool(((gate > 0) & (gate < 2)).all())
         expected = module.towers[1](inputs[1] * gate)[:, 0]
         torch.testing.assert_close(module(batch)[:, 1], expected)
@@ -480,17 +481,17 @@ def test_invalid_hyper_parameters_raise_at_fit(bad, message, data):
 
 def test_unsupported_architectures_and_task_counts():
     with pytest.raises(ValueError, match="tower_inputs"):
-        DRGrad().wrap_module(_NoInputs(), 2)
+        DRGrad().wrap_module(_NoInputs(), 2, wrappers=MODULE_WRAPPERS)
     assert isinstance(DRGrad(mode="tower").wrap_module(_NoInputs(), 2), _NoInputs)  # tower mode needs none
     with pytest.raises(NotImplementedError, match="tower_inputs"):
         _NoInputs().tower_inputs({"x": torch.zeros(2, 5)})
     with pytest.raises(ValueError, match="at least two tasks"):
-        DRGrad().wrap_module(_Toy(1), 1)
+        DRGrad().wrap_module(_Toy(1), 1, wrappers=MODULE_WRAPPERS)
     odd = _Toy(2)
     odd.towers[1] = nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 1))
     for mode in ("split", "tower"):
         with pytest.raises(ValueError, match="parameter shapes"):
-            DRGrad(mode=mode).wrap_module(odd, 2)
+            DRGrad(mode=mode).wrap_module(odd, 2, wrappers=MODULE_WRAPPERS)
     with pytest.raises(ValueError, match="wrap_module"):
         model = _Toy(2)
         DRGrad().backward(_losses(model, *_toy_data()), StepContext(model, None, None, torch.ones(2)))
@@ -503,7 +504,7 @@ def test_share_updater_is_scale_free():
     for scale in (1e-4, 1.0, 1e3):
         model.sigma.zero_()
         model.n_updates.zero_()
-        model.update_mixing(scale * t([3.0, 1.0]), rule="share", temperature=1.0)
+        update_mixing(model, scale * t([3.0, 1.0]), rule="share", temperature=1.0)
         mixings.append(model.mixing.clone())
     for m in mixings:
         torch.testing.assert_close(m, t([0.75, 0.25]))
@@ -587,7 +588,7 @@ def test_personalized_gate_leaves_v1_untouched(data):
         module.personal_gate.bias.fill_(-3.0)  # gate far from 1: 2 sigmoid(...) ~ 0.1
         module.mixing.copy_(t([1.0, 0.0]))  # the primary logit is T1'(v1) alone
         inputs = module.backbone.tower_inputs(batch)
-        gate = module._personal_gate(batch)
+        gate = module.personal_gate_values(batch)
         assert float((gate - 1).abs().min()) > 0.1
         out = module(batch)
         torch.testing.assert_close(out[:, 0], module.towers[0](inputs[0])[:, 0])  # v1 ungated

@@ -20,12 +20,18 @@ from .pepnet import PEPNet
 from .ple import PLE
 from .resflow import ResFlow
 from .shared_bottom import SharedBottom
+from .split_primary import SplitPrimaryTower
+
+#: Modules a multi-task method may wrap an architecture in, by name: the estimators hand this
+#: mapping to ``MultiTaskOptimizer.wrap_module``, so that methods never import the architectures.
+MODULE_WRAPPERS = {"split_primary": SplitPrimaryTower}
 
 __all__ = [
     "AITM",
     "DBMTL",
     "ESCM2",
     "ESMM",
+    "MODULE_WRAPPERS",
     "PLE",
     "CrossStitch",
     "DSelectK",
@@ -37,4 +43,5 @@ __all__ = [
     "PEPNet",
     "ResFlow",
     "SharedBottom",
+    "SplitPrimaryTower",
 ]

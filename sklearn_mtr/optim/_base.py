@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -155,10 +156,18 @@ class MultiTaskOptimizer(BaseEstimator):
     def _check_parameter_combinations(self) -> None:
         """Constraints that involve several parameters (none by default)."""
 
-    def wrap_module(self, model: nn.Module, n_tasks: int) -> nn.Module:
+    def wrap_module(
+        self,
+        model: nn.Module,
+        n_tasks: int,
+        *,
+        wrappers: Mapping[str, Callable[..., nn.Module]] | None = None,
+    ) -> nn.Module:
         """The module to train. Methods that are partly an architecture (DRGrad's split
-        primary tower) return a wrapper following the same model contract; the default
-        trains ``model`` as it is."""
+        primary tower) return a wrapper following the same model contract, built from
+        ``wrappers`` (name -> module class; the estimators pass
+        :data:`sklearn_mtr.models.MODULE_WRAPPERS`), so that methods never import the
+        architectures. The default trains ``model`` as it is."""
         return model
 
     def create_state(self, model: nn.Module, n_tasks: int) -> nn.Module | None:

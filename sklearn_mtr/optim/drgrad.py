@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from .._constraints import InstanceOf, Interval, Options
-from ..models._base import MultiTaskModule
-from ..models._blocks import tower_logits
 from ._base import MultiTaskOptimizer, StepContext
 
 _MODES = ("split", "tower", "released")
@@ -136,16 +133,6 @@ def _write_grad(params: list[nn.Parameter], flat: torch.Tensor) -> None:
         p.grad = g.view_as(p)
 
 
-def _fresh_copy(module: nn.Module) -> nn.Module:
-    """Same architecture, freshly initialised parameters (and reset batch-norm statistics)."""
-    twin = copy.deepcopy(module)
-    for m in twin.modules():
-        reset = getattr(m, "reset_parameters", None)
-        if callable(reset):
-            reset()
-    return twin
-
-
 def _first_linear(module: nn.Module) -> nn.Linear:
     for m in module.modules():
         if isinstance(m, nn.Linear):
@@ -153,105 +140,28 @@ def _first_linear(module: nn.Module) -> nn.Linear:
     raise ValueError(f"DRGrad: the tower {type(module).__name__} has no nn.Linear layer.")
 
 
-def _first_linear_in_features(module: nn.Module) -> int:
-    return _first_linear(module).in_features
-
-
 # --------------------------------------------------------------------------------------
-# the split primary tower
+# the updater of the split primary tower's mixing weights
 # --------------------------------------------------------------------------------------
-class _SplitPrimary(MultiTaskModule):
-    """A backbone whose primary task is split into a dedicated and a shared sub-tower.
-
-    ``T1'`` is the backbone's own tower of the primary task on its own tower input ``v1``;
-    ``T1''`` (``split_tower``) has the same architecture, fresh parameters, and reads ``v_s``,
-    the mean of the auxiliary tasks' tower inputs (for two tasks: the auxiliary task's tower
-    input). The primary logit is ``mixing[0] * T1'(v1) + mixing[1] * T1''(v_s)`` (mixed on
-    logits); the other tasks' logits are the backbone's. An optional personalized gate
-    multiplies every auxiliary tower input (hence ``v_s``) by ``2 sigmoid(Linear(ids))``,
-    where ``ids`` are the concatenated embeddings of some categorical columns.
-
-    The mixing weights are buffers (they pickle and move between devices with the model):
-    ``mixing`` ``(mu', mu'')``, ``sigma`` the sums of the routed gradient norms of the two
-    sub-towers, ``n_updates`` the number of updates.
-    """
-
-    def __init__(
-        self,
-        backbone: MultiTaskModule,
-        primary: int,
-        personalized_columns: Sequence[int] | None = None,
-        mixing_init: float = 0.5,
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.n_tasks = backbone.n_tasks
-        self.primary = primary
-        self.split_tower = _fresh_copy(backbone.towers[primary])
-        self.register_buffer("mixing", torch.tensor([mixing_init, 1.0 - mixing_init]))
-        self.register_buffer("sigma", torch.zeros(2))
-        self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
-        if personalized_columns:
-            embedding = backbone.embedding
-            in_dim = len(personalized_columns) * embedding.embedding_dim
-            self.personal_gate = nn.Linear(in_dim, _first_linear_in_features(backbone.towers[primary]))
-            self.register_buffer("personal_columns", torch.tensor(list(personalized_columns), dtype=torch.long))
-        else:
-            self.personal_gate = None
-            self.personal_columns = None
-
-    @property
-    def towers(self) -> nn.ModuleList:
-        """The backbone's towers (``towers[primary]`` is ``T1'``; ``T1''`` is ``split_tower``)."""
-        return self.backbone.towers
-
-    def task_modules(self, k: int) -> list[nn.Module]:
-        # T1'' reads the auxiliary tasks' tower inputs, so whatever produces them (an MMoE
-        # gate, PLE's task experts) now serves the primary task too: an auxiliary task owns
-        # only its tower.
-        if k == self.primary:
-            return [*self.backbone.task_modules(k), self.split_tower]
-        return [self.backbone.towers[k]]
-
-    def _personal_gate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        embedding = self.backbone.embedding
-        cols = self.personal_columns
-        ids = batch["categorical"][:, cols] + embedding.offsets[cols]
-        return 2.0 * torch.sigmoid(self.personal_gate(embedding.categorical(ids).flatten(1)))
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = list(self.backbone.tower_inputs(batch))
-        p = self.primary
-        if self.personal_gate is not None:
-            gate = self._personal_gate(batch)
-            inputs = [x if k == p else x * gate for k, x in enumerate(inputs)]
-        aux = [x for k, x in enumerate(inputs) if k != p]
-        v_shared = aux[0] if len(aux) == 1 else torch.stack(aux).mean(0)
-        logits = tower_logits(self.towers, inputs)
-        primary = self.mixing[0] * logits[:, p] + self.mixing[1] * self.split_tower(v_shared)[:, 0]
-        columns = [primary if k == p else logits[:, k] for k in range(self.n_tasks)]
-        return torch.stack([c.float() for c in columns], dim=1)
-
-    @torch.no_grad()
-    def update_mixing(self, norms: torch.Tensor, *, rule: str = "share", temperature: float = 1.0) -> None:
-        """Add the routed gradient norms ``(||g1'+g_R1'||, ||g1''+g_R1''||)`` to ``sigma`` and
-        recompute ``mixing``: ``softmax(log(sigma / n) / temperature)`` (``"share"``: the mean
-        norms' shares, scale-free; kept while both sums are 0), ``softmax(sigma / (n temperature))``
-        (``"mean"``) or ``softmax(sigma / temperature)`` (``"cumulative"``), ``n`` updates so far."""
-        self.sigma.add_(norms.to(self.sigma.dtype))  # in place: no Module.__setattr__ per step
-        self.n_updates.add_(1)
-        if rule == "share":
-            # softmax(log x / T) = x^(1/T) / sum x^(1/T); torch.where: no host sync.
-            powered = (self.sigma / self.sigma.max().clamp_min(torch.finfo(self.sigma.dtype).tiny)) ** (
-                1.0 / temperature
-            )
-            total = powered.sum()
-            self.mixing.copy_(
-                torch.where(total > 0, powered / total.clamp_min(torch.finfo(total.dtype).tiny), self.mixing)
-            )
-            return
-        s = self.sigma if rule == "cumulative" else self.sigma / self.n_updates
-        self.mixing.copy_(torch.softmax(s / temperature, dim=0))
+@torch.no_grad()
+def update_mixing(model: nn.Module, norms: torch.Tensor, *, rule: str = "share", temperature: float = 1.0) -> None:
+    """Add the routed gradient norms ``(||g1'+g_R1'||, ||g1''+g_R1''||)`` to the split primary
+    tower's ``sigma`` and recompute its ``mixing``: ``softmax(log(sigma / n) / temperature)``
+    (``"share"``: the mean norms' shares, scale-free; kept while both sums are 0),
+    ``softmax(sigma / (n temperature))`` (``"mean"``) or ``softmax(sigma / temperature)``
+    (``"cumulative"``), ``n`` updates so far. ``model`` holds the three buffers ``mixing``,
+    ``sigma`` and ``n_updates`` (:class:`sklearn_mtr.models.SplitPrimaryTower`)."""
+    sigma, mixing = model.sigma, model.mixing
+    sigma.add_(norms.to(sigma.dtype))  # in place: no Module.__setattr__ per step
+    model.n_updates.add_(1)
+    if rule == "share":
+        # softmax(log x / T) = x^(1/T) / sum x^(1/T); torch.where: no host sync.
+        powered = (sigma / sigma.max().clamp_min(torch.finfo(sigma.dtype).tiny)) ** (1.0 / temperature)
+        total = powered.sum()
+        mixing.copy_(torch.where(total > 0, powered / total.clamp_min(torch.finfo(total.dtype).tiny), mixing))
+        return
+    s = sigma if rule == "cumulative" else sigma / model.n_updates
+    mixing.copy_(torch.softmax(s / temperature, dim=0))
 
 
 # --------------------------------------------------------------------------------------
@@ -464,39 +374,27 @@ class DRGrad(MultiTaskOptimizer):
                 "routing adds one tower's gradient to another, so they must be identical."
             )
 
-    def _personalized_columns(self, model: nn.Module) -> list[int] | None:
-        if self.personalized_features is None:
-            return None
-        embedding = getattr(model, "embedding", None)
-        schema = getattr(embedding, "schema", None)
-        if schema is None or getattr(embedding, "categorical", None) is None:
-            raise ValueError(
-                f"DRGrad: personalized_features needs an architecture with categorical embeddings; "
-                f"{type(model).__name__} has none."
-            )
-        names = list(schema.categorical_names)
-        columns = []
-        for feature in self.personalized_features:
-            if str(feature) not in names:
-                raise ValueError(
-                    f"DRGrad: personalized feature {feature!r} is not a categorical column; categorical columns: {names}."
-                )
-            columns.append(names.index(str(feature)))
-        return columns
-
     # ------------------------------------------------------------------ the interface
-    def wrap_module(self, model: nn.Module, n_tasks: int) -> nn.Module:
+    def wrap_module(
+        self,
+        model: nn.Module,
+        n_tasks: int,
+        *,
+        wrappers: Mapping[str, Callable[..., nn.Module]] | None = None,
+    ) -> nn.Module:
         self._check_model(model, n_tasks)
         if self.mode != "split":
             return model
-        overrides = getattr(type(model), "tower_inputs", None) not in (None, MultiTaskModule.tower_inputs)
-        if not overrides:
+        if wrappers is None or "split_primary" not in wrappers:
             raise ValueError(
-                f"DRGrad(mode='split') needs the towers' inputs to add the split primary tower, and "
-                f"{type(model).__name__} does not expose them (tower_inputs); use mode='tower'."
+                "DRGrad(mode='split') builds the split primary tower from wrappers['split_primary'] "
+                "(sklearn_mtr.models.MODULE_WRAPPERS, which the estimators pass)."
             )
-        return _SplitPrimary(
-            model, self.primary_task, self._personalized_columns(model), mixing_init=float(self.mixing_init)
+        return wrappers["split_primary"](
+            model,
+            self.primary_task,
+            personalized_features=self.personalized_features,
+            mixing_init=float(self.mixing_init),
         )
 
     def backward(self, task_losses: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -504,7 +402,7 @@ class DRGrad(MultiTaskOptimizer):
         n_tasks = task_losses.shape[0]
         if self.primary_task >= n_tasks:
             raise ValueError(f"DRGrad: primary_task={self.primary_task} is out of range for {n_tasks} tasks.")
-        if self.mode == "split" and not isinstance(model, _SplitPrimary):
+        if self.mode == "split" and getattr(model, "split_tower", None) is None:
             raise ValueError(
                 "DRGrad(mode='split') trains the module returned by its wrap_module (the split primary tower)."
             )
@@ -516,7 +414,7 @@ class DRGrad(MultiTaskOptimizer):
                 return self._route_released(model, n_tasks)
             return self._route_towers(model, n_tasks)
 
-    def _route_split(self, model: _SplitPrimary, n_tasks: int) -> dict[str, torch.Tensor]:
+    def _route_split(self, model: nn.Module, n_tasks: int) -> dict[str, torch.Tensor]:
         p = self.primary_task
         primary, split = _params(model.towers[p]), _params(model.split_tower)
         g1, gs = _flat_grad(primary), _flat_grad(split)
@@ -526,7 +424,8 @@ class DRGrad(MultiTaskOptimizer):
         new_split = gs + c_split * gs
         _write_grad(primary, new_primary)
         _write_grad(split, new_split)
-        model.update_mixing(
+        update_mixing(
+            model,
             torch.stack([new_primary.norm(), new_split.norm()]),
             rule=self.mixing,
             temperature=float(self.temperature),

@@ -21,8 +21,9 @@ _COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 _COMPILE_FLAGS = ("fullgraph", "dynamic")
 
 
-#: The constraints of the parameters every estimator shares (an estimator adds its own table,
-#: ``_parameter_constraints``, for its architecture's parameters).
+#: The constraints of the parameters every estimator shares (an estimator's architecture adds
+#: its table, and an estimator that builds its module itself declares its own,
+#: ``_parameter_constraints``).
 COMMON_CONSTRAINTS = {
     "batch_size": [Interval(numbers.Integral, 1)],
     "max_epochs": [Interval(numbers.Integral, 1)],
@@ -42,15 +43,18 @@ COMMON_CONSTRAINTS = {
 
 
 def check_common_params(estimator: BaseEstimator) -> None:
-    """Check the parameters every estimator shares and the estimator's own (its
-    ``_parameter_constraints`` table), once at the start of each fit.
+    """Check the parameters every estimator shares, its architecture's (the module's
+    :meth:`~sklearn_mtr.models.MultiTaskModule.parameter_constraints`) and the estimator's own
+    (its ``_parameter_constraints`` table), once at the start of each fit.
 
     Raises
     ------
     ValueError
         Naming the parameter and the value that is not allowed.
     """
-    check_parameters(estimator, {**COMMON_CONSTRAINTS, **type(estimator)._parameter_constraints}, prefix="")
+    architecture = type(estimator)._architecture
+    own = {} if architecture is None else architecture.parameter_constraints()
+    check_parameters(estimator, {**COMMON_CONSTRAINTS, **own, **type(estimator)._parameter_constraints}, prefix="")
     check_numeric_encoding(estimator.numeric_encoding, estimator.numeric_bins)
     check_compile(estimator.compile)
     # a method instance's own table (a registered name builds one with valid defaults)

@@ -58,3 +58,54 @@ def test_a_table_is_checked_in_its_order_and_stops_at_the_first_bad_parameter():
     with pytest.raises(ValueError, match="a must be"):
         check_parameters(Owner(), {"a": [Interval(numbers.Integral, 1)], "b": [Options("y")]})
     check_parameters(Owner(), {"b": [Options("x")]})
+
+
+# -- the architectures' tables ------------------------------------------------------------------
+def _architectures():
+    from sklearn_mtr import models
+
+    return [
+        getattr(models, name)
+        for name in models.__all__
+        if isinstance(getattr(models, name), type)
+        and issubclass(getattr(models, name), models.MultiTaskModule)
+        and name not in ("MultiTaskModule", "SplitPrimaryTower")
+    ]
+
+
+@pytest.mark.parametrize("architecture", _architectures(), ids=lambda a: a.__name__)
+def test_every_architecture_parameter_has_a_constraint_its_default_satisfies(architecture):
+    table = architecture.parameter_constraints()
+    assert set(table) == set(architecture.hyperparameters())
+    architecture.check_hyperparameters({n: p.default for n, p in architecture.hyperparameters().items()})
+
+
+def test_an_architecture_checks_its_table_when_built_directly():
+    from model_fixtures import SCHEMA
+
+    from sklearn_mtr.models import MMoE, PLE
+
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1.5"):
+        MMoE(SCHEMA, 2, dropout=1.5)
+    with pytest.raises(ValueError, match="n_shared_experts must be a positive integer, got 0"):
+        PLE(SCHEMA, 2, n_shared_experts=0)
+
+
+def _refused_value(allowed):
+    return next(v for v in (-1, "not-an-option", (0,), 0.5) if not any(c.accepts(v) for c in allowed))
+
+
+@pytest.mark.parametrize("name", sorted(__import__("sklearn_mtr.estimators", fromlist=["ESTIMATORS"]).ESTIMATORS))
+def test_an_estimator_checks_its_architecture_table_before_touching_the_data(name):
+    from sklearn_mtr.estimators import ESTIMATORS
+
+    cls = ESTIMATORS[name]
+    architecture = cls._architecture
+    table = architecture.parameter_constraints() if architecture is not None else cls._parameter_constraints
+    table = {n: c for n, c in table.items() if n != "embedding_dim"}  # a shared parameter, checked anyway
+    assert table, f"{cls.__name__} checks no architecture parameter"
+    for param, allowed in table.items():
+        est = cls(**{param: _refused_value(allowed)})
+        with pytest.raises(ValueError, match=f"^{param} must be"):
+            est.fit(np.zeros((4, 2)), np.zeros((4, 2), dtype=int))
+        assert not hasattr(est, "feature_encoder_")  # refused before any encoding

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import torch
@@ -183,6 +185,9 @@ class GRecClassifier(MultiTaskClassifierBase):
     >>> clf.sentence_dims_
     {'query': 3}
     """
+
+    # The module's constraints table (sentence_dims is computed in fit from the sentence encoder).
+    _parameter_constraints: ClassVar[dict[str, list]] = GRec.parameter_constraints(exclude=("sentence_dims",))
 
     def __init__(
         self,

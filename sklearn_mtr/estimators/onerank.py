@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -158,6 +159,11 @@ class OneRankClassifier(MultiTaskClassifierBase):
     >>> clf.predict_proba(X, groups=request).shape
     (400, 2)
     """
+
+    # The module's constraints table (context_features is resolved against X's columns, base_rates and requests are computed in fit).
+    _parameter_constraints: ClassVar[dict[str, list]] = OneRank.parameter_constraints(
+        exclude=("context_features", "base_rates", "requests")
+    )
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,9 @@ class ResFlowClassifier(MultiTaskClassifierBase):
     >>> ResFlowClassifier.released_funnel(max_epochs=2).get_params()["pos_weight"]
     (100.0, 500.0)
     """
+
+    # The module's constraints table (task_order may name tasks and is resolved against Y).
+    _parameter_constraints: ClassVar[dict[str, list]] = ResFlow.parameter_constraints(exclude=("task_order",))
 
     def __init__(
         self,

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from .._constraints import check_value
+from ._blocks import LAYER_WIDTHS, SHARED_CONSTRAINTS
 
 
 class MultiTaskModule(nn.Module):
@@ -24,6 +29,42 @@ class MultiTaskModule(nn.Module):
 
     n_tasks: int
     towers: nn.ModuleList
+
+    #: Constraints of the architecture's own parameters (see :mod:`sklearn_mtr._constraints`);
+    #: those it shares with the others come from the building blocks. Constraints between
+    #: parameters, or on the data, stay in ``__init__``.
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+
+    @classmethod
+    def parameter_constraints(cls, exclude: tuple[str, ...] = ()) -> dict[str, list]:
+        """The constraints table of :meth:`hyperparameters`, by name: the shared entries
+        (``embedding_dim``, ``n_experts``, ``activation``, ``dropout``, ``batch_norm``, every
+        ``*_hidden_sizes``) then the class's own ``_parameter_constraints``; ``exclude`` leaves
+        names out (the parameters an estimator computes rather than takes from the user).
+        Estimators check it when a fit starts; ``__init__`` through
+        :meth:`check_hyperparameters`."""
+        table = {}
+        for name in cls.hyperparameters():
+            if name in SHARED_CONSTRAINTS:
+                table[name] = SHARED_CONSTRAINTS[name]
+            elif name.endswith("_hidden_sizes"):
+                table[name] = LAYER_WIDTHS
+        table.update(cls._parameter_constraints)
+        return {name: allowed for name, allowed in table.items() if name not in exclude}
+
+    @classmethod
+    def check_hyperparameters(cls, values: Mapping[str, Any]) -> None:
+        """Check ``values`` (name -> value, as ``locals()`` in ``__init__``; other names are
+        ignored) against :meth:`parameter_constraints`.
+
+        Raises
+        ------
+        ValueError
+            ``"<name> must be <what it may be>, got <value>."``
+        """
+        for name, allowed in cls.parameter_constraints().items():
+            if name in values:
+                check_value(name, values[name], allowed)
 
     @classmethod
     def hyperparameters(cls) -> dict[str, inspect.Parameter]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from numbers import Integral, Real
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._constraints import Interval, Options
+from .._constraints import Sequence as SequenceOf
 from .._schema import FeatureSchema
 from ._numeric import PiecewiseLinearEmbedding
 from ._wide import BagInputs
@@ -24,6 +27,20 @@ _ACTIVATIONS = {
     "tanh": nn.Tanh,
     "leaky_relu": nn.LeakyReLU,
 }
+
+
+#: The constraints of the parameters the architectures share, by name (a module's own table,
+#: ``_parameter_constraints``, adds or overrides entries): see
+#: :meth:`~sklearn_mtr.models.MultiTaskModule.parameter_constraints`.
+SHARED_CONSTRAINTS = {
+    "embedding_dim": [Interval(Integral, 1)],
+    "n_experts": [Interval(Integral, 1)],
+    "activation": [Options(*_ACTIVATIONS)],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "batch_norm": [Options(True, False)],
+}
+#: The constraint of every ``*_hidden_sizes`` parameter: layer widths (possibly none).
+LAYER_WIDTHS = [SequenceOf(Interval(Integral, 1), what="a sequence of positive integers (layer widths)")]
 
 
 def check_sizes(sizes: Sequence[int], what: str) -> list[int]:

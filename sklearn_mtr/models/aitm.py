@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Real
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, InputEmbedding, make_activation
@@ -54,6 +56,10 @@ class AITM(MultiTaskModule):
     transfer (info gate included) and its head.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "calibration_weight": [Interval(Real, 0)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -68,9 +74,7 @@ class AITM(MultiTaskModule):
         calibration_weight: float = 0.6,
     ) -> None:
         super().__init__()
-        valid = isinstance(calibration_weight, Real) and not isinstance(calibration_weight, bool)
-        if not (valid and calibration_weight >= 0 and math.isfinite(calibration_weight)):
-            raise ValueError(f"calibration_weight must be a non-negative number, got {calibration_weight!r}.")
+        self.check_hyperparameters(locals())
         self.n_tasks = n_tasks
         self.calibration_weight = float(calibration_weight)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)

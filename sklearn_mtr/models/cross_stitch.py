@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 from numbers import Real
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .._constraints import Interval, check_value
+from .._constraints import Interval
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, InputEmbedding, check_sizes, tower_logits
@@ -66,6 +67,10 @@ class CrossStitch(MultiTaskModule):
         Batch normalisation after every hidden linear layer.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "stitch_init": [Interval(Real, 0, 1)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -80,10 +85,10 @@ class CrossStitch(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
+        self.check_hyperparameters(locals())
         sizes = check_sizes(column_hidden_sizes, "column_hidden_sizes")
         if not sizes:
             raise ValueError("column_hidden_sizes needs at least one layer.")
-        check_value("stitch_init", stitch_init, [Interval(Real, 0, 1)])
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}

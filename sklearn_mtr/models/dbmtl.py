@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import InstanceOf, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, InputEmbedding, check_sizes
@@ -74,6 +76,13 @@ class DBMTL(MultiTaskModule):
         Batch normalisation after every hidden linear layer.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "relations": [
+            Options("all", "previous", "none"),
+            InstanceOf((list, tuple), "the parents of each task: a list of lists of earlier task indices"),
+        ],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -89,6 +98,7 @@ class DBMTL(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
+        self.check_hyperparameters(locals())
         if not check_sizes(bottom_hidden_sizes, "bottom_hidden_sizes"):
             raise ValueError("bottom_hidden_sizes needs at least one layer.")
         self.n_tasks = n_tasks

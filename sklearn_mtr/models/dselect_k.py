@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .._constraints import Interval, check_value
+from .._constraints import Interval, Options, check_value
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, BatchedExperts, InputEmbedding, tower_logits
@@ -125,6 +126,13 @@ class DSelectK(MultiTaskModule):
         Batch normalisation after every hidden linear layer.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "k": [Interval(Integral, 1)],
+        "gamma": [Interval(Real, 0, closed="right")],
+        "entropy_reg": [Interval(Real, 0)],
+        "per_example": [Options(True, False)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -143,10 +151,8 @@ class DSelectK(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        check_value("n_experts", n_experts, [Interval(Integral, 1)])
+        self.check_hyperparameters(locals())
         check_value("k", k, [Interval(Integral, 1, n_experts)], prefix=f"with n_experts={n_experts}")
-        check_value("gamma", gamma, [Interval(Real, 0, closed="right")])
-        check_value("entropy_reg", entropy_reg, [Interval(Real, 0)])
         self.n_tasks = n_tasks
         self.entropy_reg = float(entropy_reg)
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Real
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._constraints import Interval, Options, check_value
+from .._constraints import Interval, Options
 from .._schema import FeatureSchema
 from ._batch import batch_labels
 from ._blocks import MLP
@@ -67,6 +68,12 @@ class ESCM2(ESMM):
         Batch normalisation after every hidden linear layer.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "counterfactual": [Options(*_COUNTERFACTUALS)],
+        "counterfactual_weight": [Interval(Real, 0)],
+        "min_propensity": [Interval(Real, 0, 1, closed="right")],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -81,9 +88,7 @@ class ESCM2(ESMM):
         dropout: float = 0.0,
         batch_norm: bool = False,
     ) -> None:
-        check_value("counterfactual", counterfactual, [Options(*_COUNTERFACTUALS)])
-        check_value("counterfactual_weight", counterfactual_weight, [Interval(Real, 0)])
-        check_value("min_propensity", min_propensity, [Interval(Real, 0, 1, closed="right")])
+        self.check_hyperparameters(locals())
         super().__init__(
             schema,
             n_tasks,

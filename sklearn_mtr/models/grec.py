@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._constraints import InstanceOf, Interval, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import InputEmbedding, check_dropout, check_sizes
+from ._blocks import InputEmbedding
 from ._moe import SwitchMoE, load_balancing_loss, route, router_z_loss
 from ._transformer import ParallelBlock, SequenceEncoder
 
@@ -92,6 +95,23 @@ class GRec(MultiTaskModule):
     shared.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **{name: [Interval(Integral, 1)] for name in ("d_model", "n_heads", "max_sequence_length", "max_text_length")},
+        **{name: [Interval(Integral, 0)] for name in ("n_sequence_layers", "n_text_layers")},
+        **{
+            name: [Options(None), InstanceOf((list, tuple), "a list of column names")]
+            for name in ("item_features", "task_features")
+        },
+        "expert_hidden_dim": [Options(None), Interval(Integral, 1)],
+        "top_k": [Interval(Integral, 1)],
+        "routing": [Options(*_ROUTING)],
+        "capacity_factor": [Options(None), Interval(Real, 0, closed="right")],
+        "router_jitter": [Interval(Real, 0, 1, closed="left")],
+        "balance_loss_coef": [Interval(Real, 0)],
+        "z_loss_coef": [Interval(Real, 0)],
+        "sentence_dims": [Options(None), InstanceOf(dict, "a dict of text column name -> vector width")],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -120,6 +140,7 @@ class GRec(MultiTaskModule):
         sentence_dims: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
+        self.check_hyperparameters(locals())
         sentence_dims = dict(sentence_dims or {})
         texts = [t.name for t in schema.texts]
         for name, dim in sentence_dims.items():
@@ -127,34 +148,13 @@ class GRec(MultiTaskModule):
                 raise ValueError(f"sentence_dims names {name!r}, which is not a text column; text columns: {texts}.")
             if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
                 raise ValueError(f"sentence_dims[{name!r}] must be a positive integer, got {dim!r}.")
-        for name, value in (
-            ("d_model", d_model),
-            ("n_heads", n_heads),
-            ("max_sequence_length", max_sequence_length),
-            ("max_text_length", max_text_length),
-            ("n_experts", n_experts),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name, value in (("n_sequence_layers", n_sequence_layers), ("n_text_layers", n_text_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
         if d_model % n_heads or (d_model // n_heads) % 2:
             raise ValueError(
                 f"d_model={d_model} must be a multiple of n_heads={n_heads} with an even head width "
                 "(rotary positions rotate pairs of features)."
             )
-        if routing not in _ROUTING:
-            raise ValueError(f"routing must be one of {_ROUTING}, got {routing!r}.")
-        for name, value in (("balance_loss_coef", balance_loss_coef), ("z_loss_coef", z_loss_coef)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be non-negative, got {value!r}.")
         hidden = d_model if expert_hidden_dim is None else expert_hidden_dim
-        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
-            raise ValueError(f"expert_hidden_dim must be a positive integer or None, got {expert_hidden_dim!r}.")
-        check_dropout(dropout)
-        head_sizes = check_sizes(head_hidden_sizes, "head_hidden_sizes")
-        tower_sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
+        head_sizes, tower_sizes = list(head_hidden_sizes), list(tower_hidden_sizes)
 
         self.n_tasks = n_tasks
         self.scored_tasks: list[int] | None = None

@@ -33,6 +33,7 @@ class MMoE(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
+        self.check_hyperparameters(locals())
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}

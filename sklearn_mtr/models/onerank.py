@@ -7,18 +7,20 @@ The paper has no released code. Where it is silent, the readings taken are liste
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._constraints import InstanceOf, Interval, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._batch import batch_group, batch_labels
-from ._blocks import MLP, InputEmbedding, check_dropout, tower_logits
+from ._blocks import MLP, InputEmbedding, tower_logits
 
 CROSS_TASK_MASKS = ("cascade", "parallel", "full")
 DETACH_MODES = ("input", "projection", "none")
@@ -319,6 +321,22 @@ class OneRank(MultiTaskModule):
     # models pickled before these options existed: requests on, candidate by attention only
     requests, candidate_access = True, "attention"
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        **{name: [Interval(Integral, 1)] for name in ("d_model", "n_layers", "n_heads", "ffn_mult", "max_history")},
+        "context_features": [InstanceOf((list, tuple), "a list of column names")],
+        "cross_task_mask": [
+            Options(*CROSS_TASK_MASKS),
+            InstanceOf((list, tuple, np.ndarray, torch.Tensor), "a (n_tasks, n_tasks) matrix of 0/1"),
+        ],
+        "detach": [Options(*DETACH_MODES)],
+        "scorer": [Options(*SCORERS)],
+        "infonce_weight": [Interval(Real, 0)],
+        "temperature": [Interval(Real, 0, closed="right")],
+        "base_rates": [Options(None), InstanceOf((list, tuple, np.ndarray), "one positive rate per task")],
+        "candidate_access": [Options(*CANDIDATE_ACCESS)],
+        "requests": [Options(True, False)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -342,20 +360,10 @@ class OneRank(MultiTaskModule):
         requests: bool = True,
     ) -> None:
         super().__init__()
-        if candidate_access not in CANDIDATE_ACCESS:
-            raise ValueError(f"candidate_access={candidate_access!r} is not one of {CANDIDATE_ACCESS}.")
-        sizes = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "ffn_mult": ffn_mult}
-        for name, value in {**sizes, "max_history": max_history}.items():
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        self.check_hyperparameters(locals())
         d_model, n_heads, ffn_mult, max_history = int(d_model), int(n_heads), int(ffn_mult), int(max_history)
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}.")
-        if not (isinstance(infonce_weight, numbers.Real) and infonce_weight >= 0):
-            raise ValueError(f"infonce_weight must be a non-negative number, got {infonce_weight!r}.")
-        if not (isinstance(temperature, numbers.Real) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-        check_dropout(dropout)
         self.n_tasks, self.d_model, self.max_history = n_tasks, d_model, max_history
         self.candidate_access, self.requests = candidate_access, bool(requests)
         self.infonce_weight = float(infonce_weight)

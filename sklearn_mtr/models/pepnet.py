@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .._constraints import Interval, check_value
+from .._constraints import InstanceOf, Interval, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, InputEmbedding
@@ -70,6 +71,16 @@ class PEPNet(MultiTaskModule):
         Batch normalisation after every hidden linear layer of the towers.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "gate_features": [
+            Options(None),
+            InstanceOf((str, list, tuple), "a categorical column name or a list of names or indices"),
+        ],
+        "gate_hidden_size": [Interval(Integral, 1)],
+        "gate_scale": [Interval(Real, 0, closed="right")],
+        "epnet": [Options(True, False)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -86,8 +97,7 @@ class PEPNet(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        check_value("gate_hidden_size", gate_hidden_size, [Interval(Integral, 1)])
-        check_value("gate_scale", gate_scale, [Interval(Real, 0, closed="right")])
+        self.check_hyperparameters(locals())
         if isinstance(gate_features, str):
             gate_features = [gate_features]
         self.n_tasks = n_tasks

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import Interval
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import MLP, BatchedExperts, InputEmbedding, mix, tower_logits
@@ -52,6 +55,12 @@ class _CGCLevel(nn.Module):
 class PLE(MultiTaskModule):
     """``n_levels`` CGC levels, then per-task towers."""
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "n_levels": [Interval(Integral, 1)],
+        "n_task_experts": [Interval(Integral, 1)],
+        "n_shared_experts": [Interval(Integral, 1)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -68,8 +77,7 @@ class PLE(MultiTaskModule):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if n_levels < 1:
-            raise ValueError(f"n_levels must be >= 1, got {n_levels}.")
+        self.check_hyperparameters(locals())
         self.n_tasks = n_tasks
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         layer = {"activation": activation, "dropout": dropout, "batch_norm": batch_norm}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .._constraints import InstanceOf, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
 from ._blocks import InputEmbedding, check_sizes, make_activation
@@ -103,6 +105,13 @@ class ResFlow(MultiTaskModule):
     (the towers are then independent).
     """
 
+    _parameter_constraints: ClassVar[dict[str, list]] = {
+        "task_order": [Options(None), InstanceOf((list, tuple), "a permutation of the task indices")],
+        "batch_norm": [Options(*BATCH_NORM_MODES)],
+        "logit_residual": [Options(True, False)],
+        "hidden_residual": [Options(True, False)],
+    }
+
     def __init__(
         self,
         schema: FeatureSchema,
@@ -117,11 +126,10 @@ class ResFlow(MultiTaskModule):
         hidden_residual: bool = True,
     ) -> None:
         super().__init__()
+        self.check_hyperparameters(locals())
         sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
         if not sizes:
             raise ValueError("tower_hidden_sizes needs at least one layer (the residual flows join hidden layers).")
-        if batch_norm not in BATCH_NORM_MODES:
-            raise ValueError(f"batch_norm={batch_norm!r} is not one of {BATCH_NORM_MODES}.")
         make_activation(activation)  # validates the name
         self.n_tasks = n_tasks
         self.order = check_task_order(task_order, n_tasks)

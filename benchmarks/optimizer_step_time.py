@@ -50,7 +50,7 @@ def all_methods() -> list[str]:
 def build(method: str, arch: dict, X, Y, batch_size: int, seed: int):
     """A fitted (one warm-up epoch) estimator and the pre-built training batches."""
     from sklearn_mtr import MMoEClassifier
-    from sklearn_mtr._net import TaskDataset
+    from sklearn_mtr._batches import TaskDataset
 
     clf = MMoEClassifier(
         **arch,

@@ -16,8 +16,9 @@ from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 
 from ._averaging import WeightAveraging
+from ._batches import TaskDataset
 from ._distributed import same_on_all_ranks, setup_device
-from ._net import MultiTaskNet, TaskDataset
+from ._net import MultiTaskNet
 from ._params import check_common_params, resolve_device
 from ._printlog import show_progress_bar
 from ._snapshot import NetSnapshot

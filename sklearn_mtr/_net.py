@@ -13,12 +13,13 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, EpochTimer, PassthroughScoring
+from skorch.callbacks import EarlyStopping, EpochTimer, PassthroughScoring
 from skorch.utils import TeeGenerator
-from torch.nn import functional as F
 
+from ._batches import BatchIterator, EpochSeededBatches, TaskDataset, request_batches
 from ._distributed import data_parallel_context
 from ._printlog import EpochTable
+from ._task_scoring import TaskScoring, task_losses
 from .models import MODULE_WRAPPERS
 from .models._batch import Batch
 from .optim import MultiTaskOptimizer, StepContext
@@ -30,188 +31,6 @@ from .optim import MultiTaskOptimizer, StepContext
 # batch's mean loss this high needs logits in the thousands on the wrong side, which no
 # converging model produces. Times pos_weight when above 1, which scales the positive term.
 _DIVERGED_LOSS_RATIO = 1e4
-
-
-class TaskDataset(torch.utils.data.Dataset):
-    """Encoded inputs (a dict of equal-length tensors), labels ``(n, k)`` with NaN, weights, and
-    the request codes of the rows (``group``; None: rows are independent)."""
-
-    def __init__(
-        self,
-        X: dict[str, torch.Tensor],
-        y: torch.Tensor | None = None,
-        w: torch.Tensor | None = None,
-        group: torch.Tensor | None = None,
-    ):
-        self.X, self.y, self.w, self.group = X, y, w, group
-        self.n = len(next(iter(X.values())))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def to(self, device) -> TaskDataset:
-        move = lambda t: None if t is None else t.to(device)
-        return TaskDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w), move(self.group))
-
-    def take(self, index: torch.Tensor) -> tuple[Batch, tuple]:
-        """The rows ``index`` as a model's :class:`Batch` (labels included) and ``(y, w)``."""
-        index = index.to(next(iter(self.X.values())).device)
-        y = None if self.y is None else self.y[index]
-        w = None if self.w is None else self.w[index]
-        group = None if self.group is None else self.group[index]
-        return Batch({k: v[index] for k, v in self.X.items()}, group=group, labels=y), (y, w)
-
-    def subset(self, index: torch.Tensor) -> TaskDataset:
-        """The rows ``index`` as a dataset of their own (the validation split)."""
-        batch, (y, w) = self.take(index)
-        return TaskDataset(dict(batch), y, w, batch.group)
-
-
-class BatchIterator:
-    """Batches sliced from a :class:`TaskDataset`, shuffled with a seeded generator.
-
-    A last batch of a single row is folded into the one before it, so batch norm never sees
-    a batch of one and no row is dropped.
-    """
-
-    def __init__(self, dataset: TaskDataset, batch_size: int, shuffle: bool, generator: torch.Generator | None):
-        self.dataset, self.batch_size, self.shuffle, self.generator = dataset, batch_size, shuffle, generator
-
-    def __len__(self) -> int:
-        if self.dataset.group is not None:
-            return len(request_batches(self.dataset.group, self.batch_size))
-        return len(self._bounds())
-
-    def _bounds(self) -> list[tuple[int, int]]:
-        n, bs = len(self.dataset), self.batch_size
-        bounds = [(i, min(i + bs, n)) for i in range(0, n, bs)]
-        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-            bounds[-2:] = [(bounds[-2][0], n)]
-        return bounds
-
-    def __iter__(self):
-        if self.dataset.group is not None:
-            for index in request_batches(self.dataset.group, self.batch_size, self.shuffle, self.generator):
-                yield self.dataset.take(index)
-            return
-        n = len(self.dataset)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start, stop in self._bounds():
-            yield self.dataset.take(order[start:stop])
-
-
-class EpochSeededBatches(BatchIterator):
-    """Training batches whose shuffle is reseeded at every epoch from the net's seed and epoch
-    number: an epoch's order does not depend on how many epochs the same ``fit`` call ran
-    before it, so a run resumed with ``warm_start`` or from a checkpoint repeats an
-    uninterrupted one."""
-
-    def __init__(self, net: NeuralNet, dataset: TaskDataset):
-        super().__init__(dataset, net.batch_size, shuffle=True, generator=torch.Generator())
-        self.net = net
-
-    def __iter__(self):
-        self.generator.manual_seed(self.net.seed + len(self.net.history))
-        return super().__iter__()
-
-
-def request_batches(group: torch.Tensor, batch_size: int, shuffle: bool = False, generator=None) -> list[torch.Tensor]:
-    """Row indices of batches that hold whole requests (rows sharing a ``group`` id).
-
-    Requests are taken in order of first appearance (shuffled when ``shuffle``), their rows
-    kept together, and whole requests are added to a batch until it holds ``batch_size``
-    rows or more, so a request larger than ``batch_size`` is a batch of its own.
-    """
-    group = group.cpu()
-    _, codes = torch.unique(group, return_inverse=True)
-    n_groups = int(codes.max()) + 1 if len(codes) else 0
-    first = torch.full((n_groups,), len(codes), dtype=torch.long).scatter_reduce(
-        0, codes, torch.arange(len(codes)), reduce="amin"
-    )
-    rank = torch.empty(n_groups, dtype=torch.long)
-    rank[torch.argsort(first)] = torch.arange(n_groups)  # order of first appearance
-    if shuffle:
-        rank = torch.randperm(n_groups, generator=generator)[rank]
-    key = rank[codes]
-    order = torch.argsort(key, stable=True)
-    sizes = torch.bincount(key, minlength=n_groups).tolist()
-    batches, start, rows = [], 0, 0
-    for size in sizes:
-        rows += size
-        if rows >= batch_size:
-            batches.append(order[start : start + rows])
-            start, rows = start + rows, 0
-    if rows:
-        batches.append(order[start : start + rows])
-    return batches
-
-
-def task_losses(
-    logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, pos_weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Per-task binary cross-entropy ``(k,)``: NaN labels masked, rows weighted by ``w``.
-
-    Each task's loss is the weighted mean over the rows that have its label; a task with no
-    label in the batch contributes 0 (and no gradient). ``pos_weight`` ``(k,)`` multiplies
-    the positive term of each task, as in ``BCEWithLogitsLoss``.
-    """
-    labelled = ~torch.isnan(y)
-    target = torch.where(labelled, y, torch.zeros_like(y))
-    per_entry = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none", pos_weight=pos_weight)
-    weight = labelled.to(per_entry.dtype)
-    if w is not None:
-        weight = weight * w[:, None]
-    return (per_entry * weight).sum(0) / weight.sum(0).clamp_min(torch.finfo(per_entry.dtype).tiny)
-
-
-class TaskScoring(Callback):
-    """Records per-task losses and ROC AUCs for every epoch in the net's history.
-
-    Keys: ``train_loss_<task>``, ``train_auc_<task>``, ``train_auc`` (mean over tasks), the same
-    with ``valid_`` when there is a validation split, and ``optim_<name>`` for the mean of what
-    the multi-task method reported during the epoch. Train AUCs are computed from the
-    predictions made during the epoch's training steps (dropout on), as Keras does.
-    """
-
-    def __init__(self, task_names: list[str]):
-        self.task_names = task_names
-
-    def on_epoch_begin(self, net, **kwargs):
-        self._parts = {"train": [], "valid": []}
-        self._diag_sum: dict[str, tuple] = {}
-
-    def on_batch_end(self, net, batch, training, y_pred=None, diagnostics=None, **kwargs):
-        if training:  # the loss is checked in train_step, before the update
-            for key, value in (diagnostics or {}).items():
-                # Per key: a method may report some values only on some steps.
-                total, count = self._diag_sum.get(key, (0, 0))
-                self._diag_sum[key] = (total + value.detach().float(), count + 1)
-        _, (y, w) = batch
-        self._parts["train" if training else "valid"].append((y_pred.detach(), y, w))
-
-    def on_epoch_end(self, net, **kwargs):
-        from .metrics import per_task_roc_auc  # late import: metrics uses sklearn only
-
-        for prefix, parts in self._parts.items():
-            if not parts:
-                continue
-            logits = torch.cat([p[0] for p in parts]).float()
-            y = torch.cat([p[1] for p in parts])
-            w = None if parts[0][2] is None else torch.cat([p[2] for p in parts])
-            losses = task_losses(logits, y, w, net._pos_weight(logits)).cpu().numpy()
-            auc = per_task_roc_auc(
-                y.cpu().numpy(),
-                torch.sigmoid(logits).cpu().numpy(),
-                sample_weight=None if w is None else w.cpu().numpy(),
-            )
-            for name, loss_k, auc_k in zip(self.task_names, losses, auc):
-                net.history.record(f"{prefix}_loss_{name}", float(loss_k))
-                net.history.record(f"{prefix}_auc_{name}", float(auc_k))
-            net.history.record(f"{prefix}_auc", float(np.nanmean(auc)) if not np.isnan(auc).all() else float("nan"))
-        for key, (total, count) in self._diag_sum.items():
-            mean = (total / count).cpu().numpy()
-            net.history.record(f"optim_{key}", mean.tolist() if mean.ndim else float(mean))
-        self._parts = {"train": [], "valid": []}
 
 
 def _no_donated_buffers(active: bool):

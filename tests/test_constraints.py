@@ -83,7 +83,7 @@ def test_every_architecture_parameter_has_a_constraint_its_default_satisfies(arc
 def test_an_architecture_checks_its_table_when_built_directly():
     from model_fixtures import SCHEMA
 
-    from sklearn_mtr.models import MMoE, PLE
+    from sklearn_mtr.models import PLE, MMoE
 
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1.5"):
         MMoE(SCHEMA, 2, dropout=1.5)

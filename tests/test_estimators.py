@@ -8,7 +8,7 @@ from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback, LRScheduler
 
 from sklearn_mtr import MMoEClassifier, PLEClassifier, SharedBottomClassifier
-from sklearn_mtr._net import task_losses
+from sklearn_mtr._task_scoring import task_losses
 from sklearn_mtr.datasets import make_multitask_classification
 
 TINY = {

@@ -433,7 +433,8 @@ def _lookahead_gram(opt, params, grads):
 
 
 def test_alpha_solves_the_nash_condition_on_the_lookahead_gram_in_a_training_step(data):
-    from sklearn_mtr._net import TaskDataset, task_losses
+    from sklearn_mtr._batches import TaskDataset
+    from sklearn_mtr._task_scoring import task_losses
 
     X, Y = data
     clf = MMoEClassifier(optimizer=PUB(refresh_every=3), n_experts=2, expert_hidden_sizes=(8,), **TINY).fit(X, Y)

@@ -216,7 +216,7 @@ def test_drgrad_tower_routing_applies_and_split_mode_says_why_not(funnel):
 def test_pos_weight_multiplies_the_positive_term_of_each_task():
     import torch
 
-    from sklearn_mtr._net import task_losses
+    from sklearn_mtr._task_scoring import task_losses
 
     logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]])
     y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

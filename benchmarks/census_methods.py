@@ -150,8 +150,8 @@ def summarise(parts: list[str], output: str) -> dict:
         if lr in ref["lrs"]:
             null = {"lr": float(lr), **entry, "delta_vs_ew": _paired(entry["runs"], ref["lrs"][lr]["runs"], tasks)}
     payload = {
-        "config": {**config, "parts": parts, "protocol": __doc__.split("\n\n", 1)[1]},
-        "parts": parts,
+        "config": {**config, "protocol": __doc__.split("\n\n", 1)[1]},
+        "parts": [{"name": part} for part in parts],
         "model": MODEL,
         "tasks": tasks,
         "reference": REFERENCE_METHOD,

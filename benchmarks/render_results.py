@@ -1378,11 +1378,65 @@ def render_pub_drgrad_evidence(page: Page, stem: str, data: dict) -> None:
         page.add("Merged from " + ", ".join(f"`{f}`" for f in merged) + ".", "")
 
 
+def render_census_methods(page: Page, stem: str, data: dict) -> None:
+    """Methods on Census under the evidence protocol (``census_methods.py --summarise``): per
+    method the learning rate chosen on validation, the test AUC per task there, and the paired
+    difference with equal weighting (each at its chosen rate) for the mean of the tasks and per
+    task; the null control in the same columns; then every rate of the grid."""
+    tasks, methods, null = data["tasks"], data.get("methods", {}), data.get("null_control")
+    protocol = str(data.get("config", {}).get("protocol", "")).split("\n\n")[0].replace("\n", " ")
+    page.add(
+        f"{protocol} Model: {data.get('model')}; seeds paired by `random_state`. Δ: mean paired difference "
+        "with `ew` (equal weighting, each method at its own chosen rate) and its 95 % t-interval; the null "
+        "control's interval is the protocol's resolution.",
+        "",
+    )
+    header = ["method", "chosen lr", "seeds", *(f"{t} AUC" for t in tasks), "Δ mean AUC [95 % CI]"]
+    header += [f"Δ {t} [95 % CI]" for t in tasks] + ["epochs", "fit s"]
+    rows = []
+
+    def row(label: str, lr: float, entry: dict, delta: dict | None) -> list:
+        n = entry["auc"][tasks[0]].get("n", "?")
+        cells = [label, f"{lr:g}", n, *(pm(entry["auc"][t]) for t in tasks)]
+        if delta is None:
+            cells += ["(reference)"] * (len(tasks) + 1)
+        else:
+            cells += [_delta_ci(paired(delta.get(k))) for k in ("mean", *tasks)]
+        return cells + [pm(entry.get("epochs"), 1), pm(entry.get("fit_seconds"), 0)]
+
+    for method, entry in methods.items():
+        lr = entry["chosen_lr"]
+        rows.append(row(method, lr, entry["lrs"][f"{lr:g}"], entry.get("delta_vs_ew")))
+    if null:
+        rows.append(row("*ew, weights 1 / n_tasks (null control)*", null["lr"], null, null["delta_vs_ew"]))
+    page.table(header, rows)
+    lrs = sorted({lr for entry in methods.values() for lr in entry["lrs"]}, key=float)
+    page.add(
+        "Every rate of the grid: the validation score averaged over the seeds every rate has (what chose "
+        "the rate; early stopping's best mean validation AUC) and the test mean AUC's paired difference with "
+        "`ew` at the same rate.",
+        "",
+    )
+    grid_rows = []
+    for method, entry in methods.items():
+        cells = [method]
+        for lr in lrs:
+            chosen = " (chosen)" if float(lr) == entry["chosen_lr"] else ""
+            same = entry.get("delta_vs_ew_per_lr", {}).get(lr, {}).get("mean")
+            cells += [
+                fmt(entry["valid_score"].get(lr)) + chosen,
+                "(reference)" if method == "ew" else _delta_ci(paired(same)),
+            ]
+        grid_rows.append(cells)
+    page.table(["method"] + [h for lr in lrs for h in (f"lr {lr}: valid score", f"lr {lr}: Δ test vs ew")], grid_rows)
+
+
 # Every result file's benchmark name (the longest matching prefix) and the renderer that lays
 # out its tables. A file of a benchmark not listed here stops the rendering.
 RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "census_baselines": render_census,
     "census_optimizers": render_census_optimizers,
+    "census_methods": render_census_methods,
     "funnel_models": render_datasets,
     "grec_accuracy": render_datasets,
     "optimizer_step_time": render_step_time,
@@ -1414,6 +1468,7 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
 TITLES = {
     "census_baselines": "Census-Income baselines",
     "census_optimizers": "Multi-task methods on Census-Income",
+    "census_methods": "Multi-task methods on Census-Income, learning rate tuned per method",
     "funnel_models": "Funnel models",
     "grec_accuracy": "GRec accuracy",
     "optimizer_step_time": "Optimizer step time",

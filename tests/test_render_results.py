@@ -927,3 +927,52 @@ def test_step_time_ratios_are_paired_by_round_and_checked_against_targets(render
     assert "| adam | 15.00 | 1.00 | (reference) |" in page
     assert "`pub` 1.15× (target ≤ 1.15×, met)" in page
     assert "Default-size" not in page
+
+
+def test_census_methods_choose_the_rate_on_validation_and_pair_with_ew(render_results, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    census_methods = __import__("census_methods")
+    monkeypatch.setattr(sys.modules["_common"], "RESULTS_DIR", tmp_path / "results")
+
+    def runs(test_income, valid):
+        return [
+            {
+                "seed": s,
+                "auc": {"income": a, "married": 0.99},
+                "valid_auc": [v - 0.01, v],
+                "epochs": 9,
+                "fit_seconds": 1.0,
+            }
+            for s, (a, v) in enumerate(zip(test_income, valid))
+        ]
+
+    parts = {
+        "census_methods_part_a": {
+            "ew lr=0.001": runs([0.950, 0.952, 0.951], [0.90, 0.90, 0.90]),
+            "ew_half lr=0.001": runs([0.951, 0.951, 0.951], [0.90, 0.90, 0.90]),
+            "pub lr=0.001": runs([0.940, 0.940, 0.940], [0.95, 0.95, 0.95]),  # best on validation
+        },
+        "census_methods_part_b": {
+            "ew lr=0.002": runs([0.990, 0.990, 0.990], [0.80, 0.80, 0.80]),  # best on test, never chosen
+            "pub lr=0.002": runs([0.960, 0.960, 0.960], [0.85, 0.85, 0.85]),
+        },
+    }
+    (tmp_path / "results").mkdir()
+    for name, variants in parts.items():
+        info = {"tasks": ["income", "married"], "variants": {v: {"runs": r} for v, r in variants.items()}}
+        (tmp_path / "results" / f"{name}.json").write_text(json.dumps({"config": {}, "datasets": {"census": info}}))
+    payload = census_methods.summarise(list(parts), "census_methods")
+    assert payload["methods"]["ew"]["chosen_lr"] == 0.001 and payload["methods"]["pub"]["chosen_lr"] == 0.001
+    delta = payload["methods"]["pub"]["delta_vs_ew"]
+    np.testing.assert_allclose(delta["income"]["values"], [-0.010, -0.012, -0.011], atol=1e-12)
+    np.testing.assert_allclose(delta["mean"]["values"], [-0.005, -0.006, -0.0055], atol=1e-12)
+    out = tmp_path / "page.md"
+    render_results.render(tmp_path / "results", out, tmp_path / "img")
+    page = out.read_text()
+    assert "## Multi-task methods on Census-Income, learning rate tuned per method" in page
+    assert "| pub | 0.001 | 3 | 0.9400 ± 0.0000 | 0.9900 ± 0.0000 | -0.0055 [-0.0067, -0.0043] |" in page
+    assert "| *ew, weights 1 / n_tasks (null control)* | 0.001 | 3 |" in page
+    assert "| pub | 0.9500 (chosen) | -0.0055 [-0.0067, -0.0043] | 0.8500 | -0.0150 [-0.0150, -0.0150] |" in page
+    assert "`census_methods_part_a.json` (in `census_methods.json`)" in page  # parts listed, not rendered twice

@@ -399,7 +399,7 @@ def test_personalized_gate(data):
         assert bool(((gate > 0) & (gate < 2)).all())
         expected = module.towers[1](inputs[1] * gate)[:, 0]
         torch.testing.assert_close(module(batch)[:, 1], expected)
-    with pytest.raises(ValueError, match="not a categorical column"):
+    with pytest.raises(ValueError, match="not categorical columns"):
         clone(clf).set_params(optimizer=DRGrad(personalized_features=["x0"])).fit(X, Y)
 
 

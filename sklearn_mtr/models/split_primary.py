@@ -85,35 +85,26 @@ class SplitPrimaryTower(MultiTaskModule):
         self.register_buffer("mixing", torch.tensor([mixing_init, 1.0 - mixing_init]))
         self.register_buffer("sigma", torch.zeros(2))
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
-        columns = self._categorical_columns(backbone, personalized_features)
-        if columns:
-            in_dim = len(columns) * backbone.embedding.embedding_dim
+        self.personal_names = self._categorical_names(backbone, personalized_features)
+        if self.personal_names:
+            in_dim = len(self.personal_names) * backbone.embedding.embedding_dim
             self.personal_gate = nn.Linear(in_dim, _first_linear_in_features(backbone.towers[primary]))
-            self.register_buffer("personal_columns", torch.tensor(columns, dtype=torch.long))
         else:
             self.personal_gate = None
-            self.personal_columns = None
 
     @staticmethod
-    def _categorical_columns(backbone: nn.Module, features: Sequence[str | int] | None) -> list[int]:
+    def _categorical_names(backbone: nn.Module, features: Sequence[str | int] | None) -> list[str]:
         if features is None:
             return []
         embedding = getattr(backbone, "embedding", None)
-        schema = getattr(embedding, "schema", None)
-        if schema is None or getattr(embedding, "categorical", None) is None:
+        if getattr(embedding, "categorical", None) is None:
             raise ValueError(
                 f"DRGrad: personalized_features needs an architecture with categorical embeddings; "
                 f"{type(backbone).__name__} has none."
             )
-        names = list(schema.categorical_names)
-        columns = []
-        for feature in features:
-            if str(feature) not in names:
-                raise ValueError(
-                    f"DRGrad: personalized feature {feature!r} is not a categorical column; categorical columns: {names}."
-                )
-            columns.append(names.index(str(feature)))
-        return columns
+        names = [str(feature) for feature in features]
+        embedding.categorical_indices(names)  # a ValueError names a column that is not categorical
+        return names
 
     @property
     def towers(self) -> nn.ModuleList:
@@ -130,10 +121,8 @@ class SplitPrimaryTower(MultiTaskModule):
 
     def personal_gate_values(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``2 sigmoid(Linear(concat of the personalized columns' embeddings))``, ``(batch, width)``."""
-        embedding = self.backbone.embedding
-        cols = self.personal_columns
-        ids = batch["categorical"][:, cols] + embedding.offsets[cols]
-        return 2.0 * torch.sigmoid(self.personal_gate(embedding.categorical(ids).flatten(1)))
+        ids = self.backbone.embedding.categorical_columns(batch, self.personal_names)
+        return 2.0 * torch.sigmoid(self.personal_gate(ids.flatten(1)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = list(self.backbone.tower_inputs(batch))

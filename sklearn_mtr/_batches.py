@@ -35,12 +35,12 @@ class TaskDataset(torch.utils.data.Dataset):
         return TaskDataset({k: move(v) for k, v in self.X.items()}, move(self.y), move(self.w), move(self.group))
 
     def take(self, index: torch.Tensor) -> tuple[Batch, tuple]:
-        """The rows ``index`` as a model's :class:`Batch` (labels included) and ``(y, w)``."""
+        """The rows ``index`` as a model's :class:`Batch` and ``(y, w)``."""
         index = index.to(next(iter(self.X.values())).device)
         y = None if self.y is None else self.y[index]
         w = None if self.w is None else self.w[index]
         group = None if self.group is None else self.group[index]
-        return Batch({k: v[index] for k, v in self.X.items()}, group=group, labels=y), (y, w)
+        return Batch({k: v[index] for k, v in self.X.items()}, group=group), (y, w)
 
     def subset(self, index: torch.Tensor) -> TaskDataset:
         """The rows ``index`` as a dataset of their own (the validation split)."""

@@ -93,6 +93,8 @@ class MultiTaskNet(NeuralNet):
     def initialize_module(self):
         super().initialize_module()
         self.module_ = self.mto.wrap_module(self.module_, len(self.task_names), wrappers=MODULE_WRAPPERS)
+        # Training steps hand the labels to an architecture whose auxiliary loss needs them.
+        self.module_reads_labels_ = type(self.module_).reads_labels()
         # None for a method without state (always set: the net's other code reads it directly)
         self.mto_state_ = self.mto.create_state(self.module_, len(self.task_names))
         return self
@@ -191,10 +193,11 @@ class MultiTaskNet(NeuralNet):
         state.pop("_compiled_forward", None)  # compiled code does not pickle; rebuilt on use
         return state
 
-    def _forward(self, X):
+    def _forward(self, X, labels: torch.Tensor | None = None):
         module = self._module_call()
+        extra = {"labels": labels} if labels is not None and self.module_reads_labels_ else {}
         with self._autocast(), _no_donated_buffers(module is not self.module_):
-            out = module(X)
+            out = module(X, **extra)
         if isinstance(out, tuple):
             return out[0].float(), out[1]
         return out.float(), None
@@ -269,7 +272,7 @@ class MultiTaskNet(NeuralNet):
         self._train_mode(True)
         X, (y, w) = batch
         self.optimizer_.zero_grad(set_to_none=True)
-        logits, aux = self._forward(X)
+        logits, aux = self._forward(X, labels=y)
         losses = task_losses(logits, y, w, self._pos_weight(logits))
         dp = getattr(self, "data_parallel_", None)
         if dp is not None:  # global-batch loss values, this rank's share of the gradient

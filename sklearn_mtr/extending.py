@@ -7,7 +7,8 @@ may move between releases, these names will not.
   :class:`InputEmbedding` (categorical, sequence, text, sparse and numeric inputs of a
   :class:`FeatureSchema`) and builds towers with :class:`MLP` (:func:`tower_logits` stacks
   their logits). Its input is a :class:`Batch`: the features by name, plus the request codes
-  and the labels (:func:`batch_group`, :func:`batch_labels`) for architectures that need them.
+  (:func:`batch_group`) for architectures that score requests as sets; one whose auxiliary loss
+  needs the task labels takes them as ``forward``'s ``labels`` keyword.
 - **Parameter constraints** are tables of :class:`Interval`, :class:`Options`, :func:`Pair`
   and :class:`InstanceOf`, checked by :func:`check_parameters` once when a fit starts.
 - **A multi-task method** subclasses :class:`MultiTaskOptimizer`, or
@@ -49,7 +50,7 @@ from ._params import store_init_params
 from ._schema import FeatureSchema
 from .estimators._registry import register_architecture, unregister_architecture
 from .models import MultiTaskModule
-from .models._batch import Batch, batch_group, batch_labels
+from .models._batch import Batch, batch_group
 from .models._blocks import MLP, InputEmbedding, tower_logits
 from .optim import MultiTaskOptimizer, StepContext
 from .optim._combination import GradientCombination
@@ -69,7 +70,6 @@ __all__ = [
     "Pair",
     "StepContext",
     "batch_group",
-    "batch_labels",
     "check_parameters",
     "register_architecture",
     "store_init_params",

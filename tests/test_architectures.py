@@ -20,7 +20,6 @@ from sklearn_mtr import (
 )
 from sklearn_mtr.datasets import make_funnel_classification, make_multitask_classification
 from sklearn_mtr.models import ESCM2, DSelectK, PEPNet
-from sklearn_mtr.models._batch import Batch
 from sklearn_mtr.models.dselect_k import DSelectKGate, smooth_step
 from sklearn_mtr.models.esmm import chained_product_logits
 
@@ -423,12 +422,11 @@ def test_escm2_is_esmm_plus_a_counterfactual_risk_in_training(counterfactual):
     assert aux == 0
     conditional = torch.cat([tower(model.embedding(batch)) for tower in model.towers], dim=1)
     torch.testing.assert_close(logits, chained_product_logits(conditional))
-    labelled = Batch(batch, labels=FUNNEL_LABELS)
-    logits2, aux = model(labelled)
+    logits2, aux = model(batch, labels=FUNNEL_LABELS)
     torch.testing.assert_close(logits2, logits)  # the labels never reach the predictions
     assert aux > 0
     model.eval()
-    assert model(labelled)[1] == 0
+    assert model(batch, labels=FUNNEL_LABELS)[1] == 0
     assert len(model.imputation) == (1 if counterfactual == "dr" else 0)
 
 
@@ -449,8 +447,8 @@ def _manual_risk(model, batch, labels):
 @pytest.mark.parametrize("counterfactual", ["ips", "dr"])
 def test_escm2_risk_matches_the_paper(counterfactual):
     model = _escm2(counterfactual, counterfactual_weight=0.7, min_propensity=0.3)
-    batch = Batch(make_batch(), labels=FUNNEL_LABELS)
-    aux = model(batch)[1]
+    batch = make_batch()
+    aux = model(batch, labels=FUNNEL_LABELS)[1]
     torch.testing.assert_close(aux, _manual_risk(model, batch, FUNNEL_LABELS))
     # the propensity is detached: the risk does not train the CTR tower
     model.zero_grad(set_to_none=True)
@@ -464,7 +462,7 @@ def test_escm2_risk_matches_the_paper(counterfactual):
     unclicked = FUNNEL_LABELS.clone()
     unclicked[:, 0] = 0
     unclicked[:, 1] = 0
-    aux0 = model(Batch(batch, labels=unclicked))[1]
+    aux0 = model(batch, labels=unclicked)[1]
     assert (aux0 == 0) if counterfactual == "ips" else (aux0 > 0)
 
 
@@ -474,7 +472,7 @@ def test_escm2_missing_labels_are_left_out():
     labels = FUNNEL_LABELS.clone()
     labels[0, 1] = float("nan")  # clicked, conversion unknown
     labels[2, 0] = float("nan")  # click unknown
-    aux = model(Batch(batch, labels=labels))[1]
+    aux = model(batch, labels=labels)[1]
     keep = [1, 3, 4, 5]
     sub = {k: v[keep] for k, v in batch.items()}
     torch.testing.assert_close(aux, _manual_risk(model, sub, FUNNEL_LABELS[keep]))
@@ -511,3 +509,16 @@ def test_escm2_fits_with_multi_task_methods(counterfactual, optimizer):
     bad[:, 0], bad[:, 1] = 0, 1
     with pytest.raises(ValueError, match="funnel label contract"):
         ESCM2Classifier(**TINY).fit(X, bad)
+
+
+def test_only_architectures_whose_auxiliary_loss_needs_labels_take_them():
+    from sklearn_mtr import models
+
+    takes = {
+        name
+        for name in models.__all__
+        if isinstance(getattr(models, name), type)
+        and issubclass(getattr(models, name), models.MultiTaskModule)
+        and getattr(models, name).reads_labels()
+    }
+    assert takes == {"ESCM2", "OneRank"}

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from sklearn_mtr import OneRankClassifier
 from sklearn_mtr._schema import FeatureSchema, SequenceInput
 from sklearn_mtr.models import OneRank
-from sklearn_mtr.models._batch import Batch, batch_group
+from sklearn_mtr.models._batch import Batch
 from sklearn_mtr.models.onerank import cross_task_visibility
 from sklearn_mtr.optim import OPTIMIZERS
 
@@ -86,7 +86,7 @@ def test_candidate_changes_only_its_own_group():
 
 def test_logits_ignore_labels_and_request_order():
     model, batch = make_model(), make_batch()
-    labelled = Batch(batch, group=batch.group, labels=torch.ones(len(GROUP), N_TASKS))
+    labels = torch.ones(len(GROUP), N_TASKS)
     perm = torch.randperm(len(GROUP), generator=torch.Generator().manual_seed(1))
     # the request's first row carries its context: keep each request's first row first
     first = torch.tensor([0, 3, 5, 9])
@@ -95,7 +95,7 @@ def test_logits_ignore_labels_and_request_order():
     shuffled = Batch({k: v[order] for k, v in batch.items()}, group=batch.group[order])
     with torch.no_grad():
         logits, _ = model(batch)
-        assert torch.equal(model(labelled)[0], logits)
+        assert torch.equal(model(batch, labels=labels)[0], logits)
         torch.testing.assert_close(model(shuffled)[0], logits[order], rtol=0, atol=1e-5)
 
 
@@ -206,7 +206,7 @@ def _dead_parameters(model, batch):
     over one key leaves round-off, about 1e-9)."""
     model.train().zero_grad(set_to_none=True)
     labels = torch.randint(0, 2, (len(batch["numeric"]), N_TASKS), generator=torch.Generator().manual_seed(0))
-    logits, aux = model(Batch(batch, group=batch_group(batch), labels=labels.float()))
+    logits, aux = model(batch, labels=labels.float())
     loss = F.binary_cross_entropy_with_logits(logits, labels.float())
     (loss if aux is None else loss + aux).backward()
     return [n for n, p in model.named_parameters() if p.numel() and (p.grad is None or p.grad.abs().max() < 1e-6)]
@@ -466,8 +466,8 @@ def test_forward_aux_loss_only_with_requests_and_labels():
     labels = torch.tensor([[1.0, 0.0, 1.0]] * len(GROUP))
     labels[1] = 0.0
     assert model(batch)[1] is None  # no labels: prediction
-    assert model(Batch(batch, group=batch.group, labels=labels))[1] > 0
-    assert model(Batch(batch, labels=labels))[1] is None  # no request codes: every row its own request
+    assert model(batch, labels=labels)[1] > 0
+    assert model(Batch(batch), labels=labels)[1] is None  # no request codes: every row its own request
 
 
 # ---------------------------------------------------------------------- estimator
@@ -563,17 +563,20 @@ def test_training_batches_hold_whole_requests():
     seen = []
 
     class Spy(OneRank):
-        def forward(self, batch):
-            seen.append((batch.group.clone(), batch.labels is not None))
-            return super().forward(batch)
+        def forward(self, batch, labels=None):
+            seen.append((batch.group.clone(), labels is not None))
+            return super().forward(batch, labels=labels)
 
     clf = OneRankClassifier(context_features=["user"], **{**TINY, "max_epochs": 1, "batch_size": 16})
     clf._build_module = lambda schema, n_tasks: Spy(schema, n_tasks, d_model=8, n_layers=1, embedding_dim=4)
     clf.fit(X, Y, groups=groups)
-    assert all(has_label for _, has_label in seen)
+    assert all(has_label for _, has_label in seen)  # training steps hand forward the labels
     sizes = [torch.bincount(torch.unique(g, return_inverse=True)[1]) for g, _ in seen]
     assert all(bool((s == 7).all()) for s in sizes)  # every request complete in its batch
     assert sum(len(s) for s in sizes) == 10
+    seen.clear()
+    clf.predict_proba(X, groups=groups)
+    assert seen and not any(has_label for _, has_label in seen)  # prediction never does
 
 
 def test_base_rate_initialises_scorer_bias():

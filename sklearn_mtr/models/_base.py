@@ -19,7 +19,10 @@ class MultiTaskModule(nn.Module):
     Subclasses build ``self.towers`` (an ``nn.ModuleList``, one tower per task) and override
     :meth:`task_modules` when a task owns more than its tower (a gate, task experts).
     ``forward`` returns the logits, or ``(logits, aux_loss)`` when the architecture has an
-    auxiliary objective (load balancing, contrastive terms) that training must add.
+    auxiliary objective (load balancing, contrastive terms) that training must add. An
+    auxiliary objective that needs the task labels declares a keyword ``labels=None`` in
+    ``forward`` (:meth:`reads_labels`): training steps pass the batch's labels ``(B, n_tasks)``
+    (NaN: missing) to it; validation and prediction never do. The labels are never a feature.
 
     Parameter groups (what multi-task optimizers need):
 
@@ -74,6 +77,13 @@ class MultiTaskModule(nn.Module):
         if [p.name for p in params[:2]] != ["schema", "n_tasks"]:
             raise ValueError(f"{cls.__name__}.__init__ must start with (schema, n_tasks).")
         return {p.name: p for p in params[2:]}
+
+    @classmethod
+    def reads_labels(cls) -> bool:
+        """Whether ``forward`` takes the task labels (a ``labels`` keyword): training passes
+        them to an architecture whose auxiliary loss needs them (ESCM2's counterfactual
+        risk, OneRank's InfoNCE)."""
+        return "labels" in inspect.signature(cls.forward).parameters
 
     def task_modules(self, k: int) -> list[nn.Module]:
         """Modules private to task ``k``."""

@@ -12,7 +12,6 @@ from torch.nn import functional as F
 
 from .._constraints import Interval, Options
 from .._schema import FeatureSchema
-from ._batch import batch_labels
 from ._blocks import MLP
 from .esmm import ESMM, chained_product_logits
 
@@ -44,7 +43,7 @@ class ESCM2(ESMM):
     same risk to each stage ``t >= 1`` given stage ``t - 1`` (``o`` the label of stage
     ``t - 1``, ``o_hat`` its predicted entire-space probability); one stage is a plain tower.
     Rows with a missing label at the stage or the one before are left out of the risk. The
-    risk needs the labels: training batches carry them (``batch.labels``);
+    risk needs the labels: training steps pass them to ``forward`` (``labels``);
     without them (prediction, evaluation) the auxiliary loss is 0.
 
     Private parameters: as ESMM's (the last stage's tower); the imputation towers are
@@ -130,11 +129,12 @@ class ESCM2(ESMM):
             total = total + risk.sum() / known.sum().clamp(min=1)
         return self.counterfactual_weight * total
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.embedding(batch)
         conditional = self.embedding.bags.add_to(torch.cat([tower(x) for tower in self.towers], dim=1), batch)
         logits = chained_product_logits(conditional)
-        labels = batch_labels(batch)
         if not self.training or labels is None or self.n_tasks < 2:
             return logits, logits.new_zeros((), dtype=torch.float32)
         return logits, self.counterfactual_risk(x, conditional, logits, labels)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from .._constraints import InstanceOf, Interval, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._batch import batch_group, batch_labels
+from ._batch import batch_group
 from ._blocks import MLP, InputEmbedding, tower_logits
 
 CROSS_TASK_MASKS = ("cascade", "parallel", "full")
@@ -311,7 +311,7 @@ class OneRank(MultiTaskModule):
     candidate attention and temperatures would get no gradient there (a softmax over one
     key, no InfoNCE), so they are not built and ``h_k`` is a linear map of ``r_k``. ``forward`` returns
     ``(logits, aux)``, ``aux`` being ``infonce_weight * sum_k InfoNCE_k`` within requests
-    when the batch carries labels (``batch.labels``: training), else None.
+    when ``forward`` is given the labels (training), else None.
 
     Task ``k`` privately owns its task token, query map, cross-attention (or per-row
     projection), scorer and temperature (``task_parameters``); with ``detach="none"`` and another task reading ``k``
@@ -609,10 +609,11 @@ class OneRank(MultiTaskModule):
         per_task = torch.where(usable, per_request, 0.0).sum(0) / usable.sum(0).clamp(min=1)
         return self.infonce_weight * per_task.sum()
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         inputs, layout = self._tower_inputs(batch)
         logits = self.embedding.bags.add_to(tower_logits(self.towers, inputs), batch)
-        labels = batch_labels(batch)
         aux = None
         if labels is not None and self.requests and self.infonce_weight > 0 and layout.n_candidates > 1:
             aux = self.infonce(logits, labels, layout)

@@ -1,4 +1,7 @@
-"""ResFlow vs ESMM vs AITM vs MMoE vs PLE on funnel data: per-task AUC, GAUC, weighted recall@K.
+"""Funnel and multi-task architectures on funnel data: per-task AUC, GAUC, weighted recall@K.
+
+ResFlow, ESMM, AITM, MMoE and PLE, and the peers' architectures (ESCM2, OMoE, DSelect-k,
+Cross-stitch, PEPNet, DBMTL; issue 19), at comparable small sizes (``ARCHITECTURES``).
 
 Two funnel data sets with two nested tasks (the second implies the first):
 
@@ -13,7 +16,13 @@ Two funnel data sets with two nested tasks (the second implies the first):
   test set, the 10 % before them the validation set, the rest training. Requests: the user
   (GAUC and recall@K rank each user's test items).
 
-Every model: embeddings of 16, Adam lr 1e-3, batch 512, small towers (see ``ARCHITECTURES``).
+Every model: embeddings of 16, Adam lr 1e-3 (or a grid, ``--lrs``), batch 512, small towers
+(see ``ARCHITECTURES``). With a grid of two or more rates, each model's rate is chosen per
+data set on validation (the kept epoch's mean validation AUC, averaged over the seeds), and
+its test AUC is paired by seed with the reference model's at its own chosen rate (ESMM;
+MMoE on Census): the mean difference per task and for the mean of the tasks. The null
+control, the reference with task weights 1 / n_tasks (a no-op for Adam up to rounding), gives
+the protocol's resolution.
 Epochs: trained one at a time with ``partial_fit`` on train, the epoch with the best mean
 validation AUC kept (at most ``--max-epochs``, patience ``--patience``), as in
 ``census_baselines.py``. Test metrics per seed, then mean ± sample std over seeds.
@@ -24,7 +33,8 @@ top K candidates by one fused score, recall per feedback type pooled over reques
 averaged with equal weights. The fused score is the additive fusion ``(p_0 + p_1) / 2`` of
 the predicted task probabilities (over the entire space for every model).
 
-Run ``python benchmarks/funnel_models.py --seeds 5``; ``--quick`` is a smoke run. Writes
+Run ``python benchmarks/funnel_models.py --seeds 5`` (``--lrs 1e-3 3e-3 --output
+funnel_models_lr_grid`` for the tuned, paired run); ``--quick`` is a smoke run. Writes
 ``benchmarks/results/funnel_models.json`` (``funnel_models_quick.json`` with ``--quick``).
 """
 
@@ -57,12 +67,28 @@ ARCHITECTURES = {
             "tower_hidden_sizes": (32,),
         },
     ),
+    # the peers' architectures (issue 19), at the same sizes
+    "ESCM2": ("ESCM2Classifier", {"tower_hidden_sizes": (64, 32)}),
+    "OMoE": ("OMoEClassifier", {"n_experts": 4, "expert_hidden_sizes": (64, 32), "tower_hidden_sizes": (32,)}),
+    "DSelectK": (
+        "DSelectKClassifier",
+        {"n_experts": 4, "k": 2, "expert_hidden_sizes": (64, 32), "tower_hidden_sizes": (32,)},
+    ),
+    "CrossStitch": ("CrossStitchClassifier", {"column_hidden_sizes": (64, 32), "tower_hidden_sizes": (32,)}),
+    "PEPNet": ("PEPNetClassifier", {"tower_hidden_sizes": (64, 32)}),
+    "DBMTL": ("DBMTLClassifier", {"bottom_hidden_sizes": (64, 32), "tower_hidden_sizes": (32,)}),
 }
+# The paired reference of each data set (the learning-rate grid's differences are to it), and
+# the null control: the reference with task weights 1 / n_tasks, which Adam's scale invariance
+# makes a no-op up to rounding.
+REFERENCE = {"census": "MMoE"}
+DEFAULT_REFERENCE = "ESMM"
+CONTROL = "null control"
 
 DATASETS = ("synthetic", "movielens", "movielens_user", "census")
 
 # tasks of Census-Income are not nested: the funnel models (ESMM, AITM) do not apply there
-FUNNEL_ONLY = ("ESMM", "AITM")
+FUNNEL_ONLY = ("ESMM", "AITM", "ESCM2")
 
 
 class Split(dict):
@@ -240,20 +266,22 @@ def load_census() -> Split:
 # --------------------------------------------------------------------------- models
 
 
-def make_estimator(model: str, seed: int, args):
+def make_estimator(model: str, seed: int, args, lr: float | None = None, reference: str | None = None):
+    """``model`` (or, for ``CONTROL``, ``reference`` with task weights 1 / n_tasks) at ``lr``."""
     import sklearn_mtr
 
-    cls_name, arch = ARCHITECTURES[model]
+    cls_name, arch = ARCHITECTURES[reference if model == CONTROL else model]
     cls = getattr(sklearn_mtr, cls_name)
-    return cls(
+    clf = cls(
         **arch,
-        **COMMON,
+        **{**COMMON, **({} if lr is None else {"lr": lr})},
         batch_size=args.batch_size,
         max_epochs=args.max_epochs,
         random_state=seed,
         verbose=0,
         device="cpu",
     )
+    return clf.set_params(task_weights=[0.5, 0.5]) if model == CONTROL else clf
 
 
 def _metrics(Y_true, P, groups, k, tasks) -> dict:
@@ -275,10 +303,9 @@ def _metrics(Y_true, P, groups, k, tasks) -> dict:
     }
 
 
-def run_one(model: str, seed: int, data: Split, args, tasks) -> dict:
-
+def run_one(model: str, seed: int, data: Split, args, tasks, lr=None, reference=None) -> dict:
     torch.manual_seed(seed)
-    clf = make_estimator(model, seed, args)
+    clf = make_estimator(model, seed, args, lr, reference)
     t0 = time.perf_counter()
     selection = _common.fit_on_train_select_on_valid(clf, data, args.max_epochs, args.patience)
     fit_seconds = time.perf_counter() - t0
@@ -293,6 +320,22 @@ def run_one(model: str, seed: int, data: Split, args, tasks) -> dict:
         **selection,
         "fit_seconds": fit_seconds,
     }
+
+
+def _valid_score(run: dict) -> float:
+    """The run's best mean validation AUC (the epoch it kept)."""
+    return max(entry["valid_mean_auc"] for entry in run["valid_curve"])
+
+
+def _paired(runs: list[dict], reference: list[dict], tasks: list[str]) -> dict:
+    """Per-seed test AUC differences ``run - reference`` (seeds in both), per task and for the
+    mean of the tasks."""
+    ref = {r["seed"]: r for r in reference}
+    pairs = [(r, ref[r["seed"]]) for r in runs if r["seed"] in ref]
+    out = {t: _common.summary([r["auc"][t] - q["auc"][t] for r, q in pairs]) for t in tasks}
+    out["mean"] = _common.summary([np.mean([r["auc"][t] - q["auc"][t] for t in tasks]) for r, q in pairs])
+    out["seeds"] = [r["seed"] for r, _ in pairs]
+    return out
 
 
 def _summarise(runs, tasks) -> dict:
@@ -352,6 +395,14 @@ def main(argv=None) -> int:
     parser.add_argument("--n-test", type=int, default=10000, help="synthetic test rows")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--models", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
+    parser.add_argument(
+        "--lrs",
+        nargs="+",
+        type=float,
+        default=[COMMON["lr"]],
+        help="learning-rate grid: with two or more, each model's rate is chosen on validation, its test "
+        "metrics are paired by seed with the reference model's (ESMM; MMoE on Census) and a null control runs",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 1 epoch, small synthetic set")
     parser.add_argument("--output", default=None)
@@ -371,6 +422,11 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size,
             "k": args.k,
             "common": COMMON,
+            "lrs": args.lrs,
+            "lr_selection": "per model and data set, the rate of --lrs with the best validation score (the kept "
+            "epoch's mean validation AUC) averaged over the seeds",
+            "null_control": "the reference model with task weights 1 / n_tasks (a no-op for Adam up to rounding), "
+            "at the reference's chosen rate",
             "architectures": {m: {"estimator": c, **p} for m, (c, p) in ARCHITECTURES.items() if m in args.models},
             "fused_score": "mean of the two predicted task probabilities (additive fusion, equal weights)",
             "wrecall": "sklearn_mtr.metrics.weighted_recall_at_k, equal weights over the two tasks, per request "
@@ -420,27 +476,46 @@ def main(argv=None) -> int:
         models = [m for m in args.models if not (dataset == "census" and m in FUNNEL_ONLY)]
         max_epochs = args.max_epochs
         args.max_epochs = info["max_epochs"]
-        for model in models:
-            runs, errors = [], []
-            for seed in range(args.seeds):
-                try:
-                    res = run_one(model, seed, data, args, tasks)
-                except Exception as exc:
-                    errors.append({"seed": seed, "error": f"{type(exc).__name__}: {exc}"})
-                    print(f"{dataset:>9} {model:>8} seed {seed}: ERROR {type(exc).__name__}: {exc}", flush=True)
-                    continue
-                runs.append(res)
-                print(
-                    f"{dataset:>9} {model:>8} seed {seed}: AUC "
-                    + " / ".join(f"{res['auc'][t]:.4f}" for t in tasks)
-                    + (", GAUC " + " / ".join(f"{res['gauc'][t]:.4f}" for t in tasks) if "gauc" in res else "")
-                    + (f", WRecall@{args.k} {res['wrecall_at_k']:.4f}" if "wrecall_at_k" in res else "")
-                    + f", best epoch {res['best_epoch']}/"
-                    f"{res['epochs_trained']}, fit {res['fit_seconds']:.0f} s "
-                    f"(elapsed {time.perf_counter() - started:.0f} s)",
-                    flush=True,
-                )
-            info["models"][model] = {"runs": runs, "errors": errors, **(_summarise(runs, tasks) if runs else {})}
+        reference = REFERENCE.get(dataset, DEFAULT_REFERENCE)
+        grid = len(args.lrs) > 1
+        ordered = ([reference] if reference in models else []) + [m for m in models if m != reference]
+        if grid and reference in models:
+            ordered.append(CONTROL)  # at the reference's chosen rate
+            info["reference"] = reference
+        for model in ordered:
+            lrs = [info["models"][reference]["chosen_lr"]] if model == CONTROL else args.lrs
+            by_lr, errors = {}, []
+            for lr in lrs:
+                by_lr[lr] = []
+                for seed in range(args.seeds):
+                    try:
+                        res = run_one(model, seed, data, args, tasks, lr, reference)
+                    except Exception as exc:
+                        errors.append({"seed": seed, "lr": lr, "error": f"{type(exc).__name__}: {exc}"})
+                        print(f"{dataset:>9} {model:>8} seed {seed}: ERROR {type(exc).__name__}: {exc}", flush=True)
+                        continue
+                    by_lr[lr].append(res)
+                    print(
+                        f"{dataset:>9} {model:>8} lr {lr:g} seed {seed}: AUC "
+                        + " / ".join(f"{res['auc'][t]:.4f}" for t in tasks)
+                        + (", GAUC " + " / ".join(f"{res['gauc'][t]:.4f}" for t in tasks) if "gauc" in res else "")
+                        + (f", WRecall@{args.k} {res['wrecall_at_k']:.4f}" if "wrecall_at_k" in res else "")
+                        + f", best epoch {res['best_epoch']}/"
+                        f"{res['epochs_trained']}, fit {res['fit_seconds']:.0f} s "
+                        f"(elapsed {time.perf_counter() - started:.0f} s)",
+                        flush=True,
+                    )
+            # the rate with the best validation score averaged over the seeds (test rows unused)
+            scores = {lr: float(np.mean([_valid_score(r) for r in runs])) for lr, runs in by_lr.items() if runs}
+            chosen = max(scores, key=scores.get) if scores else None
+            runs = by_lr.get(chosen, [])
+            entry = {"runs": runs, "errors": errors, **(_summarise(runs, tasks) if runs else {})}
+            if grid:
+                entry["chosen_lr"] = chosen
+                entry["lr_grid"] = {f"{lr:g}": {"valid_score": scores.get(lr), "runs": rs} for lr, rs in by_lr.items()}
+                if model != reference and runs and info["models"].get(reference, {}).get("runs"):
+                    entry["delta_vs_reference"] = _paired(runs, info["models"][reference]["runs"], tasks)
+            info["models"][model] = entry
             _common.write_results(name, results)
         args.max_epochs = max_epochs
     results["total_seconds"] = time.perf_counter() - started

@@ -210,7 +210,9 @@ def _dataset_table(page: Page, ds: dict, config: dict, labels: dict[str, str] | 
     tasks, models, labels = ds["tasks"], ds["models"], labels or {}
     with_gauc = any(m.get("gauc") for m in models.values())
     with_recall = any(m.get("wrecall_at_k") for m in models.values())
+    reference = ds.get("reference")  # a learning-rate grid: chosen rates and paired differences
     header = ["model", "seeds", *(f"{t} AUC" for t in tasks)]
+    header += ["chosen lr", f"Δ mean AUC vs {reference} [95 % CI]"] if reference else []
     header += [f"{t} GAUC" for t in tasks] if with_gauc else []
     header += [f"weighted recall@{config.get('k', 'k')}"] if with_recall else []
     header += ["fit s"]
@@ -221,7 +223,15 @@ def _dataset_table(page: Page, ds: dict, config: dict, labels: dict[str, str] | 
         if "auc" not in m:
             rows.append([label, 0, *(["–"] * (len(header) - 2))])
             continue
+        if reference and model == "null control":
+            label = f"*{reference}, task weights 1 / n_tasks (null control)*"
         cells = [label, m["auc"][tasks[0]].get("n", "?"), *(pm(m["auc"][t]) for t in tasks)]
+        if reference:
+            delta = m.get("delta_vs_reference")
+            cells += [
+                f"{m['chosen_lr']:g}",
+                "(reference)" if model == reference else _delta_ci(paired(delta and delta["mean"])),
+            ]
         cells += [pm(m.get("gauc", {}).get(t)) for t in tasks] if with_gauc else []
         cells += [pm(m.get("wrecall_at_k"))] if with_recall else []
         rows.append([*cells, pm(m.get("fit_seconds"), 1)])
@@ -236,6 +246,13 @@ def _dataset_table(page: Page, ds: dict, config: dict, labels: dict[str, str] | 
             ]
         )
     page.table(header, rows)
+    if reference:
+        page.add(
+            f"Each model at the rate of {config.get('lrs')} with the best validation score averaged over the "
+            f"seeds; Δ: its test AUC (mean of the tasks) minus {reference}'s at {reference}'s chosen rate, paired "
+            "by seed, with the 95 % t-interval. The null control's interval is the protocol's resolution.",
+            "",
+        )
     if notes:
         page.add(*(f"- {n}" for n in notes), "")
 

@@ -976,3 +976,32 @@ def test_census_methods_choose_the_rate_on_validation_and_pair_with_ew(render_re
     assert "| *ew, weights 1 / n_tasks (null control)* | 0.001 | 3 |" in page
     assert "| pub | 0.9500 (chosen) | -0.0055 [-0.0067, -0.0043] | 0.8500 | -0.0150 [-0.0150, -0.0150] |" in page
     assert "`census_methods_part_a.json` (in `census_methods.json`)" in page  # parts listed, not rendered twice
+
+
+def test_funnel_lr_grid_table_shows_chosen_rates_paired_deltas_and_the_null_control(render_results, tmp_path):
+    def model(aucs, lr, delta=None):
+        entry = {"auc": {"a": _stat(aucs), "b": _stat(aucs)}, "fit_seconds": _stat([1.0, 1.0]), "chosen_lr": lr}
+        if delta is not None:
+            entry["delta_vs_reference"] = {"mean": _stat(delta)}
+        return entry
+
+    data = {
+        "benchmark": "funnel_models_lr_grid",
+        "config": {"lrs": [0.001, 0.003]},
+        "datasets": {
+            "synthetic": {
+                "tasks": ["a", "b"],
+                "reference": "ESMM",
+                "models": {
+                    "ESMM": model([0.70, 0.72], 0.003),
+                    "ESCM2": model([0.69, 0.71], 0.001, [-0.01, -0.01]),
+                    "null control": model([0.70, 0.72], 0.003, [0.001, -0.001]),
+                },
+            }
+        },
+    }
+    page = render_one(render_results, tmp_path, "funnel_models_lr_grid", data)
+    assert "| model | seeds | a AUC | b AUC | chosen lr | Δ mean AUC vs ESMM [95 % CI] | fit s |" in page
+    assert "| ESMM | 2 | 0.7100 ± 0.0141 | 0.7100 ± 0.0141 | 0.003 | (reference) |" in page
+    assert "| ESCM2 | 2 | 0.7000 ± 0.0141 | 0.7000 ± 0.0141 | 0.001 | -0.0100 [-0.0100, -0.0100] |" in page
+    assert "| *ESMM, task weights 1 / n_tasks (null control)* | 2 |" in page

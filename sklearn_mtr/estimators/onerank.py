@@ -160,7 +160,8 @@ class OneRankClassifier(MultiTaskClassifierBase):
     (400, 2)
     """
 
-    # The module's constraints table (context_features is resolved against X's columns, base_rates and requests are computed in fit).
+    # The module's constraints table (context_features is resolved against X's columns;
+    # base_rates and requests are computed in fit).
     _parameter_constraints: ClassVar[dict[str, list]] = OneRank.parameter_constraints(
         exclude=("context_features", "base_rates", "requests")
     )

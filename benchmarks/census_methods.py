@@ -98,9 +98,11 @@ def summarise(parts: list[str], output: str) -> dict:
     """Join the part files' runs and write the chosen rates and paired differences."""
     runs: dict[str, dict[int, dict]] = {}
     tasks = config = None
+    environments = {}
     for part in parts:
         data = json.loads((_common.RESULTS_DIR / f"{part}.json").read_text())
         config = config or data["config"]
+        environments[part] = data.get("environment")
         for info in data["datasets"].values():
             tasks = info["tasks"]
             for variant, entry in info["variants"].items():
@@ -158,7 +160,13 @@ def summarise(parts: list[str], output: str) -> dict:
         "methods": methods,
         "null_control": null,
     }
-    _common.write_results(output, payload)
+    path = _common.write_results(output, payload)
+    # The fits ran in the parts: their environment (threads, commit, load) is the one to report.
+    written = json.loads(path.read_text())
+    written["summarised_in"] = written["environment"]
+    written["environment"] = environments[parts[0]] or written["environment"]
+    written["part_environments"] = environments
+    path.write_text(json.dumps(written, indent=2) + "\n")
     return payload
 
 

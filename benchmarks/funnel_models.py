@@ -78,6 +78,11 @@ ARCHITECTURES = {
     "PEPNet": ("PEPNetClassifier", {"tower_hidden_sizes": (64, 32)}),
     "DBMTL": ("DBMTLClassifier", {"bottom_hidden_sizes": (64, 32), "tower_hidden_sizes": (32,)}),
 }
+# Ablations, run only when named in --models: ESCM2's counterfactual risk weaker, or IPS.
+ABLATIONS = {
+    "ESCM2-w0.1": ("ESCM2Classifier", {"tower_hidden_sizes": (64, 32), "counterfactual_weight": 0.1}),
+    "ESCM2-ips": ("ESCM2Classifier", {"tower_hidden_sizes": (64, 32), "counterfactual": "ips"}),
+}
 # The paired reference of each data set (the learning-rate grid's differences are to it), and
 # the null control: the reference with task weights 1 / n_tasks, which Adam's scale invariance
 # makes a no-op up to rounding.
@@ -88,7 +93,7 @@ CONTROL = "null control"
 DATASETS = ("synthetic", "movielens", "movielens_user", "census")
 
 # tasks of Census-Income are not nested: the funnel models (ESMM, AITM) do not apply there
-FUNNEL_ONLY = ("ESMM", "AITM", "ESCM2")
+FUNNEL_ONLY = ("ESMM", "AITM", "ESCM2", *ABLATIONS)
 
 
 class Split(dict):
@@ -270,7 +275,7 @@ def make_estimator(model: str, seed: int, args, lr: float | None = None, referen
     """``model`` (or, for ``CONTROL``, ``reference`` with task weights 1 / n_tasks) at ``lr``."""
     import sklearn_mtr
 
-    cls_name, arch = ARCHITECTURES[reference if model == CONTROL else model]
+    cls_name, arch = {**ARCHITECTURES, **ABLATIONS}[reference if model == CONTROL else model]
     cls = getattr(sklearn_mtr, cls_name)
     clf = cls(
         **arch,
@@ -394,7 +399,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-valid", type=int, default=5000, help="synthetic validation rows")
     parser.add_argument("--n-test", type=int, default=10000, help="synthetic test rows")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    parser.add_argument("--models", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
+    parser.add_argument("--models", nargs="+", choices=[*ARCHITECTURES, *ABLATIONS], default=list(ARCHITECTURES))
     parser.add_argument(
         "--lrs",
         nargs="+",
@@ -427,7 +432,9 @@ def main(argv=None) -> int:
             "epoch's mean validation AUC) averaged over the seeds",
             "null_control": "the reference model with task weights 1 / n_tasks (a no-op for Adam up to rounding), "
             "at the reference's chosen rate",
-            "architectures": {m: {"estimator": c, **p} for m, (c, p) in ARCHITECTURES.items() if m in args.models},
+            "architectures": {
+                m: {"estimator": c, **p} for m, (c, p) in {**ARCHITECTURES, **ABLATIONS}.items() if m in args.models
+            },
             "fused_score": "mean of the two predicted task probabilities (additive fusion, equal weights)",
             "wrecall": "sklearn_mtr.metrics.weighted_recall_at_k, equal weights over the two tasks, per request "
             "(groups); the unverified ResFlow-style reading, not ResFlow's published formula",

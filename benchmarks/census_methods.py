@@ -170,6 +170,25 @@ def summarise(parts: list[str], output: str) -> dict:
     return payload
 
 
+def diagnostics(methods: list[tuple[str, float]], epochs: int, seed: int) -> dict:
+    """What each method reports in ``history_`` (its ``optim_*`` keys, epoch means) over the first
+    ``epochs`` epochs of a fit on the whole training file, at the given rate, without early
+    stopping: PUB's weights and the cosine of its per-task look-ahead updates, DRGrad's
+    mixing weights and gradient cosines."""
+    data = vs_sklearn.prepare(vs_sklearn.load_census(), None, None)
+    out = {}
+    for method, lr in methods:
+        clf = vs_sklearn.make_estimator(MODEL, seed, data).set_params(
+            optimizer=method, lr=lr, max_epochs=epochs, early_stopping=False
+        )
+        clf.fit(data["X_train"], data["Y_train"])
+        out[variant_name(method, lr)] = [
+            {k[len("optim_") :]: v for k, v in h.items() if k.startswith("optim_")} for h in clf.history_
+        ]
+        print(variant_name(method, lr), out[variant_name(method, lr)][-1], flush=True)
+    return {"config": {"seed": seed, "epochs": epochs, "model": MODEL}, "diagnostics": out}
+
+
 def print_summary(payload: dict) -> None:
     null = payload["null_control"]
     if null:
@@ -192,6 +211,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="census_methods_part")
     parser.add_argument("--summarise", nargs="+", default=None, metavar="PART", help="join part files; fit nothing")
+    parser.add_argument(
+        "--diagnostics",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="only record each variant's history_ diagnostics over this many epochs (seed 0)",
+    )
     args = parser.parse_args(argv)
     if args.summarise:
         print_summary(summarise(args.summarise, "census_methods"))
@@ -203,6 +229,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
+    if args.diagnostics:
+        chosen = [parse_variant(v) for v in args.variants or []]
+        _common.write_results("census_methods_diagnostics", diagnostics(chosen, args.diagnostics, seed=0))
+        return 0
     variants = args.variants or [variant_name(m, lr) for m in args.methods for lr in args.lrs]
     if args.control:
         variants.append(variant_name(CONTROL, args.lrs[0]))

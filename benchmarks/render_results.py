@@ -1448,12 +1448,33 @@ def render_census_methods(page: Page, stem: str, data: dict) -> None:
     page.table(["method"] + [h for lr in lrs for h in (f"lr {lr}: valid score", f"lr {lr}: Δ test vs ew")], grid_rows)
 
 
+def render_census_methods_diagnostics(page: Page, stem: str, data: dict) -> None:
+    """What each method reported in ``history_`` (its ``optim_*`` keys, epoch means) in the first
+    epochs of a Census fit: one table per method, a row per epoch, a column per key."""
+    config = data.get("config", {})
+    page.add(
+        f"{config.get('model')} on the whole Census training file, seed {config.get('seed')}, "
+        f"{config.get('epochs')} epochs without early stopping; each value is the epoch's mean of what the "
+        "method reports per step (a pair is one value per task or per sub-tower).",
+        "",
+    )
+    for variant, epochs in data.get("diagnostics", {}).items():
+        keys = list(epochs[0]) if epochs else []
+        page.add(f"`{variant}`:", "")
+
+        def cell(value) -> str:
+            return " / ".join(f"{v:.3f}" for v in value) if isinstance(value, list) else f"{value:.3f}"
+
+        page.table(["epoch", *keys], [[i + 1, *(cell(e[k]) for k in keys)] for i, e in enumerate(epochs)])
+
+
 # Every result file's benchmark name (the longest matching prefix) and the renderer that lays
 # out its tables. A file of a benchmark not listed here stops the rendering.
 RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "census_baselines": render_census,
     "census_optimizers": render_census_optimizers,
     "census_methods": render_census_methods,
+    "census_methods_diagnostics": render_census_methods_diagnostics,
     "funnel_models": render_datasets,
     "grec_accuracy": render_datasets,
     "optimizer_step_time": render_step_time,
@@ -1486,6 +1507,7 @@ TITLES = {
     "census_baselines": "Census-Income baselines",
     "census_optimizers": "Multi-task methods on Census-Income",
     "census_methods": "Multi-task methods on Census-Income, learning rate tuned per method",
+    "census_methods_diagnostics": "What PUB and DRGrad do on Census-Income (their history_ diagnostics)",
     "funnel_models": "Funnel models",
     "grec_accuracy": "GRec accuracy",
     "optimizer_step_time": "Optimizer step time",

@@ -1005,3 +1005,21 @@ def test_funnel_lr_grid_table_shows_chosen_rates_paired_deltas_and_the_null_cont
     assert "| ESMM | 2 | 0.7100 ± 0.0141 | 0.7100 ± 0.0141 | 0.003 | (reference) |" in page
     assert "| ESCM2 | 2 | 0.7000 ± 0.0141 | 0.7000 ± 0.0141 | 0.001 | -0.0100 [-0.0100, -0.0100] |" in page
     assert "| *ESMM, task weights 1 / n_tasks (null control)* | 2 |" in page
+
+
+def test_census_methods_diagnostics_table_has_a_row_per_epoch_and_a_column_per_key(render_results, tmp_path):
+    data = {
+        "benchmark": "census_methods_diagnostics",
+        "config": {"model": "MMoE", "seed": 0, "epochs": 2},
+        "diagnostics": {
+            "pub lr=0.002": [
+                {"weights": [0.5013, 0.4987], "update_cosine": [0.667]},
+                {"weights": [0.4991, 0.5009], "update_cosine": [0.702]},
+            ]
+        },
+    }
+    page = render_one(render_results, tmp_path, "census_methods_diagnostics", data)
+    assert "## What PUB and DRGrad do on Census-Income (their history_ diagnostics)" in page
+    assert "| epoch | weights | update_cosine |" in page
+    assert "| 1 | 0.501 / 0.499 | 0.667 |" in page
+    assert "| 2 | 0.499 / 0.501 | 0.702 |" in page

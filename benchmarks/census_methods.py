@@ -11,8 +11,8 @@ Protocol:
 - Data and estimator: those of ``vs_sklearn.py`` (the MMoE-paper split: the official training
   file, 199,523 rows; the official test file halved, the test half used for the numbers
   only), ``MMoEClassifier`` with its defaults, except ``optimizer``, ``lr`` and
-  ``max_epochs`` (``--max-epochs``, 20: the default 10 stops most Census fits at the cap,
-  not at convergence). Early stopping is the estimator's own (a held-out tenth of the
+  ``max_epochs`` (``--max-epochs``, 20: at lr 1e-3 some Census fits reach the default cap of
+  10 before early stopping ends them). Early stopping is the estimator's own (a held-out tenth of the
   training rows, patience 3 on the mean validation AUC); its best validation AUC is the
   score a learning rate is chosen on.
 - Learning rates ``--lrs`` (1e-3, the default, and 2e-3) for every method: the same budget.

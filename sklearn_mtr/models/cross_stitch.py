@@ -13,7 +13,7 @@ from torch import nn
 from .._constraints import Interval
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import MLP, InputEmbedding, check_sizes, tower_logits
+from ._blocks import MLP, InputEmbedding, tower_logits
 
 
 class StitchRow(nn.Module):
@@ -86,7 +86,7 @@ class CrossStitch(MultiTaskModule):
     ) -> None:
         super().__init__()
         self.check_hyperparameters(locals())
-        sizes = check_sizes(column_hidden_sizes, "column_hidden_sizes")
+        sizes = list(column_hidden_sizes)  # checked by the table
         if not sizes:
             raise ValueError("column_hidden_sizes needs at least one layer.")
         self.n_tasks = n_tasks

@@ -11,7 +11,7 @@ from torch import nn
 from .._constraints import InstanceOf, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import MLP, InputEmbedding, check_sizes
+from ._blocks import MLP, InputEmbedding
 
 
 def parse_relations(relations, n_tasks: int) -> list[list[int]]:
@@ -99,7 +99,7 @@ class DBMTL(MultiTaskModule):
     ) -> None:
         super().__init__()
         self.check_hyperparameters(locals())
-        if not check_sizes(bottom_hidden_sizes, "bottom_hidden_sizes"):
+        if not list(bottom_hidden_sizes):  # widths checked by the table
             raise ValueError("bottom_hidden_sizes needs at least one layer.")
         self.n_tasks = n_tasks
         self.parents = parse_relations(relations, n_tasks)

@@ -11,7 +11,7 @@ from torch import nn
 from .._constraints import InstanceOf, Options
 from .._schema import FeatureSchema
 from ._base import MultiTaskModule
-from ._blocks import InputEmbedding, check_sizes, make_activation
+from ._blocks import InputEmbedding, make_activation
 
 BATCH_NORM_MODES = ("train", "affine", "none")
 
@@ -127,7 +127,7 @@ class ResFlow(MultiTaskModule):
     ) -> None:
         super().__init__()
         self.check_hyperparameters(locals())
-        sizes = check_sizes(tower_hidden_sizes, "tower_hidden_sizes")
+        sizes = list(tower_hidden_sizes)  # checked by the table
         if not sizes:
             raise ValueError("tower_hidden_sizes needs at least one layer (the residual flows join hidden layers).")
         make_activation(activation)  # validates the name

@@ -82,13 +82,15 @@ class Options:
 
 @dataclass(frozen=True)
 class Sequence:
-    """A tuple or list of ``length`` items (any length when None), each in ``item``."""
+    """A tuple, list or 1-D array of ``length`` items (any length when None), each in ``item``."""
 
     item: Interval
     length: int | None = None
     what: str = ""
 
     def accepts(self, value: Any) -> bool:
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = value.tolist()
         if not isinstance(value, (tuple, list)) or (self.length is not None and len(value) != self.length):
             return False
         return all(self.item.accepts(v) for v in value)

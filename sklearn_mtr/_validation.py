@@ -192,6 +192,8 @@ def per_task_tensor(value, n_tasks: int, name: str, *, allow_zero: bool, broadca
         sign = "non-negative" if allow_zero else "positive"
         count = f"a {sign} number or {n_tasks} of them" if broadcast else f"{n_tasks} {sign} numbers"
         raise ValueError(f"{name} must be {count}, one per task; got {value!r}.")
+    if not weights.any():  # zero loss: nothing would be learnt
+        raise ValueError(f"{name} must give at least one task a positive weight; got {value!r}.")
     return torch.tensor(weights, dtype=torch.float32)
 
 

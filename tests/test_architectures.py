@@ -73,6 +73,15 @@ def test_smooth_step_matches_the_paper():
     assert x.grad.abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("per_example", [True, False])
+def test_dselect_k_with_one_expert_selects_it(per_example):
+    gate = DSelectKGate(6, 1, 1, 1.0, per_example)
+    assert gate.n_bits == 0
+    weights, r = gate(torch.randn(5, 6))
+    torch.testing.assert_close(weights, torch.ones(5, 1))
+    torch.testing.assert_close(r, torch.ones(5, 1, 1))
+
+
 @pytest.mark.parametrize("n_experts", [4, 5, 8])
 @pytest.mark.parametrize("per_example", [True, False])
 def test_dselect_k_selectors_are_distributions_over_the_binary_codes(n_experts, per_example):
@@ -294,6 +303,8 @@ def test_pepnet_gate_features_validation_and_defaults():
     assert build("pepnet", 2, gate_features="a").gate_features == ("a",)
     with pytest.raises(ValueError, match="nope"):
         build("pepnet", 2, gate_features=["nope"])
+    with pytest.raises(ValueError, match="gate_features lists a column more than once"):
+        build("pepnet", 2, gate_features=["a", "a"])
     for bad in ({"gate_scale": 0}, {"gate_hidden_size": 0}):
         with pytest.raises(ValueError):
             build("pepnet", 2, **bad)
@@ -360,6 +371,8 @@ def test_dbmtl_relations_and_private_parameters():
     for bad in ("some", [[], [1]], [[]], [[], ["x"]]):
         with pytest.raises(ValueError):
             build("dbmtl", 2, relations=bad)
+    with pytest.raises(ValueError, match="lists a parent of task 1 more than once"):
+        build("dbmtl", 2, relations=[[], [0, 0]])
 
 
 # --------------------------------------------------------------------------------------

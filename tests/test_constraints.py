@@ -19,7 +19,11 @@ from sklearn_mtr.optim import PCGrad
         (Interval(numbers.Real, 0, 1, closed="left"), [0, 0.999], [1, 1.0]),
         (Options("auto", True, False), ["auto", True, False, np.bool_(True)], [1, 0, "on", None]),
         (Options(None), [None], [0, "None", False]),
-        (Pair(Interval(numbers.Real, 0, 1, closed="left")), [(0.9, 0.999), [0, 0.5]], [(0.9,), (0.9, 1.0), 0.9, "ab"]),
+        (
+            Pair(Interval(numbers.Real, 0, 1, closed="left")),
+            [(0.9, 0.999), [0, 0.5], np.array([0.9, 0.99])],
+            [(0.9,), (0.9, 1.0), 0.9, "ab", np.array([[0.9, 0.99]])],
+        ),
         (InstanceOf((list, tuple), "a list"), [[], ()], [None, "abc", {}]),
     ],
 )

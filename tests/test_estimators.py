@@ -541,6 +541,7 @@ def test_string_column_not_declared_categorical_is_rejected():
         ({"precision": "fp8"}, "precision"),
         ({"optimizer": "nope"}, "optimizer='nope'"),
         ({"task_weights": [1.0]}, "task_weights"),
+        ({"task_weights": [0.0, 0.0]}, "task_weights must give at least one task a positive weight"),
         ({"tower_hidden_sizes": (-3,)}, "positive integers"),
         ({"activation": "swish!"}, "activation"),
         ({"device": "tpu:banana"}, "device"),

@@ -25,7 +25,7 @@ from sklearn_mtr.models import (
     ResFlow,
     SharedBottom,
 )
-from sklearn_mtr.models._blocks import MLP, BatchedExperts, InputEmbedding, masked_mean
+from sklearn_mtr.models._blocks import MLP, BatchedExperts, InputEmbedding, check_sizes, masked_mean
 
 MODELS = {
     "shared_bottom": SharedBottom,
@@ -396,6 +396,18 @@ def test_batched_experts_invalid_sizes():
         BatchedExperts(2, 5, (4, -1))
     with pytest.raises(ValueError):
         BatchedExperts(2, 5, (4,), dropout=1.0)
+
+
+def test_numpy_integer_sizes_are_accepted_as_ints():
+    # what a grid from np.arange hands over
+    experts = BatchedExperts(np.int64(3), 5, (np.int64(4),))
+    assert experts.group_sizes == [3] and all(type(n) is int for n in experts.group_sizes)
+    assert experts(torch.randn(2, 5)).shape == (2, 3, 4)
+    assert check_sizes(np.array([8, 4]), "sizes") == [8, 4]
+    with pytest.raises(ValueError, match="sizes must be a sequence of positive integers"):
+        check_sizes([np.int64(0)], "sizes")
+    with pytest.raises(ValueError, match="sizes must be a sequence of positive integers"):
+        check_sizes([True], "sizes")
 
 
 # --------------------------------------------------------------------------------------

@@ -49,9 +49,10 @@ def check_sizes(sizes: Sequence[int], what: str) -> list[int]:
         sizes = list(sizes)
     except TypeError:
         raise ValueError(f"{what} must be a sequence of positive integers, got {sizes!r}.") from None
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+    # numpy integers too (a grid from np.arange), as plain ints for torch
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
         raise ValueError(f"{what} must be a sequence of positive integers, got {sizes!r}.")
-    return sizes
+    return [int(s) for s in sizes]
 
 
 def check_dropout(dropout: float) -> float:
@@ -147,7 +148,7 @@ class BatchedExperts(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        groups = check_sizes([groups] if isinstance(groups, int) else groups, "numbers of experts")
+        groups = check_sizes([groups] if isinstance(groups, Integral) else groups, "numbers of experts")
         dims = [in_dim, *check_sizes(hidden_sizes, "expert_hidden_sizes")]
         check_dropout(dropout)
         if len(dims) < 2:

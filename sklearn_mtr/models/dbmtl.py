@@ -27,11 +27,15 @@ def parse_relations(relations, n_tasks: int) -> list[list[int]]:
             raise ValueError(f"relations must be 'all', 'previous', 'none' or parents per task, got {relations!r}.")
         return [choices[relations](k) for k in range(n_tasks)]
     try:
-        parents = [sorted({int(j) for j in p}) for p in relations]
+        listed = [[int(j) for j in p] for p in relations]
     except (TypeError, ValueError):
         raise ValueError(
             f"relations must be 'all', 'previous', 'none' or parents per task, got {relations!r}."
         ) from None
+    for k, p in enumerate(listed):
+        if len(set(p)) != len(p):
+            raise ValueError(f"relations lists a parent of task {k} more than once: {p}.")
+    parents = [sorted(p) for p in listed]
     if len(parents) != n_tasks:
         raise ValueError(f"relations lists the parents of {len(parents)} tasks; Y has {n_tasks}.")
     for k, p in enumerate(parents):

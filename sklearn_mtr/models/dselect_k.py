@@ -45,7 +45,8 @@ class DSelectKGate(nn.Module):
         codes = [[(j >> (self.n_bits - 1 - b)) & 1 for b in range(self.n_bits)] for j in range(n_experts)]
         self.register_buffer("codes", torch.tensor(codes, dtype=torch.bool).view(n_experts, self.n_bits), False)
         if per_example:
-            self.z_logits = nn.Linear(in_dim, k * self.n_bits)
+            # one expert: no bit to learn, every selector picks it (a 0-wide Linear would warn)
+            self.z_logits = nn.Linear(in_dim, k * self.n_bits) if self.n_bits else None
             self.w_logits = nn.Linear(in_dim, k)
         else:
             self.z_logits = nn.Parameter(torch.empty(k, self.n_bits))
@@ -54,18 +55,25 @@ class DSelectKGate(nn.Module):
 
     def reset_parameters(self) -> None:
         # the authors' initialisation: z near 0 (every expert equally likely), alpha small
-        z = [self.z_logits] if isinstance(self.z_logits, nn.Parameter) else list(self.z_logits.parameters())
-        w = [self.w_logits] if isinstance(self.w_logits, nn.Parameter) else list(self.w_logits.parameters())
+        z = [self.z_logits] if isinstance(self.z_logits, nn.Parameter) else self._parameters_of(self.z_logits)
+        w = [self.w_logits] if isinstance(self.w_logits, nn.Parameter) else self._parameters_of(self.w_logits)
         for p in z:
             nn.init.uniform_(p, -self.gamma / 100, self.gamma / 100)
         for p in w:
             nn.init.uniform_(p, -0.05, 0.05)
 
+    @staticmethod
+    def _parameters_of(module: nn.Module | None) -> list[nn.Parameter]:
+        return [] if module is None else list(module.parameters())
+
     def selectors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r, alpha)``: the selectors' expert weights ``(B, k, n_experts)`` and their logits
         ``(B, k)`` (broadcast over the batch for a static gate)."""
         if self.per_example:
-            z = self.z_logits(x).view(-1, self.k, 1, self.n_bits)
+            if self.z_logits is None:
+                z = x.new_zeros(x.shape[0], self.k, 1, 0)
+            else:
+                z = self.z_logits(x).view(-1, self.k, 1, self.n_bits)
             alpha = self.w_logits(x)
         else:
             z = self.z_logits.view(1, self.k, 1, self.n_bits).expand(x.shape[0], -1, -1, -1)

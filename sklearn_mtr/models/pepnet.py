@@ -104,6 +104,8 @@ class PEPNet(MultiTaskModule):
         self.embedding = InputEmbedding(schema, embedding_dim, n_tasks)
         names = list(schema.categorical_names) if gate_features is None else [str(f) for f in gate_features]
         self.embedding.categorical_indices(names)  # a ValueError naming an unknown column
+        if len(set(names)) != len(names):
+            raise ValueError(f"gate_features lists a column more than once: {names}.")
         self.gate_features = tuple(names)
         prior_dim = embedding_dim * len(names)
         dim = self.embedding.out_dim

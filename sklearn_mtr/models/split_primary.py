@@ -76,7 +76,7 @@ class SplitPrimaryTower(MultiTaskModule):
         if getattr(type(backbone), "tower_inputs", None) in (None, MultiTaskModule.tower_inputs):
             raise ValueError(
                 f"DRGrad(mode='split') needs the towers' inputs to add the split primary tower, and "
-                f"{type(backbone).__name__} does not expose them (tower_inputs); use mode='tower'."
+                f"{type(backbone).__name__} does not expose them (tower_inputs); use optimizer=sklearn_mtr.optim.DRGrad(mode='tower')."
             )
         self.backbone = backbone
         self.n_tasks = backbone.n_tasks

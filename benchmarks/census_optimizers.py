@@ -23,7 +23,13 @@ is written to the JSON's ``config``.
 
 Methods: the keys of ``sklearn_mtr.optim.OPTIMIZERS`` with aliases removed ("adam" is "ew"),
 each with its defaults; DRGrad in its paper's ``"split"`` mode (the primary task is
-``income``, task 0), which MMoE and PLE support.
+``income``, task 0), which MMoE and PLE support. Null control: ``ew_half``, equal weights
+0.5 / 0.5 instead of 1 / 1 (Adam is invariant to the loss scale, so only rounding that
+training amplifies can move it); its paired interval is the protocol's resolution.
+
+``PROTOCOL_VERSION`` is part of the protocol written to the JSON, so runs of an older
+version (other estimator defaults) are never merged with new ones; it was raised to 2 when
+the estimators' defaults changed (weight averaging, piecewise numeric encoding).
 
 Loop order: architecture, then seed, then method, so that a partial run already has every
 method at the first seeds. After every fit the JSON is rewritten
@@ -118,6 +124,10 @@ PUB_ALIEXPRESS = {
 }
 
 
+CONTROL = "ew_half"
+PROTOCOL_VERSION = 2
+
+
 def method_names() -> list[str]:
     """Registry keys without aliases: one name per class, the class name's when it is a key."""
     from sklearn_mtr.optim import OPTIMIZERS
@@ -130,6 +140,7 @@ def method_names() -> list[str]:
 
 def protocol(args) -> dict:
     return {
+        "version": PROTOCOL_VERSION,
         "train_rows": args.train_rows,
         "valid_rows": args.valid_rows,
         "batch_size": args.batch_size,
@@ -145,7 +156,10 @@ def run_one(model: str, method: str, seed: int, data, args) -> dict:
     torch.manual_seed(seed)
     est_args = SimpleNamespace(batch_size=args.batch_size, max_epochs=args.max_epochs, device=args.device)
     t0 = time.perf_counter()
-    clf = cb.make_estimator(model, seed, est_args, optimizer=method, lr=args.lr)
+    if method == CONTROL:
+        clf = cb.make_estimator(model, seed, est_args, optimizer="ew", lr=args.lr, task_weights=[0.5] * len(TASKS))
+    else:
+        clf = cb.make_estimator(model, seed, est_args, optimizer=method, lr=args.lr)
     info = cb.fit_select_on_valid(clf, data, args.max_epochs, args.patience)
     fit_seconds = time.perf_counter() - t0
     auc, ll = cb._metrics(data.Y_test.to_numpy(), clf.predict_proba(data.X_test))
@@ -305,7 +319,7 @@ def main(argv=None) -> int:
         print(markdown(json.loads(path.read_text())))
         return 0
     torch.set_num_threads(args.threads)
-    all_methods = method_names()
+    all_methods = [*method_names(), CONTROL]
     methods = args.methods or all_methods
     unknown = sorted(set(methods) - set(all_methods))
     if unknown:
@@ -354,7 +368,8 @@ def main(argv=None) -> int:
                     "validation-based epoch selection; a fixed training / validation subsample and fewer epochs."
                 ),
                 "methods": all_names,
-                "method_params": "each method's defaults; DRGrad mode='split', primary_task=0 (income)",
+                "method_params": "each method's defaults; DRGrad mode='split', primary_task=0 (income); "
+                f"{CONTROL}: ew with task_weights 0.5 / 0.5 (null control)",
                 "common": {**cb.COMMON, "lr": args.lr, "optimizer": "<method>"},
                 "architectures": {m: {"estimator": c, **p} for m, (c, p) in cb.ARCHITECTURES.items() if m in MODELS},
                 "data": {

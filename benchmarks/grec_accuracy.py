@@ -56,6 +56,28 @@ ARCHITECTURES = {
     # measured; the default is 64 since), and no title tower
     "GRec-task-d64": ("GRecClassifier", {"routing": "task", "d_model": 64}),
     "GRec-task-notitle": ("GRecClassifier", {"routing": "task", "drop_columns": ["title"]}),
+    # GRec peaks earlier than MMoE (best epoch 1-2 against 2-3): is its sequence tower (a
+    # Transformer over the history, where MMoE mean-pools it) what overfits?
+    "GRec-nohistory": ("GRecClassifier", {"drop_columns": ["history"]}),
+    # with the history, but movie_id kept in the context token (no candidate item token)
+    "GRec-noitem": ("GRecClassifier", {"item_features": []}),
+    # the history pooled (mean and max) without the Transformer layer
+    "GRec-seq0": ("GRecClassifier", {"n_sequence_layers": 0}),
+    # screens of the gap without history (fast): a lower rate, the candidate item token, wider
+    # tokens, dropout
+    "GRec-nohistory-lr5e-4": ("GRecClassifier", {"drop_columns": ["history"], "lr": 5e-4}),
+    "GRec-nohistory-item": ("GRecClassifier", {"drop_columns": ["history"], "item_features": ["movie_id"]}),
+    "GRec-nohistory-d128": ("GRecClassifier", {"drop_columns": ["history"], "d_model": 128}),
+    "GRec-nohistory-dropout": ("GRecClassifier", {"drop_columns": ["history"], "dropout": 0.2}),
+    # the learning-rate grid {5e-4, 1e-3} of the evidence protocol, for GRec and its baseline
+    "GRec-lr5e-4": ("GRecClassifier", {"lr": 5e-4}),
+    "MMoE-lr5e-4": (FUNNEL_ARCHITECTURES["MMoE"][0], {**FUNNEL_ARCHITECTURES["MMoE"][1], "lr": 5e-4}),
+    # null control: MMoE with its losses halved (Adam is scale-invariant): the protocol's resolution
+    "MMoE-half": (FUNNEL_ARCHITECTURES["MMoE"][0], {**FUNNEL_ARCHITECTURES["MMoE"][1], "task_weights": [0.5, 0.5]}),
+    "MMoE-nohistory": (
+        FUNNEL_ARCHITECTURES["MMoE"][0],
+        {**FUNNEL_ARCHITECTURES["MMoE"][1], "drop_columns": ["history"]},
+    ),
     "MMoE": FUNNEL_ARCHITECTURES["MMoE"],
     "PLE": FUNNEL_ARCHITECTURES["PLE"],
 }
@@ -103,10 +125,12 @@ def make_estimator(model: str, seed: int, dataset: str, args):
     arch = {k: v for k, v in arch.items() if k != "drop_columns"}
     extra = {}
     if dataset == "movielens":
-        text = [c for c in ["title"] if c not in ARCHITECTURES[model][1].get("drop_columns", ())]
-        extra = {"sequence_features": {"history": "movie_id"}, "text_features": text}
+        dropped = ARCHITECTURES[model][1].get("drop_columns", ())
+        text = [c for c in ["title"] if c not in dropped]
+        sequence = {} if "history" in dropped else {"history": "movie_id"}
+        extra = {"sequence_features": sequence or None, "text_features": text}
     return getattr(sklearn_mtr, cls_name)(
-        **arch, **COMMON, **extra, batch_size=args.batch_size, max_epochs=1, random_state=seed, device="cpu"
+        **{**COMMON, **arch}, **extra, batch_size=args.batch_size, max_epochs=1, random_state=seed, device="cpu"
     )
 
 
@@ -139,13 +163,14 @@ def run_one(model: str, seed: int, dataset: str, data, args, tasks, max_epochs: 
     return out
 
 
-def merge(parts: list[str], output: str) -> dict:
+def merge(parts: list[str], output: str, reference: str | None = None) -> dict:
     """One result file from runs written by several invocations (different seeds / datasets)."""
 
     def model_entry(runs, tasks):
         return {"runs": runs, **_summarise(runs, tasks), "seeds": [r["seed"] for r in runs]}
 
-    return _common.merge_parts(parts, output, model_entry)
+    top = {} if reference is None else {"reference": reference}  # what the rendered table pairs with
+    return _common.merge_parts(parts, output, model_entry, **top)
 
 
 def print_tables(results: dict) -> None:
@@ -181,9 +206,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=None)
     parser.add_argument("--merge", nargs="+", default=None, help="merge these result files (names) into --output")
+    parser.add_argument("--reference", default=None, help="with --merge: the model the rendered table pairs with")
     args = parser.parse_args(argv)
     if args.merge:
-        print_tables(merge(args.merge, args.output or "grec_accuracy"))
+        print_tables(merge(args.merge, args.output or "grec_accuracy", args.reference))
         return 0
     if args.quick:
         args.seeds, args.max_epochs, args.census_max_epochs = 1, 1, 1

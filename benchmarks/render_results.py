@@ -278,8 +278,9 @@ def render_census_optimizers(page: Page, stem: str, data: dict) -> None:
         rows = []
         for method in order:
             entry, gain = methods[method], methods[method].get("paired_gain_vs_ew", {})
+            label = f"{method} (null control: weights 0.5 / 0.5)" if method == "ew_half" else method
             rows.append(
-                [method, len(entry.get("seeds", []))]
+                [label, len(entry.get("seeds", []))]
                 + [pm(entry["test_auc"][t]) for t in tasks]
                 + [("(reference)" if method == "ew" else _delta_ci(paired(gain.get(t)))) for t in tasks]
                 + [pm(entry.get("fit_seconds"), 0)]
@@ -1160,14 +1161,18 @@ def render_grec_variants(page: Page, stem: str, data: dict) -> None:
     ``render_datasets``, then each model's difference with ``GRec-task``, paired by seed. Rows
     borrowed from another result file (``borrowed_from``) are marked and named below the table."""
     config = data.get("config") or next((p.get("config") for p in data.get("parts", []) if p.get("config")), {})
+    reference = data.get("reference", GREC_REFERENCE)
     seeds = config.get("seeds", [])
     page.add(
         f"Selection: {config.get('selection', '?')}. {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); the data "
         "split is fixed, seeds vary initialisation and shuffling. Test metrics mean ± sample std over seeds; "
-        f"Δ: the model's metric minus `{GREC_REFERENCE}`'s (same seed), mean and 95 % t-interval over seeds.",
+        f"Δ: the model's metric minus `{reference}`'s (same seed), mean and 95 % t-interval over seeds.",
         "",
     )
-    variants = config.get("architectures", {})
+    variants = {}  # a merged file: the variants of every part
+    for part in data.get("parts", []):
+        variants.update((part.get("config") or {}).get("architectures", {}))
+    variants = variants or config.get("architectures", {})
     if variants:
         page.add(
             *(
@@ -1186,14 +1191,14 @@ def render_grec_variants(page: Page, stem: str, data: dict) -> None:
         if borrowed:
             sources = ", ".join(sorted({f"`benchmarks/results/{f}.json`" for f in borrowed.values()}))
             page.add(f"† from {sources}: the same protocol, data split and seeds.", "")
-        if GREC_REFERENCE not in models:
-            page.add(f"No `{GREC_REFERENCE}` runs on this data set: no paired differences.", "")
+        if reference not in models:
+            page.add(f"No `{reference}` runs on this data set: no paired differences.", "")
             continue
         metrics = [("auc", "AUC")] + ([("gauc", "GAUC")] if any(e.get("gauc") for e in models.values()) else [])
-        reference_runs = models[GREC_REFERENCE].get("runs", [])
+        reference_runs = models[reference].get("runs", [])
         rows = []
         for model, entry in models.items():
-            if model == GREC_REFERENCE:
+            if model == reference:
                 continue
             runs = [r for r in entry.get("runs", []) if all(key in r for key, _ in metrics)]
             cells = [model, len(_seed_differences(runs, reference_runs, lambda r, t=tasks[0]: r["auc"][t]))]
@@ -1205,7 +1210,7 @@ def render_grec_variants(page: Page, stem: str, data: dict) -> None:
             rows.append(cells)
         page.table(
             ["model", "paired seeds"]
-            + [f"Δ {t} {label} vs {GREC_REFERENCE} [95 % CI]" for _, label in metrics for t in tasks],
+            + [f"Δ {t} {label} vs {reference} [95 % CI]" for _, label in metrics for t in tasks],
             rows,
         )
 
@@ -1499,6 +1504,7 @@ RENDERERS: dict[str, Callable[[Page, str, dict], None]] = {
     "threads_demo": render_threads_demo,
     "grec_routing": render_grec_variants,
     "grec_gap_ablation": render_grec_variants,
+    "grec_gap_history": render_grec_variants,
     "continuation_snapshot": render_continuation_snapshot,
     "onerank_requests": render_onerank_requests,
     "pub_drgrad_evidence": render_pub_drgrad_evidence,
@@ -1532,6 +1538,7 @@ TITLES = {
     "threads_demo": "One thread against two on a shared machine",
     "grec_routing": "GRec routing modes: task against sentence routing",
     "grec_gap_ablation": "GRec's MovieLens gap to MMoE: two ablations",
+    "grec_gap_history": "GRec's MovieLens gap to MMoE: the behaviour history, and what is not the cause (5 seeds)",
     "continuation_snapshot": "The cost of transactional continuation (the state snapshot)",
     "onerank_requests": "OneRank against MMoE on request-ranking protocols",
     "pub_drgrad_evidence": "PUB and DRGrad against equal weights, lr tuned per method",

@@ -754,6 +754,24 @@ def test_grec_routing_pairs_each_model_with_task_routing_by_seed(render_results,
     assert "| GRec-task | 2 |" in page and "| GRec-task | 2 | +" not in page  # the reference is not paired with itself
 
 
+def test_a_merged_grec_study_pairs_with_its_own_reference_and_lists_every_parts_variants(render_results, tmp_path):
+    grec = _grec_model([_run(0, 0.70, 0.60, 0.7), _run(1, 0.72, 0.62, 0.7)])
+    mmoe = _grec_model([_run(0, 0.72, 0.61, 0.7), _run(1, 0.76, 0.63, 0.7)])
+    data = {
+        **_grec_file("grec_gap_history", {"GRec": grec, "MMoE": mmoe}),
+        "reference": "GRec",
+        "parts": [
+            {"name": "a", "config": {"architectures": {"GRec": {"estimator": "GRecClassifier"}}}},
+            {"name": "b", "config": {"architectures": {"MMoE": {"estimator": "MMoEClassifier", "n_experts": 4}}}},
+        ],
+    }
+    page = render_one(render_results, tmp_path, "grec_gap_history", data)
+    assert "- `GRec`: GRecClassifier()" in page and "- `MMoE`: MMoEClassifier(n_experts=4)" in page
+    assert "Δ like AUC vs GRec [95 % CI]" in page and "vs GRec-task" not in page
+    # like: differences 0.02 and 0.04: mean 0.03
+    assert "| MMoE | 2 | +0.0300 [-0.0971, +0.1571] |" in page
+
+
 def test_grec_gap_ablation_is_paired_with_task_routing_borrowed_from_the_routing_run(render_results, tmp_path):
     task = _grec_model([_run(0, 0.70, 0.60), _run(1, 0.72, 0.62)])
     routing = _grec_file("grec_routing", {"GRec-task": task, "GRec-sentence": task, "MMoE": task})

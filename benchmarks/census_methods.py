@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", nargs="+", default=None, help="'<method> lr=<rate>' (default: methods x lrs)")
     parser.add_argument("--control", action="store_true", help=f"add the null control {CONTROL!r} at the first rate")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed-start", type=int, default=0, help="first seed (split a run by seed over processes)")
     parser.add_argument("--max-epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="census_methods_part")

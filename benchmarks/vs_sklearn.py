@@ -360,7 +360,8 @@ def run_variants(args, make, output: str, reference: str, protocol: str, measure
         data = prepare(DATASETS[name](), None, None)
         earlier = (measured or {}).get(name, {})
         runs = {model: {v: [] for v in args.variants} for model in args.models}
-        for seed in range(args.seeds):
+        first = getattr(args, "seed_start", 0)  # a later part of a run split by seed
+        for seed in range(first, first + args.seeds):
             for model in args.models:
                 for variant in args.variants:
                     done = [r for r in earlier.get(model, {}).get(variant, []) if r["seed"] == seed]

@@ -237,7 +237,10 @@ def merge(names: list[str], out: str) -> dict:
     merged = {"description": __doc__, "parts": [], "datasets": {}}
     for name in names:
         part = json.loads((_common.RESULTS_DIR / f"{name}.json").read_text())
-        merged["parts"].append({"name": name, "args": part.get("args"), "environment": part.get("environment")})
+        # a part that is itself a merge contributes its own parts
+        merged["parts"] += part.get("parts") or [
+            {"name": name, "args": part.get("args"), "environment": part.get("environment")}
+        ]
         for dataset, entry in part["datasets"].items():
             target = merged["datasets"].setdefault(dataset, {k: v for k, v in entry.items() if k != "models"})
             target.setdefault("models", {})

@@ -55,16 +55,13 @@ class DSelectKGate(nn.Module):
 
     def reset_parameters(self) -> None:
         # the authors' initialisation: z near 0 (every expert equally likely), alpha small
-        z = [self.z_logits] if isinstance(self.z_logits, nn.Parameter) else self._parameters_of(self.z_logits)
-        w = [self.w_logits] if isinstance(self.w_logits, nn.Parameter) else self._parameters_of(self.w_logits)
+        z = self.z_logits
+        z = [z] if isinstance(z, nn.Parameter) else [] if z is None else list(z.parameters())
+        w = [self.w_logits] if isinstance(self.w_logits, nn.Parameter) else list(self.w_logits.parameters())
         for p in z:
             nn.init.uniform_(p, -self.gamma / 100, self.gamma / 100)
         for p in w:
             nn.init.uniform_(p, -0.05, 0.05)
-
-    @staticmethod
-    def _parameters_of(module: nn.Module | None) -> list[nn.Parameter]:
-        return [] if module is None else list(module.parameters())
 
     def selectors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r, alpha)``: the selectors' expert weights ``(B, k, n_experts)`` and their logits

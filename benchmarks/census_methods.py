@@ -160,13 +160,18 @@ def summarise(parts: list[str], output: str) -> dict:
         "methods": methods,
         "null_control": null,
     }
-    path = _common.write_results(output, payload)
-    # The fits ran in the parts: their environment (threads, commit, load) is the one to report.
-    written = json.loads(path.read_text())
-    written["summarised_in"] = written["environment"]
-    written["environment"] = environments[parts[0]] or written["environment"]
-    written["part_environments"] = environments
-    path.write_text(json.dumps(written, indent=2) + "\n")
+    # The fits ran in the parts: their environment (threads, commit, load) is the one to report
+    # (a payload's "environment" replaces the one write_results would add).
+    here = _common.environment()
+    _common.write_results(
+        output,
+        {
+            **payload,
+            "environment": environments[parts[0]] or here,
+            "summarised_in": here,
+            "part_environments": environments,
+        },
+    )
     return payload
 
 

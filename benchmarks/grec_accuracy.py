@@ -127,8 +127,8 @@ def make_estimator(model: str, seed: int, dataset: str, args):
     if dataset == "movielens":
         dropped = ARCHITECTURES[model][1].get("drop_columns", ())
         text = [c for c in ["title"] if c not in dropped]
-        sequence = {} if "history" in dropped else {"history": "movie_id"}
-        extra = {"sequence_features": sequence or None, "text_features": text}
+        sequence = None if "history" in dropped else {"history": "movie_id"}
+        extra = {"sequence_features": sequence, "text_features": text}
     return getattr(sklearn_mtr, cls_name)(
         **{**COMMON, **arch}, **extra, batch_size=args.batch_size, max_epochs=1, random_state=seed, device="cpu"
     )
